@@ -1,0 +1,5 @@
+"""Placeholder until implemented."""
+
+
+def command():
+    raise NotImplementedError

@@ -1,0 +1,64 @@
+"""The `mosqa` command: one Typer app, one small module per subcommand.
+
+Subcommand modules import the library inside their functions, so `mosqa dnsmos` never pays for
+importing torch.
+"""
+
+import functools
+import importlib
+import sys
+
+import typer
+from rich.console import Console
+
+from mosqa.errors import MosqaError
+
+app = typer.Typer(
+    help="mosqa: train and evaluate non-intrusive speech quality models, train quality-guided speech "
+    "enhancement, and score audio with DNSMOS.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True)
+
+# (command name, module under cli/, one-line help)
+COMMANDS = [
+    ("simulate", "simulate", "Build a PESQ-labelled corpus from clean speech, noise and RIR folders."),
+    ("prepare-list", "prepare_list", "Validate lists, split by speaker and write score-balanced train lists."),
+    ("train-qa", "train_qa", "Train a non-intrusive quality (MOS) model."),
+    ("eval-qa", "eval_qa", "Evaluate quality models on a test list and compare runs."),
+    ("dnsmos", "dnsmos", "Score audio with DNSMOS P.835 (SIG/BAK/OVRL) and P.808."),
+    ("train-se", "train_se", "Train a speech-enhancement model, optionally guided by a quality model."),
+    ("enhance", "enhance", "Enhance audio files with a trained speech-enhancement model."),
+]
+
+
+def reports_errors(fn):
+    """Turn a MosqaError into one red line on stderr and exit status 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MosqaError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+for name, module, summary in COMMANDS:
+    command = importlib.import_module(f"cli.{module}").command
+    app.command(name, help=(command.__doc__ or summary), short_help=summary)(reports_errors(command))
+
+
+def main():
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Waveform I/O: any file soundfile reads -> mono float32 at the rate the caller asks for.
+
+Kept free of torch so that `mosqa dnsmos` starts fast; the STFT front end models read lives in
+frontend.py.
+"""
+
+import os
+import tempfile
+from contextlib import contextmanager
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from mosqa.errors import MosqaError
+
+SAMPLE_RATE = 16000
+
+
+def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Polyphase resampling along the last axis; exact rational ratio, no FFT wrap-around."""
+    if sr_in == sr_out:
+        return wav
+    ratio = Fraction(sr_out, sr_in)
+    return resample_poly(wav, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
+
+
+def load_audio(path, sr: int | None = SAMPLE_RATE) -> np.ndarray:
+    """Read `path`, downmix to mono and resample to `sr` (None keeps the file's rate).
+
+    Raises MosqaError naming the file for a missing, undecodable, empty or non-finite file.
+    """
+    wav, file_sr = load_audio_native(path)
+    return wav if sr is None else resample(wav, file_sr, sr)
+
+
+def load_audio_native(path) -> tuple[np.ndarray, int]:
+    """Mono float32 at the file's own rate, plus that rate."""
+    path = Path(path)
+    if not path.is_file():
+        raise MosqaError(f"{path}: no such audio file")
+    try:
+        wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises several types for corrupt files
+        raise MosqaError(f"{path}: cannot decode audio ({str(exc).splitlines()[0]})") from None
+    if wav.shape[0] == 0:
+        raise MosqaError(f"{path}: empty audio file (0 samples)")
+    wav = wav.mean(axis=1) if wav.shape[1] > 1 else wav[:, 0]
+    if not np.all(np.isfinite(wav)):
+        raise MosqaError(f"{path}: audio contains NaN or infinite samples")
+    return np.ascontiguousarray(wav, dtype=np.float32), int(sr)
+
+
+def level_db(wav: np.ndarray) -> float:
+    """RMS level in dBFS (-inf for digital silence)."""
+    rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64)))) if wav.size else 0.0
+    return 20 * np.log10(rms) if rms > 0 else float("-inf")
+
+
+def is_silent(wav: np.ndarray, threshold_db: float = -70.0) -> bool:
+    return level_db(wav) < threshold_db
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_audio(path, wav: np.ndarray, sr: int = SAMPLE_RATE, subtype: str | None = None) -> None:
+    """Write atomically; the format follows the suffix (.wav -> 16-bit PCM unless `subtype`)."""
+    path = Path(path)
+    fmt = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
+    subtype = subtype or "PCM_16"
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), np.asarray(wav, dtype=np.float32), sr, format=fmt, subtype=subtype)

@@ -1,0 +1,132 @@
+"""The STFT front end every model reads: waveform -> (frames, bins) features, in torch so it runs on GPU.
+
+`FrontEnd` is a plain dataclass; its `key()` names the settings so cached features are never
+reused under different settings, and it is saved in every run's config so a model reloads with
+exactly the features it was trained on.
+"""
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from mosqa.errors import MosqaError
+
+FEATURES = ("mag", "complex", "logmel")
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    sample_rate: int = 16000
+    n_fft: int = 512
+    hop: int = 256
+    win: int | None = None  # None = n_fft
+    window: str = "hann"  # hann | hamming | sine
+    feature: str = "mag"  # mag: |X|^c ; complex: compressed (re, im) ; logmel: log mel power
+    compress: float = 1.0  # power-law exponent c; 1.0 = raw magnitude (qn_input_type 0), 0.5 = the log's `cp`
+    n_mels: int = 48
+
+    def __post_init__(self):
+        if self.feature not in FEATURES:
+            raise MosqaError(f"front end: feature must be one of {FEATURES}, got {self.feature!r}")
+        if not 0 < self.compress <= 1:
+            raise MosqaError(f"front end: compress must be in (0, 1], got {self.compress}")
+
+    @property
+    def win_length(self) -> int:
+        return self.win or self.n_fft
+
+    @property
+    def n_bins(self) -> int:
+        """Feature size per frame, as the model sees it."""
+        if self.feature == "logmel":
+            return self.n_mels
+        bins = self.n_fft // 2 + 1
+        return 2 * bins if self.feature == "complex" else bins
+
+    def key(self) -> str:
+        return "_".join(f"{k}{v}" for k, v in asdict(self).items())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FrontEnd":
+        fields = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in fields})
+
+    def num_frames(self, num_samples):
+        """Frames produced for `num_samples` (centre padding, as torch.stft)."""
+        return num_samples // self.hop + 1
+
+
+def make_window(kind: str, length: int, device=None) -> torch.Tensor:
+    if kind == "hann":
+        return torch.hann_window(length, device=device)
+    if kind == "hamming":
+        return torch.hamming_window(length, device=device)
+    if kind == "sine":  # DPCRN's analysis window; sine^2 + shifted sine^2 = 1 at 50 % overlap
+        n = torch.arange(length, device=device, dtype=torch.float32)
+        return torch.sin(torch.pi * (n + 0.5) / length)
+    raise MosqaError(f"front end: unknown window {kind!r} (hann, hamming, sine)")
+
+
+def stft(wav: torch.Tensor, fe: FrontEnd) -> torch.Tensor:
+    """Complex STFT, (batch, frames, bins)."""
+    window = make_window(fe.window, fe.win_length, wav.device)
+    spec = torch.stft(wav, fe.n_fft, fe.hop, fe.win_length, window, center=True, return_complex=True)
+    return spec.transpose(-1, -2)
+
+
+def istft(spec: torch.Tensor, fe: FrontEnd, length: int) -> torch.Tensor:
+    """Inverse of `stft` for (batch, frames, bins) complex input."""
+    window = make_window(fe.window, fe.win_length, spec.device)
+    return torch.istft(spec.transpose(-1, -2), fe.n_fft, fe.hop, fe.win_length, window, center=True, length=length)
+
+
+def compress_complex(spec: torch.Tensor, c: float, eps: float = 1e-8) -> torch.Tensor:
+    """|X|^c with the phase kept: X * |X|^(c-1)."""
+    if c == 1.0:
+        return spec
+    return spec * (spec.abs() + eps) ** (c - 1)
+
+
+def mel_filterbank(fe: FrontEnd, device=None) -> torch.Tensor:
+    """Slaney-style triangular mel filters (n_mels, bins), area-normalised."""
+    def hz_to_mel(f):
+        f = torch.as_tensor(f, dtype=torch.float64)
+        lin = f / (200.0 / 3)
+        log = 15.0 + torch.log(torch.clamp(f, min=1e-10) / 1000.0) / (torch.log(torch.tensor(6.4)) / 27.0)
+        return torch.where(f >= 1000.0, log, lin)
+
+    def mel_to_hz(m):
+        lin = m * (200.0 / 3)
+        log = 1000.0 * torch.exp((torch.log(torch.tensor(6.4)) / 27.0) * (m - 15.0))
+        return torch.where(m >= 15.0, log, lin)
+
+    bins = fe.n_fft // 2 + 1
+    freqs = torch.linspace(0, fe.sample_rate / 2, bins, dtype=torch.float64)
+    mel_pts = mel_to_hz(torch.linspace(hz_to_mel(0.0), hz_to_mel(fe.sample_rate / 2), fe.n_mels + 2, dtype=torch.float64))
+    lower, centre, upper = mel_pts[:-2, None], mel_pts[1:-1, None], mel_pts[2:, None]
+    up = (freqs - lower) / (centre - lower)
+    down = (upper - freqs) / (upper - centre)
+    fb = torch.clamp(torch.minimum(up, down), min=0) * (2.0 / (upper - lower))
+    return fb.to(dtype=torch.float32, device=device)
+
+
+def features(wav: torch.Tensor, fe: FrontEnd) -> torch.Tensor:
+    """(batch, samples) waveform -> (batch, frames, n_bins) features. Differentiable."""
+    spec = stft(wav, fe)
+    if fe.feature == "mag":
+        mag = spec.abs()
+        return mag if fe.compress == 1.0 else (mag + 1e-8) ** fe.compress
+    if fe.feature == "complex":
+        c = compress_complex(spec, fe.compress)
+        return torch.cat([c.real, c.imag], dim=-1)
+    power = spec.abs() ** 2
+    mel = power @ mel_filterbank(fe, wav.device).T
+    return torch.log10(mel + 1e-10)
+
+
+def frame_lengths(num_samples: torch.Tensor, fe: FrontEnd) -> torch.Tensor:
+    """Valid frames for each waveform length in a padded batch."""
+    return num_samples // fe.hop + 1

@@ -1,0 +1,193 @@
+"""Reading and writing the list files users have, in one place.
+
+Formats (auto-detected from the first non-comment line):
+  wav,score                       the log's QA lists
+  noisy,clean,score               the log's SE lists (score optional: noisy,clean)
+  wav score                       whitespace separated (Kaldi/ESPnet style)
+  CSV with a header               NISQA's filepath_deg/mos, or any columns named by the caller
+A bare path per line is accepted where scores are not needed (dnsmos, enhance).
+Relative paths resolve against the list's own folder, so lists travel with their data.
+"""
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mosqa.audio import atomic_path
+from mosqa.errors import MosqaError
+
+SCORE_RANGE = (1.0, 5.0)
+PATH_COLUMNS = ("filepath_deg", "path", "wav", "filepath", "file", "filename", "deg", "noisy")
+SCORE_COLUMNS = ("mos", "score", "mos_true", "pesq", "label")
+CLEAN_COLUMNS = ("filepath_ref", "clean", "ref", "reference")
+CONDITION_COLUMNS = ("condition", "con", "system", "sys", "db_condition")
+GROUP_COLUMNS = ("group", "speaker", "spk", "speaker_id", "clean_id")
+
+
+@dataclass
+class Item:
+    """One list line: a degraded file, its score, and what else the line said."""
+
+    path: Path
+    score: float | None = None
+    clean: Path | None = None
+    condition: str | None = None
+    group: str | None = None
+    where: str = ""  # "list:line", for error messages
+    extra: dict = field(default_factory=dict)
+
+
+def _resolve(base: Path, text: str) -> Path:
+    p = Path(text.strip())
+    return p if p.is_absolute() else base / p
+
+
+def _parse_score(text: str, where: str, score_range) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise MosqaError(f"{where}: score {text.strip()!r} is not a number") from None
+    if not math.isfinite(value):
+        raise MosqaError(f"{where}: score {text.strip()!r} is not finite")
+    if score_range is not None and not score_range[0] <= value <= score_range[1]:
+        raise MosqaError(f"{where}: score {value:g} outside {score_range[0]:g}..{score_range[1]:g}")
+    return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _pick(header: list[str], wanted: str | None, candidates, where: str, required: bool):
+    lowered = [h.strip().lower() for h in header]
+    if wanted is not None:
+        if wanted.lower() not in lowered:
+            raise MosqaError(f"{where}: no column {wanted!r} in header {header}")
+        return lowered.index(wanted.lower())
+    for name in candidates:
+        if name in lowered:
+            return lowered.index(name)
+    if required:
+        raise MosqaError(f"{where}: header {header} has none of the columns {list(candidates)}")
+    return None
+
+
+def read_list(
+    list_path,
+    *,
+    require_score: bool = True,
+    score_range=SCORE_RANGE,
+    path_col: str | None = None,
+    score_col: str | None = None,
+    clean_col: str | None = None,
+    condition_col: str | None = None,
+    group_col: str | None = None,
+) -> list[Item]:
+    """Parse a list file into Items; any bad line raises MosqaError naming `list:line`."""
+    list_path = Path(list_path)
+    if not list_path.is_file():
+        raise MosqaError(f"{list_path}: no such list file")
+    try:
+        text = list_path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise MosqaError(f"{list_path}: not a text list (is it an audio file?)") from None
+    base = list_path.parent
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        raise MosqaError(f"{list_path}: list is empty")
+    first = lines[0][1]
+    named = any(c is not None for c in (path_col, score_col, clean_col, condition_col, group_col))
+    if "," in first or named:
+        fields = next(csv.reader([first]))
+        # A header names columns; a data line holds at least one audio path (which has a suffix).
+        if named or not any(Path(f.strip()).suffix for f in fields if not _is_number(f)):
+            return _read_csv_with_header(list_path, text, require_score, score_range, path_col, score_col, clean_col, condition_col, group_col)
+    items = []
+    for n, line in lines:
+        where = f"{list_path}:{n}"
+        fields = next(csv.reader([line])) if "," in line else line.split()
+        fields = [f.strip() for f in fields]
+        if len(fields) == 1:
+            if require_score:
+                raise MosqaError(f"{where}: expected 'wav,score', got one field {fields[0]!r}")
+            items.append(Item(_resolve(base, fields[0]), where=where))
+        elif len(fields) == 2 and _is_number(fields[1]):
+            items.append(Item(_resolve(base, fields[0]), _parse_score(fields[1], where, score_range), where=where))
+        elif len(fields) == 2 and not require_score:
+            items.append(Item(_resolve(base, fields[0]), clean=_resolve(base, fields[1]), where=where))
+        elif len(fields) == 3:
+            items.append(Item(_resolve(base, fields[0]), _parse_score(fields[2], where, score_range),
+                              clean=_resolve(base, fields[1]), where=where))
+        else:
+            if len(fields) == 2:
+                _parse_score(fields[1], where, score_range)  # raises the precise reason
+            raise MosqaError(f"{where}: expected 'wav,score' or 'noisy,clean,score', got {len(fields)} fields")
+    return items
+
+
+def _read_csv_with_header(list_path, text, require_score, score_range, path_col, score_col, clean_col,
+                          condition_col, group_col) -> list[Item]:
+    rows = list(csv.reader(io.StringIO(text)))
+    header_index = next(i for i, r in enumerate(rows) if any(c.strip() for c in r))
+    header = rows[header_index]
+    where0 = f"{list_path}:{header_index + 1}"
+    ip = _pick(header, path_col, PATH_COLUMNS, where0, True)
+    iscore = _pick(header, score_col, SCORE_COLUMNS, where0, require_score)
+    iclean = _pick(header, clean_col, CLEAN_COLUMNS, where0, False)
+    icond = _pick(header, condition_col, CONDITION_COLUMNS, where0, False)
+    igroup = _pick(header, group_col, GROUP_COLUMNS, where0, False)
+    base = list_path.parent
+    items = []
+    for n, row in enumerate(rows[header_index + 1:], header_index + 2):
+        if not any(c.strip() for c in row) or row[0].lstrip().startswith("#"):
+            continue
+        where = f"{list_path}:{n}"
+        if len(row) != len(header):
+            raise MosqaError(f"{where}: {len(row)} fields, the header has {len(header)}")
+        cell = lambda i: row[i].strip() if i is not None else ""  # noqa: E731
+        score = _parse_score(cell(iscore), where, score_range) if iscore is not None and (require_score or cell(iscore)) else None
+        items.append(Item(
+            path=_resolve(base, cell(ip)),
+            score=score,
+            clean=_resolve(base, cell(iclean)) if cell(iclean) else None,
+            condition=cell(icond) or None,
+            group=cell(igroup) or None,
+            where=where,
+            extra={h.strip(): v for h, v in zip(header, row)},
+        ))
+    if not items:
+        raise MosqaError(f"{list_path}: list has a header but no rows")
+    return items
+
+
+def _portable(path: Path, base: Path) -> str:
+    """Relative to the list's folder when the file lies below it, else absolute."""
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(base.absolute()))
+    except ValueError:
+        return str(path)
+
+
+def write_list(list_path, items: list[Item], *, with_clean: bool | None = None) -> None:
+    """Write `wav,score` (or `noisy,clean,score` when items carry clean paths), atomically."""
+    list_path = Path(list_path)
+    base = list_path.parent
+    if with_clean is None:
+        with_clean = any(it.clean is not None for it in items)
+    lines = []
+    for it in items:
+        fields = [_portable(it.path, base)]
+        if with_clean:
+            fields.append(_portable(it.clean, base))
+        if it.score is not None:
+            fields.append(f"{it.score:.4f}")
+        lines.append(",".join(fields))
+    with atomic_path(list_path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,54 @@
+"""PNG figures: score histograms and predicted-vs-true scatters. Matplotlib's Agg backend, no display."""
+
+from pathlib import Path
+
+import numpy as np
+
+from mosqa.audio import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def histogram_png(path, series: dict, edges) -> None:
+    """One step histogram per named score series (e.g. before/after balancing) over shared bin edges."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, scores in series.items():
+        ax.hist(np.asarray(scores, float), bins=edges, histtype="step", linewidth=1.8, label=f"{name} (n={len(scores)})")
+    ax.set_xlabel("score")
+    ax.set_ylabel("items")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    _save(fig, path, plt)
+
+
+def scatter_png(path, pred, true, title: str) -> None:
+    """Predicted vs true with the identity line; the metrics go in the title."""
+    plt = _pyplot()
+    pred, true = np.asarray(pred, float), np.asarray(true, float)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(true, pred, s=8, alpha=0.5)
+    lo = float(min(true.min(), pred.min(), 1.0))
+    hi = float(max(true.max(), pred.max(), 5.0))
+    ax.plot([lo, hi], [lo, hi], "k--", linewidth=1)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("true score")
+    ax.set_ylabel("predicted score")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    _save(fig, path, plt)
+
+
+def _save(fig, path, plt) -> None:
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
