@@ -25,7 +25,7 @@ err = Console(stderr=True)
 # (command name, module under cli/, one-line help)
 COMMANDS = [
     ("simulate", "simulate", "Build a PESQ-labelled corpus from clean speech, noise and RIR folders."),
-    ("prepare-list", "prepare_list", "Validate lists, split by speaker and write score-balanced train lists."),
+    ("prepare-list", "prepare_list", "Validate lists, split by speaker, write score-balanced train lists."),
     ("train-qa", "train_qa", "Train a non-intrusive quality (MOS) model."),
     ("eval-qa", "eval_qa", "Evaluate quality models on a test list and compare runs."),
     ("dnsmos", "dnsmos", "Score audio with DNSMOS P.835 (SIG/BAK/OVRL) and P.808."),

@@ -80,7 +80,8 @@ def stft(wav: torch.Tensor, fe: FrontEnd) -> torch.Tensor:
 def istft(spec: torch.Tensor, fe: FrontEnd, length: int) -> torch.Tensor:
     """Inverse of `stft` for (batch, frames, bins) complex input."""
     window = make_window(fe.window, fe.win_length, spec.device)
-    return torch.istft(spec.transpose(-1, -2), fe.n_fft, fe.hop, fe.win_length, window, center=True, length=length)
+    frames_last = spec.transpose(-1, -2)
+    return torch.istft(frames_last, fe.n_fft, fe.hop, fe.win_length, window, center=True, length=length)
 
 
 def compress_complex(spec: torch.Tensor, c: float, eps: float = 1e-8) -> torch.Tensor:
@@ -105,7 +106,9 @@ def mel_filterbank(fe: FrontEnd, device=None) -> torch.Tensor:
 
     bins = fe.n_fft // 2 + 1
     freqs = torch.linspace(0, fe.sample_rate / 2, bins, dtype=torch.float64)
-    mel_pts = mel_to_hz(torch.linspace(hz_to_mel(0.0), hz_to_mel(fe.sample_rate / 2), fe.n_mels + 2, dtype=torch.float64))
+    top = hz_to_mel(fe.sample_rate / 2)
+    mel_edges = torch.linspace(hz_to_mel(0.0), top, fe.n_mels + 2, dtype=torch.float64)
+    mel_pts = mel_to_hz(mel_edges)
     lower, centre, upper = mel_pts[:-2, None], mel_pts[1:-1, None], mel_pts[2:, None]
     up = (freqs - lower) / (centre - lower)
     down = (upper - freqs) / (upper - centre)

@@ -88,8 +88,12 @@ def read_list(
     clean_col: str | None = None,
     condition_col: str | None = None,
     group_col: str | None = None,
+    bad_lines: list | None = None,
 ) -> list[Item]:
-    """Parse a list file into Items; any bad line raises MosqaError naming `list:line`."""
+    """Parse a list file into Items; any bad line raises MosqaError naming `list:line`.
+
+    Pass a list as `bad_lines` to skip bad lines instead: each one's message is appended to it.
+    """
     list_path = Path(list_path)
     if not list_path.is_file():
         raise MosqaError(f"{list_path}: no such list file")
@@ -98,7 +102,8 @@ def read_list(
     except UnicodeDecodeError:
         raise MosqaError(f"{list_path}: not a text list (is it an audio file?)") from None
     base = list_path.parent
-    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip() and not line.lstrip().startswith("#")]
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1)
+             if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
         raise MosqaError(f"{list_path}: list is empty")
     first = lines[0][1]
@@ -107,32 +112,40 @@ def read_list(
         fields = next(csv.reader([first]))
         # A header names columns; a data line holds at least one audio path (which has a suffix).
         if named or not any(Path(f.strip()).suffix for f in fields if not _is_number(f)):
-            return _read_csv_with_header(list_path, text, require_score, score_range, path_col, score_col, clean_col, condition_col, group_col)
+            return _read_csv_with_header(list_path, text, require_score, score_range, path_col, score_col,
+                                         clean_col, condition_col, group_col, bad_lines)
     items = []
     for n, line in lines:
-        where = f"{list_path}:{n}"
-        fields = next(csv.reader([line])) if "," in line else line.split()
-        fields = [f.strip() for f in fields]
-        if len(fields) == 1:
-            if require_score:
-                raise MosqaError(f"{where}: expected 'wav,score', got one field {fields[0]!r}")
-            items.append(Item(_resolve(base, fields[0]), where=where))
-        elif len(fields) == 2 and _is_number(fields[1]):
-            items.append(Item(_resolve(base, fields[0]), _parse_score(fields[1], where, score_range), where=where))
-        elif len(fields) == 2 and not require_score:
-            items.append(Item(_resolve(base, fields[0]), clean=_resolve(base, fields[1]), where=where))
-        elif len(fields) == 3:
-            items.append(Item(_resolve(base, fields[0]), _parse_score(fields[2], where, score_range),
-                              clean=_resolve(base, fields[1]), where=where))
-        else:
-            if len(fields) == 2:
-                _parse_score(fields[1], where, score_range)  # raises the precise reason
-            raise MosqaError(f"{where}: expected 'wav,score' or 'noisy,clean,score', got {len(fields)} fields")
+        try:
+            where = f"{list_path}:{n}"
+            fields = next(csv.reader([line])) if "," in line else line.split()
+            fields = [f.strip() for f in fields]
+            if len(fields) == 1:
+                if require_score:
+                    raise MosqaError(f"{where}: expected 'wav,score', got one field {fields[0]!r}")
+                items.append(Item(_resolve(base, fields[0]), where=where))
+            elif len(fields) == 2 and _is_number(fields[1]):
+                items.append(Item(_resolve(base, fields[0]), _parse_score(fields[1], where, score_range),
+                                  where=where))
+            elif len(fields) == 2 and not require_score:
+                items.append(Item(_resolve(base, fields[0]), clean=_resolve(base, fields[1]), where=where))
+            elif len(fields) == 3:
+                items.append(Item(_resolve(base, fields[0]), _parse_score(fields[2], where, score_range),
+                                  clean=_resolve(base, fields[1]), where=where))
+            else:
+                if len(fields) == 2:
+                    _parse_score(fields[1], where, score_range)  # raises the precise reason
+                raise MosqaError(
+                    f"{where}: expected 'wav,score' or 'noisy,clean,score', got {len(fields)} fields")
+        except MosqaError as exc:
+            if bad_lines is None:
+                raise
+            bad_lines.append(str(exc))
     return items
 
 
 def _read_csv_with_header(list_path, text, require_score, score_range, path_col, score_col, clean_col,
-                          condition_col, group_col) -> list[Item]:
+                          condition_col, group_col, bad_lines=None) -> list[Item]:
     rows = list(csv.reader(io.StringIO(text)))
     header_index = next(i for i, r in enumerate(rows) if any(c.strip() for c in r))
     header = rows[header_index]
@@ -148,19 +161,26 @@ def _read_csv_with_header(list_path, text, require_score, score_range, path_col,
         if not any(c.strip() for c in row) or row[0].lstrip().startswith("#"):
             continue
         where = f"{list_path}:{n}"
-        if len(row) != len(header):
-            raise MosqaError(f"{where}: {len(row)} fields, the header has {len(header)}")
-        cell = lambda i: row[i].strip() if i is not None else ""  # noqa: E731
-        score = _parse_score(cell(iscore), where, score_range) if iscore is not None and (require_score or cell(iscore)) else None
-        items.append(Item(
-            path=_resolve(base, cell(ip)),
-            score=score,
-            clean=_resolve(base, cell(iclean)) if cell(iclean) else None,
-            condition=cell(icond) or None,
-            group=cell(igroup) or None,
-            where=where,
-            extra={h.strip(): v for h, v in zip(header, row)},
-        ))
+        try:
+            if len(row) != len(header):
+                raise MosqaError(f"{where}: {len(row)} fields, the header has {len(header)}")
+            def cell(i, row=row):
+                return row[i].strip() if i is not None else ""
+            has_score = iscore is not None and (require_score or cell(iscore))
+            score = _parse_score(cell(iscore), where, score_range) if has_score else None
+            items.append(Item(
+                path=_resolve(base, cell(ip)),
+                score=score,
+                clean=_resolve(base, cell(iclean)) if cell(iclean) else None,
+                condition=cell(icond) or None,
+                group=cell(igroup) or None,
+                where=where,
+                extra={h.strip(): v for h, v in zip(header, row, strict=True)},
+            ))
+        except MosqaError as exc:
+            if bad_lines is None:
+                raise
+            bad_lines.append(str(exc))
     if not items:
         raise MosqaError(f"{list_path}: list has a header but no rows")
     return items

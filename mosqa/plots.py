@@ -21,7 +21,8 @@ def histogram_png(path, series: dict, edges) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, scores in series.items():
-        ax.hist(np.asarray(scores, float), bins=edges, histtype="step", linewidth=1.8, label=f"{name} (n={len(scores)})")
+        label = f"{name} (n={len(scores)})"
+        ax.hist(np.asarray(scores, float), bins=edges, histtype="step", linewidth=1.8, label=label)
     ax.set_xlabel("score")
     ax.set_ylabel("items")
     ax.legend()

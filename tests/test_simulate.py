@@ -1,0 +1,262 @@
+"""degrade.py, defaults.py and simulate.py: labels, determinism, resume, skipped clips, CLI."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from mosqa import simulate as sim
+from mosqa.audio import load_audio, write_audio
+from mosqa.defaults import builtin_speech_dir, generated_noises, synthetic_rir
+from mosqa.degrade import DEGRADATIONS, Sources, degrade, mulaw, normalise_rir
+from mosqa.errors import MosqaError
+from mosqa.lists import read_list
+from mosqa.metrics import pesq_wb
+
+BUILTIN = sorted(builtin_speech_dir().glob("*/*.flac"))
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return load_audio(BUILTIN[0])
+
+
+@pytest.fixture
+def clean_dir(tmp_path):
+    """Three speakers x one utterance (the package's own espeak-ng speech), plus a flat file."""
+    root = tmp_path / "clean"
+    for spk, src in zip(("alice", "bob", "carol"), BUILTIN[::12], strict=True):
+        (root / spk).mkdir(parents=True)
+        shutil.copy(src, root / spk / "u1.flac")
+    return root
+
+
+def test_builtin_data_is_small_16k_mono_and_has_speakers():
+    import soundfile as sf
+
+    assert len(BUILTIN) >= 30
+    assert len({p.parent.name for p in BUILTIN}) >= 4
+    assert sum(p.stat().st_size for p in BUILTIN) < 3e6
+    assert all(sf.info(p).samplerate == 16000 and sf.info(p).channels == 1 for p in BUILTIN)
+    assert (builtin_speech_dir() / "sentences.txt").is_file()
+
+
+def test_pesq_of_a_clean_copy_is_the_maximum_and_of_0db_white_noise_is_low(speech):
+    assert pesq_wb(speech, speech.copy()) == pytest.approx(4.64, abs=0.02)
+    noise = np.random.default_rng(0).standard_normal(len(speech)).astype(np.float32)
+    noisy = speech + noise * np.sqrt(np.mean(speech ** 2) / np.mean(noise ** 2))
+    assert pesq_wb(speech, noisy) < 2.0
+
+
+def test_generated_noises_are_deterministic_and_coloured():
+    a, b = generated_noises(seconds=2.0), generated_noises(seconds=2.0)
+    assert sorted(a) == ["babble", "brown", "pink", "white"]
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+        assert len(a[name]) == 32000 and np.sqrt(np.mean(a[name] ** 2)) == pytest.approx(0.1, rel=1e-3)
+
+    def low_to_high(x):
+        spec = np.abs(np.fft.rfft(x)) ** 2
+        return spec[20:500].mean() / spec[-5000:].mean()  # ~10-250 Hz vs ~5.5-8 kHz
+
+    assert low_to_high(a["white"]) < 2 < low_to_high(a["pink"]) < low_to_high(a["brown"])
+
+
+def test_rir_is_normalised_to_a_unit_direct_path():
+    rir = np.concatenate([np.zeros(50), [0.2, -0.5, 0.1], np.zeros(10)]).astype(np.float32)
+    out = normalise_rir(rir)
+    assert out[0] == 1.0 and len(out) == len(rir) - 51
+    syn = synthetic_rir(np.random.default_rng(0), 0.4)
+    assert syn[0] == 1.0 and len(syn) == int(0.4 * 16000) + 32
+
+
+@pytest.mark.parametrize("name", list(DEGRADATIONS))
+def test_each_degradation_is_deterministic_same_length_and_recorded(speech, name):
+    src = Sources(generated_noises(seconds=2.0))
+    outs = [DEGRADATIONS[name](speech.astype(np.float64), np.random.default_rng(3), src) for _ in range(2)]
+    (a, pa), (b, pb) = outs
+    np.testing.assert_array_equal(a, b)
+    assert pa == pb and pa
+    assert len(a) == len(speech) and np.all(np.isfinite(a))
+    assert not np.allclose(a, speech)
+
+
+def test_additive_noise_hits_the_drawn_snr(speech):
+    src = Sources(generated_noises(seconds=2.0), snr_range=(10.0, 10.0 + 1e-9))
+    out, params = DEGRADATIONS["noise"](speech.astype(np.float64), np.random.default_rng(0), src)
+    noise = out - speech
+    assert 10 * np.log10(np.mean(speech ** 2) / np.mean(noise ** 2)) == pytest.approx(10.0, abs=0.01)
+    assert params["snr_db"] == 10.0
+
+
+def test_mulaw_is_close_but_not_identical(speech):
+    out = mulaw(speech)
+    assert len(out) == len(speech)
+    err = np.mean((out - speech) ** 2) / np.mean(speech ** 2)
+    assert 1e-5 < err < 0.5  # band-limited to 4 kHz plus 8-bit companding noise
+
+
+def test_degrade_combines_in_chain_order_and_keeps_headroom(speech):
+    src = Sources(generated_noises(seconds=2.0))
+    seen = set()
+    for i in range(30):
+        out, params = degrade(speech * 3, np.random.default_rng(i), src)
+        names = params["degradations"].split("+")
+        assert names == [n for n in DEGRADATIONS if n in names]
+        assert out.dtype == np.float32 and np.max(np.abs(out)) <= 0.99 + 1e-6
+        seen.add(len(names))
+    assert seen >= {1, 2}
+
+
+def test_plan_speakers_ids_map_and_subset(tmp_path, clean_dir):
+    write_audio(clean_dir / "flat.wav", np.zeros(100, np.float32))
+    tasks = sim.plan(clean_dir, 2, seed=0, max_utts=None, speaker_map={"bob": "alice"})
+    assert [(t.clean_id, t.k, t.speaker) for t in tasks[:2]] == [("alice__u1", 0, "alice"),
+                                                                  ("alice__u1", 1, "alice")]
+    assert {t.speaker for t in tasks} == {"alice", "carol", "flat"}  # bob mapped; flat file -> its stem
+    sub = sim.plan(clean_dir, 1, seed=0, max_utts=2, speaker_map={})
+    assert len(sub) == 2 and sub == sim.plan(clean_dir, 1, seed=0, max_utts=2, speaker_map={})
+    assert sim.parse_speaker_map("a=x, b=x") == {"a": "x", "b": "x"}
+    with pytest.raises(MosqaError, match="FOLDER=SPEAKER"):
+        sim.parse_speaker_map("oops")
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(MosqaError, match="no audio files"):
+        sim.plan(tmp_path / "nothing", 1, 0, None, {})
+
+
+def run(clean_dir, out_dir, **kw):
+    return sim.simulate(clean_dir, out_dir=out_dir, per_utt=2, seed=7, use_codecs=False, **kw)
+
+
+def outputs(out_dir):
+    files = {p.relative_to(out_dir).as_posix(): p.read_bytes() for p in sorted(out_dir.rglob("*"))
+             if p.is_file() and p.name not in ("progress.jsonl", "simulate.json")}
+    return files
+
+
+@pytest.mark.slow
+def test_same_seed_gives_identical_output_with_any_worker_count(tmp_path, clean_dir):
+    s1 = run(clean_dir, tmp_path / "a", jobs=1)
+    s2 = run(clean_dir, tmp_path / "b", jobs=2)
+    assert s1["clips"] == s2["clips"] == 6 and not s1["skipped"]
+    assert outputs(tmp_path / "a") == outputs(tmp_path / "b")
+    items = read_list(tmp_path / "a" / "all.list")
+    assert len(items) == 6 and all(1.0 <= it.score <= 4.65 for it in items)
+    pairs = read_list(tmp_path / "a" / "pairs.list")
+    assert all(p.clean.is_file() and len(load_audio(p.clean)) == len(load_audio(p.path)) for p in pairs)
+    rows = list(csv.DictReader(open(tmp_path / "a" / "meta.csv")))
+    assert [r["speaker"] for r in rows] == ["alice"] * 2 + ["bob"] * 2 + ["carol"] * 2
+    assert {"clean_id", "k", "degradations", "pesq"} <= set(rows[0])
+    s3 = sim.simulate(clean_dir, out_dir=tmp_path / "c", per_utt=2, seed=8, use_codecs=False)
+    assert outputs(tmp_path / "c")["meta.csv"] != outputs(tmp_path / "a")["meta.csv"]
+    assert s3["clips"] == 6
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_and_skips_finished_items(tmp_path, clean_dir, monkeypatch):
+    real = sim.run_item
+    calls = []
+
+    def crash_on_fourth(task):
+        calls.append(task.name)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(task)
+
+    monkeypatch.setattr(sim, "run_item", crash_on_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        run(clean_dir, tmp_path / "o", jobs=1)
+    assert not (tmp_path / "o" / "all.list").exists()  # final lists only when complete
+    assert len((tmp_path / "o" / "progress.jsonl").read_text().splitlines()) == 3
+    with open(tmp_path / "o" / "progress.jsonl", "a") as fh:
+        fh.write('{"name": "carol__u1_k01", "resu')  # a line torn by the crash
+    calls.clear()
+    summary = run(clean_dir, tmp_path / "o", jobs=1)
+    assert len(calls) == 3 and summary["new_clips"] == 3 and summary["clips"] == 6
+    assert calls == ["bob__u1_k01", "carol__u1_k00", "carol__u1_k01"]
+    # A finished item whose wav was deleted is redone; everything else is skipped.
+    (tmp_path / "o" / "wav" / "alice__u1_k00.wav").unlink()
+    calls.clear()
+    run(clean_dir, tmp_path / "o", jobs=1)
+    assert calls == ["alice__u1_k00"]
+    monkeypatch.setattr(sim, "run_item", real)
+    run(clean_dir, tmp_path / "ref", jobs=1)
+    assert outputs(tmp_path / "o") == outputs(tmp_path / "ref")
+
+
+def test_other_settings_in_the_same_folder_are_refused(tmp_path, clean_dir, monkeypatch):
+    monkeypatch.setattr(sim, "run_item", lambda task: {"skipped": "test"})
+    with pytest.raises(MosqaError, match="no clip could be labelled"):
+        run(clean_dir, tmp_path / "o", jobs=1)
+    with pytest.raises(MosqaError, match="other settings"):
+        sim.simulate(clean_dir, out_dir=tmp_path / "o", per_utt=3, seed=7, use_codecs=False)
+    with pytest.raises(MosqaError, match="no clip"):  # --overwrite starts afresh instead
+        sim.simulate(clean_dir, out_dir=tmp_path / "o", per_utt=3, seed=7, use_codecs=False, overwrite=True)
+    assert json.loads((tmp_path / "o" / "simulate.json").read_text())["per_utt"] == 3
+
+
+def test_silent_and_unlabellable_clips_are_skipped_and_counted(tmp_path, clean_dir):
+    write_audio(clean_dir / "dave" / "quiet.wav", np.zeros(16000, np.float32))
+    write_audio(clean_dir / "erin" / "hum.wav", (0.001 * np.random.default_rng(0).standard_normal(16000)))
+    summary = sim.simulate(clean_dir, out_dir=tmp_path / "o", per_utt=1, seed=1, use_codecs=False)
+    assert summary["skipped"].get("silent clean file") == 1
+    assert summary["clips"] + sum(summary["skipped"].values()) == 5
+    assert all("quiet" not in it.path.name for it in read_list(tmp_path / "o" / "all.list"))
+
+
+def test_bad_folders_are_clear_errors(tmp_path, clean_dir):
+    with pytest.raises(MosqaError, match="clean speech folder not found"):
+        sim.simulate(tmp_path / "none", out_dir=tmp_path / "o")
+    with pytest.raises(MosqaError, match="--noise-dir folder not found"):
+        sim.simulate(clean_dir, out_dir=tmp_path / "o", noise_dir=tmp_path / "nn")
+    (tmp_path / "noise").mkdir()
+    write_audio(tmp_path / "noise" / "zero.wav", np.zeros(1600, np.float32))
+    with pytest.raises(MosqaError, match=r"zero\.wav: silent file"):
+        run(clean_dir, tmp_path / "o2", noise_dir=tmp_path / "noise", jobs=1)
+
+
+@pytest.mark.slow
+def test_cli_help_and_a_tiny_run(tmp_path, clean_dir):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    help_text = CliRunner().invoke(app, ["simulate", "--help"]).output
+    for flag in ("--noise-dir", "--rir-dir", "--out-dir", "--per-utt", "--seed", "--max-utts", "--jobs",
+                 "--builtin", "--speaker-map", "--stoi"):
+        assert flag in help_text
+    args = ["--per-utt", "1", "--max-utts", "2", "--jobs", "1", "--no-codecs", "--stoi"]
+    result = CliRunner().invoke(app, ["simulate", str(clean_dir), "--out-dir", str(tmp_path / "o"), *args])
+    assert result.exit_code == 0, result.output
+    assert "PESQ-WB labels" in result.output
+    rows = list(csv.DictReader(open(tmp_path / "o" / "meta.csv")))
+    assert len(rows) == 2 and all(0 <= float(r["stoi"]) <= 1 for r in rows)
+    assert (tmp_path / "o" / "pesq_hist.png").stat().st_size > 1000
+    bad = CliRunner().invoke(app, ["simulate", str(clean_dir), "--builtin", "--out-dir", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "not both" in bad.output
+
+
+def test_without_ffmpeg_only_the_numpy_codec_is_used(monkeypatch, speech):
+    from mosqa import degrade as dg
+
+    monkeypatch.setattr(dg.shutil, "which", lambda name: None)
+    assert dg.ffmpeg_codecs.__wrapped__() == ()
+    out, params = dg.codec(speech.astype(np.float64), np.random.default_rng(0), Sources({}, codecs=()))
+    assert params["codec"] == "mulaw" and len(out) == len(speech)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (CI)")
+def test_ffmpeg_codecs_round_trip_to_the_same_length(speech):
+    from mosqa.degrade import ffmpeg_codecs, run_codec
+
+    for name in {"opus", "gsm"} & set(ffmpeg_codecs()):
+        out = run_codec(speech * 0.5, name, "8k" if name == "opus" else None)
+        assert len(out) == len(speech) and 1.0 < pesq_wb(speech, out) < 4.0
+
+
+def test_an_output_folder_inside_the_clean_folder_is_not_read_as_speech(tmp_path, clean_dir):
+    first = run(clean_dir, clean_dir / "sim", jobs=1)
+    again = run(clean_dir, clean_dir / "sim", jobs=1)
+    assert first["clips"] == again["clips"] == 6 and again["new_clips"] == 0
