@@ -1,5 +1,74 @@
-"""Placeholder until implemented."""
+"""`mosqa dnsmos`: parse options, score with mosqa.dnsmos, print a summary table."""
+
+import os
+from pathlib import Path
+
+import typer
 
 
-def command():
-    raise NotImplementedError
+def command(
+    paths: list[Path] = typer.Argument(None, help="Audio files and folders (searched recursively)."),
+    list_files: list[Path] = typer.Option([], "--list", help="A list file of audio paths (repeatable)."),
+    out: Path = typer.Option(Path("dnsmos.csv"), "--out", "-o", help="Per-file scores (CSV)."),
+    summary_json: Path = typer.Option(None, "--summary-json", help="Also write the summary table as JSON."),
+    personalized: bool = typer.Option(False, "--personalized", help="Personalized DNSMOS (interfering "
+                                      "talkers count as noise)."),
+    no_p808: bool = typer.Option(False, "--no-p808", help="Skip the P.808 model (no P808_MOS column)."),
+    all_hops: bool = typer.Option(False, "--all-hops", help="Score every 1 s hop; the default skips the hops "
+                                  "the reference drops by float rounding, to match its numbers."),
+    jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes (default: one per core when there "
+                             "are many files)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda (onnxruntime-gpu)."),
+    model_dir: Path = typer.Option(None, "--model-dir", help="Folder with dnsmos_models/ and pdnsmos_models/ "
+                                   "(default: the installed speechmos package)."),
+    sigmos_model: Path = typer.Option(None, "--sigmos-model", help="SIGMOS ONNX file: adds the seven MOS_* "
+                                      "P.804 columns."),
+):
+    """Score audio with DNSMOS P.835 (SIG/BAK/OVRL) and P.808, equal to Microsoft's reference."""
+    # One BLAS thread, set before numpy loads, so it does not spin against onnxruntime's threads.
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+    import json
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from mosqa import dnsmos
+    from mosqa.errors import MosqaError
+
+    if not paths and not list_files:
+        raise MosqaError("usage: mosqa dnsmos PATH... [--list FILE]: give audio files, folders or a list")
+    if jobs is not None and jobs < 1:
+        raise MosqaError(f"--jobs {jobs}: must be at least 1")
+    files = dnsmos.collect_inputs(paths or [], list_files)
+    console = Console(stderr=True)
+    with Progress(TextColumn("dnsmos"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("", total=len(files))
+        rows = dnsmos.score_files(files, personalized=personalized, p808=not no_p808, all_hops=all_hops,
+                                  device=device, model_dir=model_dir, sigmos_model=sigmos_model, jobs=jobs,
+                                  progress=lambda: bar.advance(task))
+    columns = dnsmos.output_columns(p808=not no_p808, sigmos=sigmos_model is not None)
+    dnsmos.write_csv(out, rows, columns)
+    summary = dnsmos.summarize(rows, columns)
+    if summary_json is not None:
+        from mosqa.audio import atomic_path
+
+        with atomic_path(summary_json) as tmp:
+            tmp.write_text(json.dumps({"files": len(rows), "scores": summary}, indent=2) + "\n")
+
+    table = Table(title=f"DNSMOS{' (personalized)' if personalized else ''}: {len(rows)} file(s)")
+    for header in ("score", "count", "mean ± std", "95% CI"):
+        table.add_column(header, justify="left" if header == "score" else "right")
+    for name, s in summary.items():
+        table.add_row(name, str(s["count"]), f"{s['mean']:.3f} ± {s['std']:.3f}",
+                      f"{s['ci95_low']:.3f} – {s['ci95_high']:.3f}")
+    Console().print(table)
+    failed = [r for r in rows if "error" in r]
+    for r in failed:
+        console.print(f"[red]failed:[/] {r['error']}", highlight=False, soft_wrap=True)
+    console.print(f"scores written to {out}" + (f", summary to {summary_json}" if summary_json else ""))
+    if failed:
+        console.print(f"[bold red]{len(failed)} of {len(rows)} file(s) could not be scored[/]")
+        raise typer.Exit(1)

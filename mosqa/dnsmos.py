@@ -1,0 +1,465 @@
+"""DNSMOS P.835 (SIG/BAK/OVRL) and P.808 scores, equal to Microsoft's reference to 1e-4, and faster.
+
+The official ONNX graphs come from the `speechmos` wheel's data files; only the glue around them is
+ours: segmenting, the P.808 log-mel features (numpy, equal to librosa's as the reference calls it),
+the per-segment calibration polynomials, and a process pool. Speed comes from keeping one session per
+process, onnxruntime threads that sleep instead of spinning, and one BLAS thread per worker, so that
+the two thread pools do not fight over the cores (DOMAIN.md §4).
+
+Never imports torch: `mosqa dnsmos` must start fast.
+"""
+
+import csv
+import functools
+import importlib.util
+import math
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from mosqa.audio import atomic_path, load_audio_native, resample
+from mosqa.errors import MosqaError
+
+FS = 16000
+SEGMENT_SECONDS = 9.01
+SEGMENT = int(SEGMENT_SECONDS * FS)  # 144160 samples: what the P.835 graph takes
+HOP = FS
+P808_TRIM = 160  # the P.808 graph sees 144000 samples -> 900 frames
+N_FFT = 321
+MEL_HOP = 160
+N_MELS = 120
+TOP_DB = 80.0
+AMIN = 1e-10
+POOL_MIN_FILES = 64
+CPU_BATCH = 1  # batching gains nothing on CPU and one segment per run is what the reference computes
+GPU_BATCH = 64
+
+# Per-segment calibration polynomials (highest power first), applied before averaging.
+CALIBRATION = {
+    False: {
+        "SIG": [-0.08397278, 1.22083953, 0.0052439],
+        "BAK": [-0.13166888, 1.60915514, -0.39604546],
+        "OVRL": [-0.06766283, 1.11546468, 0.04602535],
+    },
+    True: {
+        "SIG": [-0.01019296, 0.02751166, 1.19576786, -0.24348726],
+        "BAK": [-0.04976499, 0.44276479, -0.1644611, 0.96883132],
+        "OVRL": [-0.00533021, 0.005101, 1.18058466, -0.11236046],
+    },
+}
+# model file names inside the speechmos wheel, per personalized flag
+P835_MODELS = {False: "dnsmos_models/sig_bak_ovr.onnx", True: "pdnsmos_models/sig_bak_ovr.onnx"}
+P808_MODEL = "dnsmos_models/model_v8.onnx"
+
+META_COLUMNS = ["filename", "len_in_sec", "sr", "num_hops"]
+COLUMNS = META_COLUMNS + ["OVRL_raw", "SIG_raw", "BAK_raw", "OVRL", "SIG", "BAK"]
+P808_COLUMN = "P808_MOS"
+ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+# ---------------------------------------------------------------- P.808 features
+def hz_to_mel(hz):
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz * 3.0 / 200.0
+    log = 15.0 + np.log(np.maximum(hz, 1e-12) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log, linear)
+
+
+def mel_to_hz(mel):
+    mel = np.asarray(mel, dtype=np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)), mel * 200.0 / 3.0)
+
+
+@functools.lru_cache(maxsize=4)
+def mel_filterbank(
+    sr: int = FS, n_fft: int = N_FFT, n_mels: int = N_MELS, fmin: float = 0.0, fmax: float | None = None
+) -> np.ndarray:
+    """Triangular Slaney filters with area (slaney) normalisation, shape (n_mels, n_fft // 2 + 1).
+
+    The bin frequencies are k·sr/n_fft (rfftfreq), so for the odd n_fft = 321 the top bin is below
+    sr/2, as in librosa >= 0.10.
+    """
+    fmax = sr / 2 if fmax is None else fmax
+    edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    bins = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    rising = (bins[None, :] - edges[:-2, None]) / np.diff(edges)[:-1, None]
+    falling = (edges[2:, None] - bins[None, :]) / np.diff(edges)[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    return weights * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+
+
+@functools.lru_cache(maxsize=4)
+def periodic_hann(n: int) -> np.ndarray:
+    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
+
+
+def mel_power(audio: np.ndarray) -> np.ndarray:
+    """Mel power spectrogram (frames, mels) of a centred, zero-padded STFT (n_fft 321, hop 160)."""
+    padded = np.pad(np.asarray(audio, dtype=np.float64), N_FFT // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::MEL_HOP]
+    spec = np.fft.rfft(frames * periodic_hann(N_FFT), axis=-1)
+    power = spec.real**2 + spec.imag**2
+    return power @ mel_filterbank().T
+
+
+def log_mel(audio: np.ndarray) -> np.ndarray:
+    """(frames, 120) float32: dB re the clip's maximum, floored 80 dB below it, scaled by (x + 40) / 40."""
+    mel = mel_power(audio)
+    db = 10.0 * np.log10(np.maximum(mel, AMIN)) - 10.0 * np.log10(max(AMIN, float(mel.max())))
+    db = np.maximum(db, db.max() - TOP_DB)
+    return ((db + 40.0) / 40.0).astype(np.float32)
+
+
+def p808_features(segment: np.ndarray) -> np.ndarray:
+    """(900, 120): the P.808 graph's input for one 144160-sample segment."""
+    return log_mel(segment[:-P808_TRIM])
+
+
+# ---------------------------------------------------------------- segmenting
+def repeat_short(audio: np.ndarray) -> np.ndarray:
+    """The reference doubles a short clip until it fills one segment; an empty one would loop forever."""
+    if audio.size == 0:
+        raise MosqaError("empty audio (0 samples)")
+    doublings = max(0, math.ceil(math.log2(SEGMENT / audio.size))) if audio.size < SEGMENT else 0
+    return np.tile(audio, 2**doublings)
+
+
+def num_hops(n_samples: int) -> int:
+    return int(np.floor(n_samples / FS) - SEGMENT_SECONDS) + 1
+
+
+def segment_bounds(n_samples: int, all_hops: bool = False) -> list[tuple[int, int]]:
+    """(start, end) of each scored segment.
+
+    The reference computes the end as int((i + 9.01) * fs); float rounding makes it one sample short for
+    hops 7-23, 119-122, ..., and it silently skips those (DNS-Challenge issue #130). `all_hops` scores them.
+    """
+    bounds = []
+    for i in range(num_hops(n_samples)):
+        start = int(i * HOP)
+        end = start + SEGMENT if all_hops else int((i + SEGMENT_SECONDS) * HOP)
+        if end - start == SEGMENT and end <= n_samples:
+            bounds.append((start, end))
+    return bounds
+
+
+# ---------------------------------------------------------------- onnxruntime
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_device(device: str) -> str:
+    """auto -> cuda when onnxruntime has the CUDA provider, else cpu."""
+    import onnxruntime as ort
+
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if device == "auto":
+        return "cuda" if has_cuda else "cpu"
+    if device == "cuda" and not has_cuda:
+        raise MosqaError(
+            "--device cuda: this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
+        )
+    if device not in ("cpu", "cuda"):
+        raise MosqaError(f"--device {device}: expected auto, cpu or cuda")
+    return device
+
+
+def onnx_session(path, device: str = "cpu", threads: int | None = None):
+    """An inference session whose CPU threads sleep when idle instead of spinning against BLAS threads."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise MosqaError(f"{path}: no such ONNX model file")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or available_cpus()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    providers = (["CUDAExecutionProvider"] if device == "cuda" else []) + ["CPUExecutionProvider"]
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own types for unreadable graphs
+        raise MosqaError(f"{path}: cannot load ONNX model ({str(exc).splitlines()[0]})") from None
+
+
+def model_path(name: str, model_dir=None) -> Path:
+    """A model file from --model-dir, else from the installed speechmos package's data files."""
+    if model_dir is not None:
+        return Path(model_dir) / name
+    # find_spec locates the package without running its __init__ (whose imports may need librosa)
+    spec = importlib.util.find_spec("speechmos")
+    if spec is None or not spec.submodule_search_locations:
+        raise MosqaError(
+            "the speechmos package (which ships the DNSMOS models) is not installed; "
+            "pip install speechmos, or pass --model-dir"
+        )
+    return Path(spec.submodule_search_locations[0]) / name
+
+
+# ---------------------------------------------------------------- scoring
+def output_columns(p808: bool = True, sigmos: bool = False) -> list[str]:
+    """The CSV's columns in the reference's order, then P.808, then SIGMOS's."""
+    columns = COLUMNS + ([P808_COLUMN] if p808 else [])
+    if sigmos:
+        from mosqa.sigmos import COLUMNS as SIGMOS_COLUMNS
+
+        columns += SIGMOS_COLUMNS
+    return columns
+
+
+class Scorer:
+    """DNSMOS for many clips: sessions are built once and reused.
+
+    `.score(audio, sr)` returns the CSV's keys (without filename). `all_hops` also scores the segments the
+    reference skips; the default reproduces the reference's numbers.
+    """
+
+    def __init__(
+        self,
+        personalized: bool = False,
+        p808: bool = True,
+        all_hops: bool = False,
+        device: str = "cpu",
+        model_dir=None,
+        threads: int | None = None,
+        sigmos_model=None,
+    ):
+        self.personalized, self.p808, self.all_hops = personalized, p808, all_hops
+        self.device = resolve_device(device)
+        self.batch = GPU_BATCH if self.device == "cuda" else CPU_BATCH
+        self.calibration = {k: np.asarray(v) for k, v in CALIBRATION[personalized].items()}
+        self.p835 = onnx_session(model_path(P835_MODELS[personalized], model_dir), self.device, threads)
+        self.p808_session = (
+            onnx_session(model_path(P808_MODEL, model_dir), self.device, threads) if p808 else None
+        )
+        self.sigmos = None
+        if sigmos_model is not None:
+            from mosqa.sigmos import SigMOS
+
+            self.sigmos = SigMOS(sigmos_model, self.device, threads)
+
+    @property
+    def columns(self) -> list[str]:
+        return output_columns(self.p808, self.sigmos is not None)
+
+    def _run(self, session, inputs: np.ndarray) -> np.ndarray:
+        return np.concatenate(
+            [
+                session.run(None, {"input_1": inputs[i : i + self.batch]})[0]
+                for i in range(0, len(inputs), self.batch)
+            ]
+        )
+
+    def score(self, audio: np.ndarray, sr: int = FS) -> dict:
+        """Scores of one mono clip at any rate (resampled to 16 kHz, as load_audio does)."""
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim != 1:
+            raise MosqaError(f"expected mono audio (one dimension), got shape {audio.shape}")
+        if not np.all(np.isfinite(audio)):
+            raise MosqaError("audio contains NaN or infinite samples")
+        wav = resample(audio, sr, FS)
+        full = repeat_short(wav)
+        bounds = segment_bounds(full.size, self.all_hops)
+        segments = np.stack([full[a:b] for a, b in bounds])
+        raw = self._run(self.p835, segments).astype(np.float64)  # columns SIG, BAK, OVRL
+        row = {"len_in_sec": wav.size / FS, "sr": FS, "num_hops": num_hops(full.size)}
+        for i, name in enumerate(("SIG", "BAK", "OVRL")):
+            row[f"{name}_raw"] = float(raw[:, i].mean())
+            row[name] = float(np.polyval(self.calibration[name], raw[:, i]).mean())
+        if self.p808:
+            features = np.stack([p808_features(s) for s in segments])
+            row[P808_COLUMN] = float(self._run(self.p808_session, features).astype(np.float64).mean())
+        if self.sigmos:
+            row.update(self.sigmos.score(audio, sr))
+        return {k: row[k] for k in self.columns if k in row}
+
+    def score_file(self, path) -> dict:
+        """One CSV row; a file that cannot be scored gets an `error` naming the reason instead of scores."""
+        try:
+            audio, sr = load_audio_native(path)
+            return {"filename": str(path), **self.score(audio, sr)}
+        except MosqaError as exc:
+            reason = str(exc)
+            return {"filename": str(path), "error": reason if str(path) in reason else f"{path}: {reason}"}
+
+
+@functools.lru_cache(maxsize=2)
+def _default_scorer(personalized: bool) -> Scorer:
+    return Scorer(personalized=personalized)
+
+
+def score(audio: np.ndarray, sr: int = FS, personalized: bool = False) -> dict:
+    """Score one clip with the reference's settings (CPU); the sessions are cached for the next call."""
+    return _default_scorer(personalized).score(audio, sr)
+
+
+# ---------------------------------------------------------------- many files
+_worker_scorer: Scorer | MosqaError | None = None
+
+
+def _init_worker(options: dict) -> None:
+    """Keep a failure for the first task to report: an initializer that raises makes Pool respawn forever."""
+    global _worker_scorer
+    try:
+        _worker_scorer = Scorer(**options)
+    except MosqaError as exc:
+        _worker_scorer = exc
+
+
+def _score_in_worker(path: str) -> dict:
+    if isinstance(_worker_scorer, MosqaError):
+        raise _worker_scorer
+    return _worker_scorer.score_file(path)
+
+
+@contextmanager
+def _environment(values: dict):
+    """Set variables for child processes started inside the block, then restore ours."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def plan_jobs(n_files: int, jobs: int | None, device: str) -> tuple[int, int]:
+    """(worker processes, onnxruntime threads each): with many files on CPU, one process per core.
+
+    A worker costs about a second to start (imports, two sessions), which a few files do not repay;
+    one process then uses every core through onnxruntime's threads.
+    """
+    cpus = available_cpus()
+    if jobs is None:
+        jobs = cpus if device == "cpu" and n_files >= POOL_MIN_FILES else 1
+    jobs = max(1, min(jobs, n_files))
+    return jobs, max(1, cpus // jobs)
+
+
+def score_files(
+    paths,
+    *,
+    personalized: bool = False,
+    p808: bool = True,
+    all_hops: bool = False,
+    device: str = "auto",
+    model_dir=None,
+    sigmos_model=None,
+    jobs: int | None = None,
+    progress=None,
+) -> list[dict]:
+    """One row per path, in input order; `progress()` is called after each file.
+
+    Workers are spawned, so a script that calls this with many files needs the usual
+    `if __name__ == "__main__":` guard.
+    """
+    import multiprocessing
+
+    paths = [str(p) for p in paths]
+    device = resolve_device(device)
+    workers, threads = plan_jobs(len(paths), jobs, device)
+    options = dict(
+        personalized=personalized,
+        p808=p808,
+        all_hops=all_hops,
+        device=device,
+        model_dir=model_dir,
+        threads=threads,
+        sigmos_model=sigmos_model,
+    )
+    rows = []
+    if workers == 1:
+        scorer = Scorer(**options)
+        for path in paths:
+            rows.append(scorer.score_file(path))
+            if progress:
+                progress()
+        return rows
+    # spawn: onnxruntime is not fork-safe; the children read the thread limits before importing numpy
+    with _environment(ONE_THREAD_ENV):
+        pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, (options,))
+    try:
+        for row in pool.imap(_score_in_worker, paths):
+            rows.append(row)
+            if progress:
+                progress()
+    finally:
+        pool.terminate()
+    return rows
+
+
+# ---------------------------------------------------------------- inputs and outputs
+def audio_suffixes() -> set[str]:
+    """File name endings of every format this soundfile build reads (headerless RAW excluded)."""
+    import soundfile as sf
+
+    names = {f.lower() for f in sf.available_formats()} - {"raw"}
+    aliases = {"aiff": ["aif", "aifc"], "mpeg": ["mp3"], "ogg": ["oga", "opus"], "wavex": ["wav"]}
+    return {f".{s}" for name in names for s in [name, *aliases.get(name, [])]}
+
+
+def collect_inputs(paths, list_files=()) -> list[Path]:
+    """Files as given, folders expanded recursively (sorted), then the paths named in each list file."""
+    from mosqa.lists import read_list
+
+    suffixes = audio_suffixes()
+    found = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
+        else:
+            found.append(p)
+    for list_file in list_files:
+        found += [item.path for item in read_list(list_file, require_score=False)]
+    if not found:
+        raise MosqaError(f"no audio files found in {', '.join(map(str, [*paths, *list_files]))}")
+    return found
+
+
+def _format(value) -> str:
+    return f"{value:.6f}" if isinstance(value, float) else str(value)
+
+
+def write_csv(path, rows: list[dict], columns: list[str]) -> None:
+    """Atomically; an `error` column is added only when a file failed."""
+    if any("error" in r for r in rows):
+        columns = [*columns, "error"]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_format(row[c]) if c in row else "" for c in columns])
+
+
+def summarize(rows: list[dict], columns: list[str]) -> dict:
+    """Per score column over the scored files: count, mean, std, and the 95 % t-interval of the mean."""
+    from scipy.stats import t
+
+    summary = {}
+    for c in (c for c in columns if c not in META_COLUMNS):
+        values = np.array([r[c] for r in rows if c in r and isinstance(r[c], float)])
+        if values.size == 0:
+            continue
+        std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+        half = float(t.ppf(0.975, values.size - 1) * std / np.sqrt(values.size)) if values.size > 1 else 0.0
+        mean = float(values.mean())
+        summary[c] = {
+            "count": int(values.size),
+            "mean": mean,
+            "std": std,
+            "ci95_low": mean - half,
+            "ci95_high": mean + half,
+        }
+    return summary
