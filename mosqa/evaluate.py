@@ -1,0 +1,239 @@
+"""`mosqa eval-qa`: score a test list with trained quality models and compare runs.
+
+Per run: MSE on the 1–5 and the normalised scale, RMSE, LCC, SRCC, KTAU, RMSE after a first-order
+map, per-condition metrics when the list names conditions; classifier models are scored both as
+`cls` and `avg+cls`, as the log reports them. Several runs give one comparison table listing only
+the options in which the runs differ.
+"""
+
+import csv
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from torch.utils.data import DataLoader
+
+from mosqa.audio import atomic_path
+from mosqa.data import BucketBatchSampler, FeatureSet, collate, load_features
+from mosqa.errors import MosqaError
+from mosqa.lists import read_list
+from mosqa.metrics import correlation_metrics, per_condition_metrics
+from mosqa.plots import scatter_png
+from mosqa.qa import load_qa
+from mosqa.runs import find_checkpoint, load_run_config, pick_device, save_yaml
+
+# Settings that say where or how a run ran, not what it learned: left out of comparisons.
+NOT_COMPARED = ("valid", "cache_dir", "exp_dir", "device", "threads", "num_workers", "name", "epochs")
+ROW_METRICS = (
+    "mse",
+    "mse_norm",
+    "rmse",
+    "lcc",
+    "srcc",
+    "ktau",
+    "rmse_map",
+    "lcc_con",
+    "srcc_con",
+    "rmse_map_con",
+)
+# How a classifier's two branches become one score; a regression model has only "score".
+CLASSIFIER_PREDICTIONS = {
+    "cls": lambda p: p["cls"],
+    "avg+cls": lambda p: (p["reg"] + p["cls"]) / 2,
+}
+
+
+def progress_bar(console: Console, enabled: bool = True) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+        console=console,
+        disable=not (enabled and console.is_terminal),
+    )
+
+
+def predict(model, dataset: FeatureSet, batch_size: int, device, rank: int = 0, world_size: int = 1) -> dict:
+    """{'index', 'score'(, 'reg', 'cls')} arrays over this rank's share of `dataset`, in length order."""
+    model.eval()
+    sampler = BucketBatchSampler(dataset.lengths, batch_size, shuffle=False, rank=rank, world_size=world_size)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
+    parts: dict[str, list] = {"index": []}
+    with torch.no_grad():
+        for x, lengths, _, idx in loader:
+            out = model(x.to(device), lengths.to(device))
+            parts["index"].append(idx.numpy())
+            for key in ("score", "reg", "cls"):
+                if key in out:
+                    parts.setdefault(key, []).append(out[key].float().cpu().numpy())
+    if not parts["index"]:
+        return {"index": np.zeros(0, dtype=np.int64), "score": np.zeros(0)}
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def prediction_modes(pred: dict) -> dict[str, np.ndarray]:
+    if "cls" in pred:
+        return {name: fn(pred) for name, fn in CLASSIFIER_PREDICTIONS.items()}
+    return {"score": pred["score"]}
+
+
+def _in_order(pred: dict) -> dict:
+    order = np.argsort(pred["index"])
+    return {k: v[order] for k, v in pred.items() if k != "index"}
+
+
+def evaluate_run(
+    path,
+    list_path,
+    out_dir=None,
+    batch_size: int = 16,
+    device: str = "cpu",
+    cache_dir=None,
+    console: Console | None = None,
+) -> dict:
+    """Score `list_path` with one run; write predictions.csv, metrics.yaml and scatter PNGs."""
+    console = console or Console(stderr=True)
+    run_dir, ckpt = find_checkpoint(path)
+    dev = pick_device(device)
+    scorer = load_qa(path, dev)
+    items = read_list(list_path)
+    cache = Path(cache_dir) if cache_dir else run_dir.parent / ".cache"
+    with progress_bar(console) as prog:
+        feats, offsets = load_features(items, scorer.frontend, cache, Path(list_path).stem, prog)
+    dataset = FeatureSet(feats, offsets, [it.score for it in items])
+    pred = _in_order(predict(scorer.model, dataset, batch_size, dev))
+    true = dataset.scores.astype(np.float64)
+    modes = prediction_modes(pred)
+    conditions = [it.condition for it in items]
+    results = {}
+    for mode, p in modes.items():
+        m = correlation_metrics(p, true)
+        if all(c is not None for c in conditions):
+            m.update(per_condition_metrics(p, true, conditions))
+        results[mode] = m
+
+    out = Path(out_dir) if out_dir else run_dir / f"eval_{Path(list_path).stem}"
+    _write_predictions(out / "predictions.csv", items, true, {**modes, **pred})
+    save_yaml(
+        out / "metrics.yaml",
+        {"run": str(run_dir), "checkpoint": str(ckpt), "list": str(Path(list_path)), "metrics": results},
+    )
+    for mode, p in modes.items():
+        m = results[mode]
+        title = (
+            f"{run_dir.name} [{mode}]\nMSE {m['mse']:.4f} ({m['mse_norm']:.4f} norm)  "
+            f"LCC {m['lcc']:.4f}  SRCC {m['srcc']:.4f}"
+        )
+        scatter_png(out / f"scatter_{mode.replace('+', '_')}.png", p, true, title)
+    return {"run_dir": run_dir, "out_dir": out, "metrics": results}
+
+
+def _write_predictions(path: Path, items, true, columns: dict) -> None:
+    names = list(dict.fromkeys(columns))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "true", "condition", *names])
+        for i, it in enumerate(items):
+            values = [f"{columns[k][i]:.6f}" for k in names]
+            w.writerow([str(it.path), f"{true[i]:.4f}", it.condition or "", *values])
+
+
+def differing_options(run_dirs: list[Path]) -> list[str]:
+    """Config keys whose values differ between runs (list paths compared by file name).
+
+    A model option only some runs store belongs to their architecture; it is listed when it differs
+    among the runs that have it, so crn vs hasa shows `arch`, not every option of both.
+    """
+    configs = [load_run_config(r) for r in run_dirs]
+    keys = [k for k in dict.fromkeys(k for c in configs for k in c) if k not in NOT_COMPARED]
+    shown = []
+    for k in keys:
+        values = {_shown(k, c[k]) for c in configs if k in c}
+        if len(values) > 1:
+            shown.append(k)
+    return shown
+
+
+def _shown(key: str, value) -> str:
+    if key == "train" and value:
+        return Path(value).name
+    return "-" if value is None else str(value)
+
+
+def comparison_rows(results: list[dict]) -> list[dict]:
+    keys = differing_options([r["run_dir"] for r in results]) if len(results) > 1 else []
+    rows = []
+    for r in results:
+        cfg = load_run_config(r["run_dir"])
+        options = " ".join(f"{k}={_shown(k, cfg[k])}" for k in keys if k in cfg)
+        for mode, m in r["metrics"].items():
+            rows.append(
+                {
+                    "run": r["run_dir"].name,
+                    "predict": mode,
+                    "options": options,
+                    **{k: m[k] for k in ROW_METRICS if k in m},
+                }
+            )
+    return rows
+
+
+def comparison_table(rows: list[dict], title: str) -> Table:
+    metrics = ["mse", "mse_norm", "lcc", "srcc", "ktau"]
+    metrics += [k for k in ("lcc_con", "srcc_con", "rmse_map_con") if any(k in r for r in rows)]
+    table = Table(title=title)
+    table.add_column("run", no_wrap=True)
+    table.add_column("predict")
+    table.add_column("options")
+    for c in metrics:
+        table.add_column(c, justify="right")
+    for r in rows:
+        values = [f"{r[k]:.4f}" if k in r else "-" for k in metrics]
+        table.add_row(r["run"], r["predict"], r["options"], *values)
+    return table
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()} for r in rows)
+
+
+def evaluate(
+    paths: list,
+    list_path,
+    out_dir=None,
+    table_path=None,
+    batch_size: int = 16,
+    device: str = "cpu",
+    cache_dir=None,
+    console: Console | None = None,
+) -> list[dict]:
+    """Evaluate every run on `list_path`; print one table (and save it as CSV)."""
+    console = console or Console(width=None if sys.stdout.isatty() else 160)  # logs keep whole names
+    several = len(paths) > 1
+    results = []
+    for p in paths:
+        if Path(p).is_file() and Path(p).suffix != ".pt":
+            raise MosqaError(f"{p}: not a run directory or .pt checkpoint")
+        run_dir, _ = find_checkpoint(p)
+        sub = (Path(out_dir) / run_dir.name if several else Path(out_dir)) if out_dir else None
+        results.append(evaluate_run(p, list_path, sub, batch_size, device, cache_dir, console))
+    rows = comparison_rows(results)
+    stem = Path(list_path).stem
+    if table_path is None and several:
+        common = Path(os.path.commonpath([r["run_dir"].absolute() for r in results]))
+        table_path = (Path(out_dir) if out_dir else common) / f"compare_{stem}.csv"
+    table_path = table_path or results[0]["out_dir"] / "metrics.csv"
+    write_rows(Path(table_path), rows)
+    console.print(comparison_table(rows, f"{stem}: {len(results)} run(s)"))
+    console.print(f"table: {table_path}")
+    return results

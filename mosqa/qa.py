@@ -1,0 +1,62 @@
+"""A trained quality model as one differentiable module: waveform in, MOS out.
+
+`QAScorer` chains the run's own front end (mosqa.frontend.features, in torch) and the model, so
+gradients reach the waveform: the enhancement trainer uses it as a loss. A run directory
+(config.yaml + best.pt) is all `load_qa` needs; the checkpoint is read with weights_only=True.
+"""
+
+import torch
+from torch import nn
+
+from mosqa.errors import MosqaError
+from mosqa.frontend import FrontEnd, features, frame_lengths
+from mosqa.heads import MOS_MIN, MOS_RANGE
+from mosqa.models import QualityModel, build_model
+from mosqa.runs import find_checkpoint, load_checkpoint, load_run_config
+
+
+class QAScorer(nn.Module):
+    """forward(wav (B, N) at frontend.sample_rate, lengths (B,) samples or None) -> (B,) MOS 1–5."""
+
+    def __init__(self, model: QualityModel, frontend: FrontEnd, config: dict | None = None):
+        super().__init__()
+        self.model, self.frontend = model, frontend
+        self.config = dict(config or {"arch": model.arch, **model.config(), **frontend.to_dict()})
+
+    def full(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
+        """The model's whole output dict (frame scores, mask, classifier logits ...)."""
+        if wav.dim() == 1:
+            wav = wav[None]
+        x = features(wav, self.frontend)
+        frames = None
+        if lengths is not None:
+            frames = frame_lengths(lengths.to(wav.device).long(), self.frontend).clamp(1, x.shape[1])
+        return self.model(x, frames)
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.full(wav, lengths)["score"]
+
+    def normalised(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) quality on 0..1, the scale of the log's `1 - q` enhancement loss."""
+        return (self.forward(wav, lengths) - MOS_MIN) / MOS_RANGE
+
+
+def scorer_from_config(cfg: dict) -> QAScorer:
+    """An untrained scorer exactly as a run's config describes it."""
+    fe = FrontEnd.from_dict(cfg)
+    return QAScorer(build_model(cfg, fe.n_bins), fe, cfg)
+
+
+def load_qa(run_dir, device="cpu", checkpoint: str = "best.pt") -> QAScorer:
+    """The trained scorer of a train-qa run directory (or one of its checkpoint files), in eval mode."""
+    run_dir, ckpt = find_checkpoint(run_dir, prefer=checkpoint)
+    scorer = scorer_from_config(load_run_config(run_dir))
+    state = load_checkpoint(ckpt)
+    if "model" not in state:
+        raise MosqaError(f"{ckpt}: not a train-qa checkpoint (no model weights)")
+    try:
+        scorer.model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        reason = str(exc).splitlines()[0]
+        raise MosqaError(f"{ckpt}: weights do not fit the model in config.yaml ({reason})") from None
+    return scorer.to(torch.device(device)).eval()
