@@ -17,6 +17,8 @@ from scipy.signal import resample_poly
 from mosqa.errors import MosqaError
 
 SAMPLE_RATE = 16000
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -72,6 +74,7 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give outputs the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

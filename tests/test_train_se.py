@@ -1,0 +1,413 @@
+"""train-se: data, losses, quality-guided modes, CLI end to end, resume, bad input."""
+
+import csv
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from cli.main import app
+from mosqa.errors import MosqaError
+from mosqa.se_data import MixDataset, PairDataset, collate, mix, read_pairs
+from mosqa.se_models import build_se_model
+from mosqa.train_se import (
+    DEFAULTS,
+    SPEC_LOSSES,
+    NormalisedQA,
+    check_qa_compatible,
+    grad_reverse,
+    parse_losses,
+    qa_frozen,
+    qa_grl,
+    qa_joint,
+    spectral_loss,
+)
+
+torch.set_num_threads(1)
+SR = 16000
+
+
+def _speech(seconds: float, f0: float, sr: int = SR) -> np.ndarray:
+    """Voiced, syllable-modulated harmonics: enough like speech for PESQ to find utterances."""
+    t = np.arange(int(seconds * sr)) / sr
+    tone = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 12))
+    return (0.1 * tone * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) ** 2).astype(np.float32)
+
+
+def write_pairs(root, n_train: int = 4, n_valid: int = 2, seconds: float = 1.2):
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n_train + n_valid):
+        s = _speech(seconds, 110 + 15 * i)
+        sf.write(root / f"c{i}.wav", s, SR)
+        sf.write(root / f"n{i}.wav", s + 0.03 * rng.standard_normal(len(s)).astype(np.float32), SR)
+        lines.append(f"n{i}.wav,c{i}.wav")
+    (root / "train.list").write_text("\n".join(lines[:n_train]) + "\n")
+    (root / "valid.list").write_text("\n".join(lines[n_train:]) + "\n")
+    return root / "train.list", root / "valid.list"
+
+
+# ---------------------------------------------------------------- data
+
+
+def test_pairs_crop_and_collate(tmp_path):
+    train, _ = write_pairs(tmp_path)
+    ds = PairDataset(train, SR, crop_samples=8000, seed=3)
+    ds.set_epoch(0)
+    a = ds[1]
+    assert a[0].shape == a[1].shape == (8000,)
+    assert np.array_equal(ds[1][0], a[0])  # same (seed, epoch, index) -> same crop
+    ds.set_epoch(1)
+    assert not np.array_equal(ds[1][0], a[0])
+    noisy, clean, lengths = collate([(np.ones(5, np.float32), np.ones(5, np.float32)),
+                                     (np.ones(3, np.float32), np.ones(3, np.float32))])
+    assert noisy.shape == (2, 5) and lengths.tolist() == [5, 3] and noisy[1, 3:].abs().sum() == 0
+
+
+def test_pair_list_errors(tmp_path):
+    write_pairs(tmp_path)
+    sf.write(tmp_path / "short.wav", _speech(0.5, 100), SR)
+    (tmp_path / "bad.list").write_text("n0.wav,c0.wav\nn1.wav,short.wav\n")
+    with pytest.raises(MosqaError, match=r"bad.list:2: noisy and clean differ in length"):
+        read_pairs(tmp_path / "bad.list")
+    (tmp_path / "miss.list").write_text("n0.wav,gone.wav\n")
+    with pytest.raises(MosqaError, match=r"miss.list:1: no such audio file .*gone.wav"):
+        read_pairs(tmp_path / "miss.list")
+    (tmp_path / "single.list").write_text("n0.wav\n")
+    with pytest.raises(MosqaError, match="no clean reference"):
+        read_pairs(tmp_path / "single.list")
+
+
+def test_mixing_hits_snr_and_validation_is_fixed(tmp_path):
+    s = _speech(1.0, 120)
+    noise = np.random.default_rng(1).standard_normal(SR).astype(np.float32)
+    noisy, clean = mix(s, noise, 5.0, -25.0)
+    snr = 10 * np.log10(np.sum(clean.astype(float) ** 2) / np.sum((noisy - clean).astype(float) ** 2))
+    assert abs(snr - 5.0) < 0.01
+    assert abs(20 * np.log10(np.sqrt(np.mean(noisy.astype(float) ** 2))) + 25) < 0.01
+    for i in range(3):
+        sf.write(tmp_path / f"s{i}.wav", _speech(1.0 + i * 0.3, 100 + 30 * i), SR)
+    sf.write(tmp_path / "noise.wav", noise * 0.1, SR)
+    clean_files = sorted(tmp_path.glob("s*.wav"))
+    valid = MixDataset(clean_files, [tmp_path / "noise.wav"], SR, None, seed=7)
+    again = MixDataset(clean_files, [tmp_path / "noise.wav"], SR, None, seed=7)
+    assert len(valid) == 3 and [len(valid[i][0]) for i in range(3)] == [SR, int(1.3 * SR), int(1.6 * SR)]
+    assert all(np.array_equal(valid[i][0], again[i][0]) for i in range(3))
+    train = MixDataset(clean_files, [tmp_path / "noise.wav"], SR, 4000, items=10, seed=7)
+    train.set_epoch(0)
+    assert len(train) == 10 and train[4][0].shape == (4000,)
+
+
+# ---------------------------------------------------------------- losses and quality terms
+
+
+class TinyCritic(torch.nn.Module):
+    """Stand-in quality model: normalised score from the waveform's log energy, differentiable."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(0.3))
+        self.b = torch.nn.Parameter(torch.tensor(0.1))
+
+    def normalised(self, wav, lengths):
+        return torch.sigmoid(self.w * torch.log(wav.pow(2).mean(-1) + 1e-6) + self.b)
+
+
+def _batch():
+    torch.manual_seed(0)
+    clean = torch.from_numpy(np.stack([_speech(1.0, 120), _speech(1.0, 160)]))
+    noisy = clean + 0.05 * torch.randn_like(clean)
+    return noisy, clean, torch.tensor([SR, 12000])
+
+
+def test_every_spectral_loss_trains_the_enhancer():
+    noisy, clean, lengths = _batch()
+    for name in SPEC_LOSSES:
+        model = build_se_model({"arch": "lstm", "hidden": 16, "conv_channels": 16, "layers": 1})
+        out = model.run(noisy, lengths)
+        loss = spectral_loss(out, clean, lengths, [(name, 1.0)], model.fe, 0.3)
+        loss.backward()
+        assert torch.isfinite(loss) and model.out.weight.grad.abs().sum() > 0, name
+
+
+def test_parse_losses():
+    cfg = DEFAULTS | {"loss": "mag+complex+sisnr", "loss_weights": "1,0.5,2"}
+    assert parse_losses(cfg) == [("mag", 1.0), ("complex", 0.5), ("sisnr", 2.0)]
+    assert parse_losses(cfg | {"target": "iam"}) == [("iam", 1.0)]
+    with pytest.raises(MosqaError, match="unknown term"):
+        parse_losses(DEFAULTS | {"loss": "mag+l1"})
+    with pytest.raises(MosqaError, match="2 weights for 1"):
+        parse_losses(DEFAULTS | {"loss": "mag", "loss_weights": "1,2"})
+
+
+def test_gradient_reversal_flips_sign_and_scales():
+    x = torch.randn(5, requires_grad=True)
+    (x * torch.arange(5.0)).sum().backward()
+    plain = x.grad.clone()
+    x.grad = None
+    (grad_reverse(x, 0.5) * torch.arange(5.0)).sum().backward()
+    assert torch.allclose(x.grad, -0.5 * plain)
+
+
+def _mode_grads(term, critic, cfg):
+    """Gradients of a quality term on the enhancer output and on the critic's parameters."""
+    noisy, clean, lengths = _batch()
+    enh = (noisy * 0.9).requires_grad_(True)
+    for p in critic.parameters():
+        p.grad = None
+    loss = term(NormalisedQA(critic), enh, clean, lengths, cfg, 0)
+    loss.backward()
+    return enh.grad, [None if p.grad is None else p.grad.clone() for p in critic.parameters()], loss
+
+
+def test_frozen_mode_reaches_enhancer_only():
+    critic = TinyCritic()
+    for p in critic.parameters():
+        p.requires_grad_(False)
+    g_enh, g_critic, _ = _mode_grads(qa_frozen, critic, DEFAULTS | {"qa_weight": 1.0})
+    assert g_enh.abs().sum() > 0
+    assert all(g is None for g in g_critic)
+
+
+def test_grl_mode_reverses_the_enhancer_gradient():
+    cfg = DEFAULTS | {"grl_lambda": 1.0, "qa_weight": 1.0}
+    g_enh, g_critic, loss = _mode_grads(qa_grl, TinyCritic(), cfg)
+    assert all(g is not None and g.abs() > 0 for g in g_critic)  # the critic learns true PESQ
+    # The same critic loss without reversal: the enhancer gradient has exactly the opposite sign.
+    from mosqa.train_se import _critic_loss, true_pesq
+
+    noisy, clean, lengths = _batch()
+    enh = (noisy * 0.9).requires_grad_(True)
+    critic = TinyCritic()
+    plain = _critic_loss(critic.normalised(enh, lengths), true_pesq(clean, enh, lengths, SR))
+    plain.backward()
+    assert torch.allclose(loss, plain)
+    assert torch.allclose(g_enh, -enh.grad)
+    assert (torch.sign(g_enh) == -torch.sign(enh.grad))[enh.grad != 0].all()
+
+
+def test_true_pesq_targets_are_normalised_and_clipped():
+    from mosqa.train_se import true_pesq
+
+    noisy, clean, lengths = _batch()
+    t = true_pesq(clean, clean, lengths, SR)
+    assert torch.allclose(t, torch.full((2,), (4.64 - 1) / 4), atol=0.02)
+    assert (true_pesq(clean, noisy, lengths, SR) < t).all()
+
+
+def test_joint_mode_trains_both_without_teaching_the_critic_to_flatter():
+    cfg = DEFAULTS | {"qa_weight": 1.0, "qa_every": 2}
+    g_enh, g_critic, _ = _mode_grads(qa_joint, TinyCritic(), cfg)
+    assert g_enh.abs().sum() > 0 and all(g is not None for g in g_critic)
+    # The critic's gradient is that of its own PESQ-prediction loss alone.
+    from mosqa.train_se import _critic_loss, true_pesq
+
+    noisy, clean, lengths = _batch()
+    critic = TinyCritic()
+    enh = noisy * 0.9
+    _critic_loss(critic.normalised(enh, lengths), true_pesq(clean, enh, lengths, SR)).backward()
+    assert all(torch.allclose(a, p.grad) for a, p in zip(g_critic, critic.parameters(), strict=True))
+    assert qa_joint(NormalisedQA(TinyCritic()), noisy, clean, torch.tensor([SR, SR]), cfg, 1) is None
+
+
+def test_incompatible_quality_front_end_is_refused():
+    from mosqa.frontend import FrontEnd
+
+    check_qa_compatible(FrontEnd(), DEFAULTS, "qa")
+    with pytest.raises(MosqaError, match="reads 8000 Hz audio but the enhancer produces 16000 Hz"):
+        check_qa_compatible(FrontEnd(sample_rate=8000), DEFAULTS, "qa")
+
+
+# ---------------------------------------------------------------- CLI end to end
+
+TINY = ["--arch", "lstm", "--hidden", "16", "--epochs", "1", "--batch-size", "2", "--crop-seconds", "0.5",
+        "--device", "cpu"]
+
+
+def runs_in(exp):
+    return [p for p in exp.iterdir() if not p.name.startswith(".")]
+
+
+def _train(args):
+    return CliRunner().invoke(app, ["train-se", *args])
+
+
+@pytest.mark.slow
+def test_cli_train_resume_enhance_compare(tmp_path):
+    train, valid = write_pairs(tmp_path / "d")
+    exp = tmp_path / "exp"
+    res = _train(["--train-list", str(train), "--valid-list", str(valid), "--exp-dir", str(exp),
+                  "--arch", "dpcrn", "--epochs", "1", "--batch-size", "2", "--crop-seconds", "0.5",
+                  "--no-dnsmos", "--device", "cpu", "--steps-per-epoch", "1"])
+    assert res.exit_code == 0, res.output
+    (run,) = runs_in(exp)
+    assert run.name.startswith("dpcrn_se")
+    for f in ("config.yaml", "metrics.csv", "best.pt", "last.pt", "train.log", "input_metrics.yaml"):
+        assert (run / f).is_file(), f
+    shared = list((exp / ".input_metrics").glob("*.yaml"))
+    assert len(shared) == 1 and shared[0].read_text() == (run / "input_metrics.yaml").read_text()
+    res = _train(["--resume", str(run), "--epochs", "2"])
+    assert res.exit_code == 0, res.output
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[1]["valid_pesq"]) > 1.0
+    assert "resumed from" in (run / "train.log").read_text()
+    res = CliRunner().invoke(app, ["enhance", str(run), str(tmp_path / "d" / "n0.wav"),
+                                   "-o", str(tmp_path / "o"), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert sf.info(str(tmp_path / "o" / "n0.wav")).frames == sf.info(str(tmp_path / "d" / "n0.wav")).frames
+    res = CliRunner().invoke(app, ["enhance", "--compare", str(run), "-o", str(tmp_path / "cmp")])
+    assert res.exit_code == 0, res.output
+    lines = (tmp_path / "cmp" / "compare.csv").read_text().splitlines()
+    assert lines[0].startswith("run,pesq,stoi") and lines[1].startswith("noisy input,") and len(lines) == 3
+
+
+@pytest.mark.slow
+def test_cli_mixing_with_dnsmos_validation(tmp_path):
+    for i in range(3):
+        sf.write(tmp_path / f"s{i}.wav", _speech(1.2, 100 + 30 * i), SR)
+    noise = np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.1
+    sf.write(tmp_path / "noise.wav", noise, SR)
+    (tmp_path / "train_clean.txt").write_text("s0.wav\ns1.wav\n")
+    (tmp_path / "valid_clean.txt").write_text("s2.wav\n")
+    res = _train([*TINY, "--clean", str(tmp_path / "train_clean.txt"), "--noise", str(tmp_path / "noise.wav"),
+                  "--valid-clean", str(tmp_path / "valid_clean.txt"),
+                  "--valid-noise", str(tmp_path / "noise.wav"),
+                  "--exp-dir", str(tmp_path / "exp"), "--target", "iam", "--mask-act", "sigmoid"])
+    assert res.exit_code == 0, res.output
+    (run,) = runs_in(tmp_path / "exp")
+    assert run.name.startswith("lstm_se_IAM")
+    with open(run / "metrics.csv") as f:
+        row = next(csv.DictReader(f))
+    assert all(1.0 <= float(row[f"valid_{k}"]) <= 5.0 for k in ("sig", "bak", "ovrl"))
+
+
+def test_cli_bad_inputs_are_one_line(tmp_path):
+    write_pairs(tmp_path)
+    sf.write(tmp_path / "short.wav", _speech(0.5, 100), SR)
+    (tmp_path / "mismatch.list").write_text("n0.wav,short.wav\n")
+    (tmp_path / "missing.list").write_text("n0.wav,nothere.wav\n")
+    cases = [
+        (["--train-list", str(tmp_path / "mismatch.list")], "differ in length"),
+        (["--train-list", str(tmp_path / "missing.list")], "no such audio file"),
+        (["--qa", "frozen"], "needs --qa-model"),
+        (["--qa", "adversarial"], "--qa must be one of"),
+        (["--qa", "grl", "--qa-model", str(tmp_path / "nowhere")], "no such quality-model run directory"),
+    ]
+    for args, message in cases:
+        base = ["--train-list", str(tmp_path / "train.list"), "--valid-list", str(tmp_path / "valid.list")]
+        res = _train([*TINY, *base, *args, "--exp-dir", str(tmp_path / "exp"), "--no-dnsmos"])
+        assert res.exit_code == 2, (args, res.output)
+        assert message in res.output and len(res.output.strip().splitlines()) == 1, res.output
+
+
+# ---------------------------------------------------------------- with a real quality model (mosqa.qa)
+
+
+def make_qa_run(root, **frontend) -> str:
+    """A train-qa style run directory (config.yaml + best.pt) holding an untrained QualityNet."""
+    from mosqa.frontend import FrontEnd
+    from mosqa.qa import scorer_from_config
+    from mosqa.runs import save_checkpoint, save_yaml
+
+    torch.manual_seed(0)
+    scorer = scorer_from_config({"arch": "qualitynet", **FrontEnd(**frontend).to_dict()})
+    root.mkdir(parents=True)
+    save_yaml(root / "config.yaml", scorer.config)
+    save_checkpoint(root / "best.pt", {"model": scorer.model.state_dict(), "epoch": 1})
+    return str(root)
+
+
+def test_quality_model_reads_enhanced_waveform_through_its_own_front_end(tmp_path):
+    """The log's defect: the QA got the wrong input. It must get features(enhanced, QA front end)."""
+    from mosqa.frontend import features
+    from mosqa.train_se import load_critic
+
+    run = make_qa_run(tmp_path / "qa", window="hamming", compress=0.5)  # differs from the enhancer's STFT
+    scorer = load_critic(DEFAULTS | {"qa": "frozen", "qa_model": run}, "cpu")
+    seen = []
+    scorer.model.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
+    enhancer = build_se_model(DEFAULTS)
+    noisy, clean, lengths = _batch()
+    enh = enhancer(noisy, lengths)
+    qa_frozen(NormalisedQA(scorer), enh, clean, lengths, DEFAULTS, 0).backward()
+    expected = features(enh.detach(), scorer.frontend)
+    assert seen[0].shape == expected.shape and expected.shape[-1] == 257
+    assert torch.allclose(seen[0], expected, atol=1e-5)
+    assert not torch.allclose(seen[0], features(noisy, scorer.frontend), atol=1e-3)
+    assert enhancer.decoder[0].deconv.weight.grad.abs().sum() > 0
+
+
+def test_grl_with_quality_model_reverses_enhancer_gradient(tmp_path):
+    from mosqa.train_se import _critic_loss, load_critic, true_pesq
+
+    scorer = load_critic(DEFAULTS | {"qa": "grl", "qa_model": make_qa_run(tmp_path / "qa")}, "cpu")
+    noisy, clean, lengths = _batch()
+    grads = []
+    for reverse in (True, False):
+        enh = (noisy * 0.8).requires_grad_(True)
+        scorer.zero_grad()
+        x = grad_reverse(enh, 2.0) if reverse else enh
+        _critic_loss(scorer.normalised(x, lengths), true_pesq(clean, enh, lengths, SR)).backward()
+        grads.append((enh.grad.clone(), [p.grad.clone() for p in scorer.parameters() if p.grad is not None]))
+    (g_rev, critic_rev), (g_plain, critic_plain) = grads
+    assert g_plain.abs().sum() > 0 and torch.allclose(g_rev, -2.0 * g_plain, atol=1e-6)
+    # The quality model itself still descends its own loss: same gradient with or without reversal.
+    assert critic_rev and all(torch.allclose(a, b) for a, b in zip(critic_rev, critic_plain, strict=True))
+
+
+def test_incompatible_quality_run_is_refused_from_the_cli(tmp_path):
+    train, valid = write_pairs(tmp_path / "d")
+    run8k = make_qa_run(tmp_path / "qa8k", sample_rate=8000, n_fft=256, hop=128)
+    res = _train([*TINY, "--train-list", str(train), "--valid-list", str(valid), "--qa", "frozen",
+                  "--qa-model", run8k, "--exp-dir", str(tmp_path / "exp"), "--no-dnsmos"])
+    assert res.exit_code == 2 and "reads 8000 Hz audio" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "exp").exists()
+    broken = tmp_path / "qa_broken"
+    make_qa_run(broken)
+    (broken / "config.yaml").write_text((broken / "config.yaml").read_text().replace("feature: mag",
+                                                                                     "feature: mfcc"))
+    res = _train([*TINY, "--train-list", str(train), "--valid-list", str(valid), "--qa", "frozen",
+                  "--qa-model", str(broken), "--exp-dir", str(tmp_path / "exp"), "--no-dnsmos"])
+    assert res.exit_code == 2 and "unusable quality-model front end" in res.output, res.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["frozen", "grl", "joint"])
+def test_cli_quality_guided_modes_train(tmp_path, mode):
+    from mosqa.runs import load_checkpoint
+
+    train, valid = write_pairs(tmp_path / "d")
+    qa = make_qa_run(tmp_path / "qa")
+    res = _train([*TINY, "--train-list", str(train), "--valid-list", str(valid), "--qa", mode,
+                  "--qa-model", qa, "--qa-every", "2", "--exp-dir", str(tmp_path / "exp"), "--no-dnsmos",
+                  "--steps-per-epoch", "2"])
+    assert res.exit_code == 0, res.output
+    (run,) = runs_in(tmp_path / "exp")
+    assert run.name.startswith(f"lstm_{mode}")
+    with open(run / "metrics.csv") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["train_qa_loss"]) > 0
+    state = load_checkpoint(run / "last.pt")
+    assert ("qa" in state) == (mode != "frozen")  # a trained critic is saved for --resume
+    if mode != "frozen":
+        before = load_checkpoint(tmp_path / "qa" / "best.pt")["model"]
+        changed = [k for k, v in state["qa"].items() if k.startswith("model.") and
+                   not torch.equal(v, before[k.removeprefix("model.")])]
+        assert changed, "the quality model should have been updated"
+
+
+def test_recipe_configs_resolve():
+    from pathlib import Path
+
+    from mosqa.train_se import resolve
+
+    confs = sorted((Path(__file__).resolve().parents[1] / "recipes" / "conf").glob("se_*.yaml"))
+    assert len(confs) >= 3
+    for conf in confs:
+        cfg = resolve(conf)
+        build_se_model(cfg)  # every option in the file is one the model accepts
+    assert resolve(confs[0], {"epochs": 3})["epochs"] == 3
