@@ -49,6 +49,7 @@ def command(
     feature: str = _opt(FE, "mag | complex | logmel."),
     compress: float = _opt(FE, "Magnitude power-law exponent: 1 = raw, 0.5 = the log's cp."),
     n_mels: int = _opt(FE, "Mel bands for logmel (48)."),
+    level_norm: float = _opt(FE, "Scale each clip to this RMS level in dBFS before the STFT (off)."),
     C: int = _opt(MODEL, "Conv channels (crn, cnn, cnnA, can2d, lstmcan).", "--C", "--channels"),
     lstm_hidden: int = _opt(MODEL, "LSTM hidden size."),
     trans: int = _opt(MODEL, "crn: units of the linear layer after the LSTM."),

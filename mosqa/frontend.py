@@ -12,6 +12,7 @@ import torch
 from mosqa.errors import MosqaError
 
 FEATURES = ("mag", "complex", "logmel")
+LATE_OPTIONS = ("level_norm",)
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class FrontEnd:
     feature: str = "mag"  # mag: |X|^c ; complex: compressed (re, im) ; logmel: log mel power
     compress: float = 1.0  # power-law exponent c; 1.0 = raw magnitude (qn_input_type 0), 0.5 = the log's `cp`
     n_mels: int = 48
+    level_norm: float | None = None  # dBFS each clip's valid samples are scaled to first; None = as recorded
 
     def __post_init__(self):
         if self.feature not in FEATURES:
@@ -44,7 +46,9 @@ class FrontEnd:
         return 2 * bins if self.feature == "complex" else bins
 
     def key(self) -> str:
-        return "_".join(f"{k}{v}" for k, v in asdict(self).items())
+        # Options added later stay out of the key while unset, so caches made before them stay valid.
+        items = asdict(self).items()
+        return "_".join(f"{k}{v}" for k, v in items if not (k in LATE_OPTIONS and v is None))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -116,8 +120,29 @@ def mel_filterbank(fe: FrontEnd, device=None) -> torch.Tensor:
     return fb.to(dtype=torch.float32, device=device)
 
 
-def features(wav: torch.Tensor, fe: FrontEnd) -> torch.Tensor:
-    """(batch, samples) waveform -> (batch, frames, n_bins) features. Differentiable."""
+def normalise_level(wav: torch.Tensor, target_db: float, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Scale each row so its first `lengths` samples have RMS `target_db` dBFS; padding never counts.
+
+    Quality labels such as PESQ ignore the playback level, while raw spectra carry it, so without
+    this a model must learn level invariance from data where levels vary by tens of dB.
+    """
+    power = wav.square()
+    if lengths is None:
+        mean = power.mean(-1, keepdim=True)
+    else:
+        valid = torch.arange(wav.shape[-1], device=wav.device)[None, :] < lengths[:, None].to(wav.device)
+        mean = (power * valid).sum(-1, keepdim=True) / lengths[:, None].to(wav.device).clamp_min(1)
+    # The floor (-100 dBFS) keeps digital silence from being blown up to full scale.
+    return wav * (10 ** (target_db / 20) * torch.rsqrt(mean.clamp_min(1e-10)))
+
+
+def features(wav: torch.Tensor, fe: FrontEnd, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """(batch, samples) waveform -> (batch, frames, n_bins) features. Differentiable.
+
+    `lengths` (batch,) valid samples per row of a padded batch; only level_norm reads it.
+    """
+    if fe.level_norm is not None:
+        wav = normalise_level(wav, fe.level_norm, lengths)
     spec = stft(wav, fe)
     if fe.feature == "mag":
         mag = spec.abs()

@@ -137,29 +137,85 @@ def time_mask(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return x * mask.view(mask.shape[0], 1, mask.shape[1], *([1] * (x.dim() - 3))).to(x.dtype)
 
 
+def _valid_sum(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Per-channel sum of x (B, C, T, ...) over valid frames (m (B, T) float), as one batched
+    matrix-vector product: no masked copy of x, and no slow reduction over a few trailing bins."""
+    b, c, t = x.shape[:3]
+    rest = x[0, 0, 0].numel()
+    weights = m[:, :, None].expand(b, t, rest).reshape(b, t * rest, 1)
+    return torch.bmm(x.reshape(b, c, t * rest), weights).sum((0, 2))
+
+
+def _frames(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The (B, T) frame weights m shaped to broadcast over x (B, C, T, ...)."""
+    return m.view(m.shape[0], 1, m.shape[1], *([1] * (x.dim() - 3)))
+
+
+def _affine(x: torch.Tensor, m: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """x * scale + shift per channel on valid frames, exactly 0 on padded ones, in one pass."""
+    shape = (1, -1, 1) + (1,) * (x.dim() - 3)
+    frame = _frames(m, x)
+    return torch.addcmul(shift.view(shape) * frame, x, scale.view(shape) * frame)
+
+
+class _MaskedBatchNormFn(torch.autograd.Function):
+    """Training-mode masked BatchNorm with the gradient written out: a handful of passes over the
+    tensor instead of the dozen that autograd records for masking, squaring, summing and scaling.
+
+    The mask is folded into per-frame scale and shift, so padded outputs are exactly zero and
+    padded inputs get no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x, mask, weight, bias, eps):
+        dtype, x = x.dtype, x.float()  # float32 sums: half precision would overflow x*x
+        m = mask.to(x.dtype)
+        n = m.sum() * x[0, 0, 0].numel()
+        mean = _valid_sum(x, m) / n
+        var = (_valid_sum(x.square(), m) / n - mean**2).clamp_min(0)
+        invstd = torch.rsqrt(var + eps)
+        scale = weight * invstd
+        ctx.save_for_backward(x, m, mean, invstd, weight)
+        ctx.n, ctx.dtype = n, dtype
+        ctx.mark_non_differentiable(mean, var)
+        return _affine(x, m, scale, bias - mean * scale), mean, var
+
+    @staticmethod
+    def backward(ctx, grad, _grad_mean, _grad_var):
+        x, m, mean, invstd, weight = ctx.saved_tensors
+        n = ctx.n
+        grad = grad.float()
+        g_sum = _valid_sum(grad, m)
+        gx_sum = _valid_sum(grad * x, m)
+        grad_bias = g_sum
+        grad_weight = invstd * (gx_sum - mean * g_sum)  # sum of grad * x_hat
+        # dx = scale * (g - mean(g) - x_hat * mean(g * x_hat)) on valid frames: a*g + b*x + c.
+        a = weight * invstd
+        b = -a * invstd * grad_weight / n
+        c = -a * g_sum / n - b * mean
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        dx = _affine(grad, m, a, c).addcmul_(x, b.view(shape) * _frames(m, x))
+        return dx.to(ctx.dtype), None, grad_weight, grad_bias, None
+
+
 class MaskedBatchNorm(nn.BatchNorm1d):
     """BatchNorm over x (B, C, T, ...) whose training statistics come from valid frames only.
 
-    Padded frames are zeroed first, so plain sums cover exactly the valid frames; this costs far
-    less than gathering the valid frames and scattering them back.
+    Plain sums over the valid frames replace gathering them and scattering them back. Padded
+    frames of the output are zero in both modes, so an activation with act(0) = 0 keeps them zero.
     """
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if not self.training:
-            stats = (self.running_mean, self.running_var)
-            return F.batch_norm(x, *stats, self.weight, self.bias, False, 0.0, self.eps)
-        x = time_mask(x, mask).float()  # float32 sums: half precision would overflow x*x
-        dims = [0, *range(2, x.dim())]
-        n = mask.sum() * x[0, 0, 0].numel()
-        mean = x.sum(dims) / n
-        var = ((x * x).sum(dims) / n - mean**2).clamp_min(0)
+            scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+            return _affine(x, mask.to(x.dtype), scale, self.bias - self.running_mean * scale)
+        y, mean, var = _MaskedBatchNormFn.apply(x, mask, self.weight, self.bias, self.eps)
         with torch.no_grad():
+            n = mask.sum() * x[0, 0, 0].numel()
             self.running_mean.lerp_(mean, self.momentum)
             self.running_var.lerp_(var * n / (n - 1).clamp_min(1), self.momentum)
             self.num_batches_tracked += 1
-        scale = self.weight * torch.rsqrt(var + self.eps)
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        return torch.addcmul((self.bias - mean * scale).view(shape), x, scale.view(shape))
+        return y
 
 
 def attention_mask(mask: torch.Tensor, window: int) -> torch.Tensor:
@@ -258,13 +314,13 @@ class ConvBlock2d(nn.Module):
         pad = (kernel[0] // 2, kernel[1] // 2 if freq_pad is None else freq_pad)
         self.conv = nn.Conv2d(c_in, c_out, kernel, stride=(1, freq_stride), padding=pad)
         self.bn = MaskedBatchNorm(c_out) if bn else None
-        self.act = act()
+        self.act = act(inplace=True)  # saves allocating one more map; nothing else reads its input
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
-        if self.bn is not None:
-            x = self.bn(x, mask)
-        return time_mask(self.act(x), mask)
+        if self.bn is None:
+            return time_mask(self.act(x), mask)
+        return self.act(self.bn(x, mask))  # the norm zeroes padding and act(0) = 0 (ReLU, ELU)
 
     def out_bins(self, bins: int) -> int:
         k, s, p = self.conv.kernel_size[1], self.conv.stride[1], self.conv.padding[1]

@@ -27,7 +27,7 @@ class QAScorer(nn.Module):
         """The model's whole output dict (frame scores, mask, classifier logits ...)."""
         if wav.dim() == 1:
             wav = wav[None]
-        x = features(wav, self.frontend)
+        x = features(wav, self.frontend, lengths)
         frames = None
         if lengths is not None:
             frames = frame_lengths(lengths.to(wav.device).long(), self.frontend).clamp(1, x.shape[1])

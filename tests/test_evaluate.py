@@ -13,7 +13,7 @@ from mosqa import load_qa
 from mosqa.data import FeatureSet, load_features
 from mosqa.errors import MosqaError
 from mosqa.evaluate import predict
-from mosqa.frontend import FrontEnd
+from mosqa.frontend import FrontEnd, features
 from mosqa.lists import read_list
 from mosqa.models import build_model
 from mosqa.qa import QAScorer
@@ -109,6 +109,28 @@ def test_scorer_from_a_fresh_model():
     model = build_model({"arch": "crn", "C": 8, "lstm_hidden": 8, "trans": 8}, fe.n_bins)
     scorer = QAScorer(model, fe, {"arch": "crn"})
     assert scorer(torch.zeros(1, 4000) + 0.01).shape == (1,)
+
+
+def test_level_norm_ignores_gain_and_padding():
+    fe = FrontEnd(compress=0.5, level_norm=-26.0)
+    torch.manual_seed(0)
+    model = build_model({"arch": "crn", "C": 8, "lstm_hidden": 8, "trans": 8}, fe.n_bins).eval()
+    scorer = QAScorer(model, fe, {"arch": "crn"})
+    wav = 0.1 * torch.randn(2, 12000)
+    with torch.no_grad():
+        loud, quiet = scorer(wav[:1]), scorer(0.001 * wav[:1])
+        # Padding must not enter the level: clip 2 alone scores as in the padded batch.
+        batch = scorer(wav, torch.tensor([12000, 8000]))
+        alone = scorer(wav[1:, :8000])
+        plain = QAScorer(model, FrontEnd(compress=0.5), {"arch": "crn"})(0.001 * wav[:1])
+    assert float(quiet) == pytest.approx(float(loud), abs=1e-4)
+    assert float(batch[1]) == pytest.approx(float(alone), abs=1e-4)
+    inner = slice(0, 25)  # frames whose STFT window lies inside the 8000 valid samples
+    padded = features(wav, fe, torch.tensor([12000, 8000]))[1, inner]
+    assert torch.allclose(padded, features(wav[1:, :8000], fe)[0, inner], atol=1e-5)
+    assert float(plain) != pytest.approx(float(quiet), abs=1e-4)  # without it, the level does matter
+    # Unset, the option leaves the cache key of older runs unchanged; set, it changes it.
+    assert "level_norm" not in FrontEnd().key() and fe.key() != FrontEnd(compress=0.5).key()
 
 
 def test_bad_run_dir_and_list_give_one_line(trained, tmp_path):

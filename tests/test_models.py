@@ -145,6 +145,29 @@ def test_masked_batchnorm_uses_valid_frames_only():
     assert torch.allclose(masked.running_var, plain.running_var, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(3, 4, 10, 5), (3, 4, 10)])
+def test_masked_batchnorm_gradient_matches_batchnorm_on_valid_frames(shape):
+    """The hand-written backward against autograd through a plain BatchNorm of the valid frames."""
+    torch.manual_seed(0)
+    masked, plain = MaskedBatchNorm(4), torch.nn.BatchNorm1d(4)
+    with torch.no_grad():
+        plain.weight.uniform_(0.5, 2.0)
+        plain.bias.normal_()
+    masked.load_state_dict(plain.state_dict())
+    mask = sequence_mask(torch.tensor([10, 6, 3]), 10)
+    x = (3 * torch.randn(*shape) + 1).requires_grad_()
+    g = torch.randn(*shape)
+    y = masked(x, mask)
+    (y * g).sum().backward()
+    valid = x.detach().movedim(2, 1)[mask].requires_grad_()  # (N, C, ...)
+    (plain(valid) * g.movedim(2, 1)[mask]).sum().backward()
+    assert torch.allclose(y.movedim(2, 1)[mask], plain(valid), atol=1e-5)
+    assert torch.all(y.movedim(2, 1)[~mask] == 0) and torch.all(x.grad.movedim(2, 1)[~mask] == 0)
+    assert torch.allclose(x.grad.movedim(2, 1)[mask], valid.grad, atol=1e-5)
+    assert torch.allclose(masked.weight.grad, plain.weight.grad, atol=1e-4)
+    assert torch.allclose(masked.bias.grad, plain.bias.grad, atol=1e-4)
+
+
 def test_attention_mask_is_local_and_ignores_padding():
     allow = attention_mask(sequence_mask(torch.tensor([5]), 7), window=1)[0, 0]
     assert allow[2].tolist() == [False, True, True, True, False, False, False]
