@@ -31,11 +31,11 @@ def command(
     import json
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
     from mosqa import dnsmos
     from mosqa.errors import MosqaError
+    from mosqa.progress import progress_bar
 
     if not paths and not list_files:
         raise MosqaError("usage: mosqa dnsmos PATH... [--list FILE]: give audio files, folders or a list")
@@ -43,9 +43,8 @@ def command(
         raise MosqaError(f"--jobs {jobs}: must be at least 1")
     files = dnsmos.collect_inputs(paths or [], list_files)
     console = Console(stderr=True)
-    with Progress(TextColumn("dnsmos"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("", total=len(files))
+    with progress_bar(console) as bar:
+        task = bar.add_task("dnsmos", total=len(files))
         rows = dnsmos.score_files(files, personalized=personalized, p808=not no_p808, all_hops=all_hops,
                                   device=device, model_dir=model_dir, sigmos_model=sigmos_model, jobs=jobs,
                                   progress=lambda: bar.advance(task))

@@ -53,11 +53,11 @@ def command(
     writes), else the parent folder. The train list is written as is and score-balanced.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
     from mosqa.errors import MosqaError
     from mosqa.prepare import prepare
+    from mosqa.progress import progress_bar
 
     try:
         low, high = (float(v) for v in score_range.split(","))
@@ -65,9 +65,8 @@ def command(
         raise MosqaError(f"--score-range: expected LOW,HIGH, got {score_range!r}") from None
     pinned = [g.strip() for g in test_groups.split(",") if g.strip()] if test_groups else None
     console = Console(stderr=True)
-    with Progress(TextColumn("checking files"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("", total=None)
+    with progress_bar(console) as bar:
+        task = bar.add_task("checking files", total=None)
 
         def progress(total=None):
             if total is None:

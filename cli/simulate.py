@@ -44,7 +44,6 @@ def command(
 
     import numpy as np
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from cli.prepare_list import histogram_table
     from mosqa import simulate as sim
@@ -53,6 +52,7 @@ def command(
     from mosqa.errors import MosqaError
     from mosqa.plots import histogram_png
     from mosqa.prepare import histogram
+    from mosqa.progress import progress_bar
 
     if builtin and clean_dir is not None:
         raise MosqaError("give either CLEAN_DIR or --builtin, not both")
@@ -73,9 +73,8 @@ def command(
         missing = sorted(set(CODECS) - set(codecs))
         console.print(f"codecs: mulaw, {', '.join(codecs)}" + (f" (this ffmpeg lacks {', '.join(missing)})"
                                                                if missing else ""))
-    with Progress(TextColumn("simulate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("", total=None)
+    with progress_bar(console) as bar:
+        task = bar.add_task("simulate", total=None)
         summary = sim.simulate(clean_dir, out_dir=out_dir, noise_dir=noise_dir, rir_dir=rir_dir,
                                per_utt=per_utt, seed=seed, max_utts=max_utts,
                                jobs=jobs or os.cpu_count() or 1,

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from mosqa.audio import atomic_path, load_audio_native, resample, write_audio
 from mosqa.errors import MosqaError
 from mosqa.lists import read_list
+from mosqa.progress import progress_bar
 from mosqa.runs import find_checkpoint, load_checkpoint, load_run_config
 from mosqa.se_data import AUDIO_SUFFIXES
 from mosqa.se_models import build_se_model
@@ -119,14 +119,7 @@ def enhance_files(
         scorer = Scorer()
     chunk, overlap = int(chunk_seconds * sr), int(overlap_seconds * sr)
     rows = []
-    with Progress(
-        TextColumn("enhance"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-        console=Console(stderr=True),
-    ) as prog:
+    with progress_bar() as prog:
         task = prog.add_task("enhance", total=len(files))
         for path, name in files:
             wav, file_sr = load_audio_native(path)

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from torch.utils.data import DataLoader
 
@@ -24,6 +23,7 @@ from mosqa.errors import MosqaError
 from mosqa.lists import read_list
 from mosqa.metrics import correlation_metrics, per_condition_metrics
 from mosqa.plots import scatter_png
+from mosqa.progress import progress_bar
 from mosqa.qa import load_qa
 from mosqa.runs import find_checkpoint, load_run_config, pick_device, save_yaml
 
@@ -46,18 +46,6 @@ CLASSIFIER_PREDICTIONS = {
     "cls": lambda p: p["cls"],
     "avg+cls": lambda p: (p["reg"] + p["cls"]) / 2,
 }
-
-
-def progress_bar(console: Console, enabled: bool = True) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        transient=True,
-        console=console,
-        disable=not (enabled and console.is_terminal),
-    )
 
 
 def predict(model, dataset: FeatureSet, batch_size: int, device, rank: int = 0, world_size: int = 1) -> dict:

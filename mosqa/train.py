@@ -24,12 +24,13 @@ from torch.utils.data import DataLoader
 
 from mosqa.data import BucketBatchSampler, FeatureSet, collate, load_features
 from mosqa.errors import MosqaError
-from mosqa.evaluate import predict, progress_bar
+from mosqa.evaluate import predict
 from mosqa.frontend import FrontEnd
 from mosqa.lists import read_list
 from mosqa.losses import LossOptions, build_loss
 from mosqa.metrics import correlation_metrics
 from mosqa.models import CLS_ONLY, COMMON, MODELS, ModelOptions, build_model
+from mosqa.progress import progress_bar
 from mosqa.runs import (
     Distributed,
     EarlyStopping,

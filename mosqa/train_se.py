@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from mosqa.audio import resample
 from mosqa.errors import MosqaError
 from mosqa.frontend import FrontEnd, compress_complex
 from mosqa.metrics import pesq_wb, si_snr, stoi
+from mosqa.progress import progress_bar
 from mosqa.runs import (
     Distributed,
     EarlyStopping,
@@ -306,7 +306,7 @@ def check_qa_compatible(qa_fe, cfg: dict, run_dir) -> None:
 def evaluate(enhance, loader, device, sr: int, dnsmos=None, desc: str = "valid") -> dict:
     """Mean PESQ-WB, STOI, SI-SNR (and DNSMOS SIG/BAK/OVRL) of `enhance(noisy, lengths)` over `loader`."""
     rows = []
-    with _progress() as prog:
+    with progress_bar() as prog:
         task = prog.add_task(desc, total=len(loader.dataset))
         for noisy, clean, lengths in loader:
             with torch.no_grad():
@@ -329,17 +329,6 @@ def item_metrics(clean: np.ndarray, est: np.ndarray, sr: int, dnsmos=None) -> di
         s = dnsmos.score(est, DNSMOS_RATE)
         row |= {"sig": s["SIG"], "bak": s["BAK"], "ovrl": s["OVRL"]}
     return row
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-        console=Console(stderr=True),
-    )
 
 
 def metrics_table(title: str, rows: dict[str, dict]) -> Table:
@@ -484,7 +473,7 @@ def train(
         sums = {"loss": 0.0, "qa_loss": 0.0}
         batches = 0
         total = min(len(loader), cfg["steps_per_epoch"] or len(loader))
-        with _progress() as prog:
+        with progress_bar() as prog:
             task = prog.add_task(f"epoch {epoch + 1}/{cfg['epochs']}", total=total)
             for noisy, clean, lengths in loader:
                 if batches >= total:
