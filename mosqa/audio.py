@@ -21,6 +21,21 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+def _readable_suffixes() -> frozenset[str]:
+    """File name endings of every format this soundfile build reads (headerless RAW excluded)."""
+    names = {f.lower() for f in sf.available_formats()} - {"raw"}
+    aliases = {"aiff": ["aif", "aifc"], "mpeg": ["mp3"], "ogg": ["oga", "opus"], "wavex": ["wav"]}
+    return frozenset(f".{s}" for name in names for s in [name, *aliases.get(name, [])])
+
+
+AUDIO_SUFFIXES = _readable_suffixes()
+
+
+def find_audio(folder) -> list[Path]:
+    """Every readable audio file below `folder`, recursively, in a stable (sorted) order."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+
+
 def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Polyphase resampling along the last axis; exact rational ratio, no FFT wrap-around."""
     if sr_in == sr_out:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mosqa.audio import atomic_path, load_audio_native, resample
+from mosqa.audio import atomic_path, find_audio, load_audio_native, resample
 from mosqa.errors import MosqaError
 
 FS = 16000
@@ -401,24 +401,14 @@ def score_files(
 
 
 # ---------------------------------------------------------------- inputs and outputs
-def audio_suffixes() -> set[str]:
-    """File name endings of every format this soundfile build reads (headerless RAW excluded)."""
-    import soundfile as sf
-
-    names = {f.lower() for f in sf.available_formats()} - {"raw"}
-    aliases = {"aiff": ["aif", "aifc"], "mpeg": ["mp3"], "ogg": ["oga", "opus"], "wavex": ["wav"]}
-    return {f".{s}" for name in names for s in [name, *aliases.get(name, [])]}
-
-
 def collect_inputs(paths, list_files=()) -> list[Path]:
     """Files as given, folders expanded recursively (sorted), then the paths named in each list file."""
     from mosqa.lists import read_list
 
-    suffixes = audio_suffixes()
     found = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
+            found += find_audio(p)
         else:
             found.append(p)
     for list_file in list_files:

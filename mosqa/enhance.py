@@ -14,12 +14,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from mosqa.audio import atomic_path, load_audio_native, resample, write_audio
+from mosqa.audio import AUDIO_SUFFIXES, atomic_path, find_audio, load_audio_native, resample, write_audio
 from mosqa.errors import MosqaError
 from mosqa.lists import read_list
 from mosqa.progress import progress_bar
 from mosqa.runs import find_checkpoint, load_checkpoint, load_run_config
-from mosqa.se_data import AUDIO_SUFFIXES
 from mosqa.se_models import build_se_model
 
 
@@ -73,7 +72,7 @@ def collect_inputs(inputs) -> list[tuple[Path, Path]]:
     for raw in inputs:
         src = Path(raw)
         if src.is_dir():
-            files = sorted(p for p in src.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+            files = find_audio(src)
             if not files:
                 raise MosqaError(f"{src}: folder holds no audio files")
             found += [(p, p.relative_to(src).with_suffix(".wav")) for p in files]

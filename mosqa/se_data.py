@@ -13,11 +13,10 @@ import soundfile as sf
 import torch
 from scipy.signal import fftconvolve
 
-from mosqa.audio import load_audio
+from mosqa.audio import AUDIO_SUFFIXES, find_audio, load_audio
 from mosqa.errors import MosqaError
 from mosqa.lists import read_list
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 VALID_EPOCH = -1
 
 
@@ -25,9 +24,9 @@ def audio_files(source) -> list[Path]:
     """A folder (searched recursively), a list file (first column) or one audio file -> audio paths."""
     source = Path(source)
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        files = find_audio(source)
         if not files:
-            raise MosqaError(f"{source}: folder holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
+            raise MosqaError(f"{source}: folder holds no audio files")
         return files
     if source.suffix.lower() in AUDIO_SUFFIXES:
         if not source.is_file():

@@ -16,14 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mosqa.audio import SAMPLE_RATE, atomic_path, is_silent, load_audio, write_audio
+from mosqa.audio import SAMPLE_RATE, atomic_path, find_audio, is_silent, load_audio, write_audio
 from mosqa.defaults import builtin_speech_dir, generated_noises
 from mosqa.degrade import SNR_RANGE, Sources, degrade, ffmpeg_codecs, normalise_rir
 from mosqa.errors import MosqaError
 from mosqa.lists import Item, write_list
 from mosqa.metrics import pesq_wb, stoi
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif"}
 JOURNAL = "progress.jsonl"
 
 
@@ -55,10 +54,6 @@ class Task:
         return f"{self.clean_id}_k{self.k:02d}"
 
 
-def find_audio(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-
-
 def parse_speaker_map(text: str | None) -> dict:
     """'a=x,b=x' -> {'a': 'x', 'b': 'x'}: folders that are the same person get one speaker id."""
     out = {}
@@ -80,7 +75,7 @@ def plan(clean_dir: Path, per_utt: int, seed: int, max_utts: int | None, speaker
     if exclude is not None:
         files = [f for f in files if not f.resolve().is_relative_to(exclude.resolve())]
     if not files:
-        raise MosqaError(f"{clean_dir}: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) found")
+        raise MosqaError(f"{clean_dir}: no audio files found")
     indices = np.arange(len(files))
     if max_utts is not None and max_utts < len(files):
         indices = np.sort(np.random.default_rng(seed).choice(len(files), max_utts, replace=False))
