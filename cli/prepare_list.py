@@ -34,6 +34,8 @@ def command(
                                   "e.g. filepath_ref to keep every version of one clean file together."),
     test_groups: str = typer.Option(None, "--test-groups", help="Comma-separated groups (speakers) that form "
                                     "the test split, e.g. unseen speakers."),
+    valid_groups: str = typer.Option(None, "--valid-groups", help="Comma-separated groups that form the "
+                                     "validation split (default: drawn by --seed)."),
     bin_width: float = typer.Option(0.25, "--bin-width", help="Score bin width for balancing."),
     score_range: str = typer.Option("1,5", "--score-range", help="LOW,HIGH of the balancing bins."),
     target: str = typer.Option("median", "--target", help="Items per bin after balancing: median | max | N. "
@@ -63,7 +65,8 @@ def command(
         low, high = (float(v) for v in score_range.split(","))
     except ValueError:
         raise MosqaError(f"--score-range: expected LOW,HIGH, got {score_range!r}") from None
-    pinned = [g.strip() for g in test_groups.split(",") if g.strip()] if test_groups else None
+    test_pinned, valid_pinned = ([g.strip() for g in text.split(",") if g.strip()] if text else None
+                                 for text in (test_groups, valid_groups))
     console = Console(stderr=True)
     with progress_bar(console) as bar:
         task = bar.add_task("checking files", total=None)
@@ -74,7 +77,7 @@ def command(
             else:
                 bar.update(task, total=total)
 
-        s = prepare(lists, out_dir, seed=seed, split=split, test_groups=pinned, bin_width=bin_width,
+        s = prepare(lists, out_dir, seed=seed, split=split, test_groups=test_pinned, valid_groups=valid_pinned, bin_width=bin_width,
                     score_range=(low, high), target=target, min_dur=min_dur, max_dur=max_dur,
                     silence_db=silence_db, skip_bad=skip_bad, group_col=group_col, progress=progress)
     out = Console()

@@ -30,6 +30,9 @@ def command(
     speaker_map: str = typer.Option(None, "--speaker-map", help="FOLDER=SPEAKER,... for folders that are the "
                                     "same person, e.g. ast_en_allison=allison,ast_es_allison=allison."),
     no_codecs: bool = typer.Option(False, "--no-codecs", help="No ffmpeg codecs (numpy mu-law only)."),
+    voice_perturb: float = typer.Option(0.0, "--voice-perturb", help="Speed each clean utterance up or down "
+                                        "by a random factor within +-AMOUNT (e.g. 0.2) before degrading it: "
+                                        "pitch and formants move, so few recorded voices become many."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh even if OUT holds another run."),
 ):
     """Build a PESQ-labelled corpus the Quality-Net way.
@@ -80,7 +83,7 @@ def command(
                                jobs=jobs or os.cpu_count() or 1,
                                snr_range=(low, high), with_stoi=with_stoi,
                                speaker_map=sim.parse_speaker_map(speaker_map), overwrite=overwrite,
-                               use_codecs=not no_codecs,
+                               use_codecs=not no_codecs, voice_perturb=voice_perturb,
                                progress=lambda done, total: bar.update(task, completed=done, total=total))
     scores = summary.pop("pesq")
     edges = np.round(np.arange(1.0, 5.0001, 0.25), 2)

@@ -49,6 +49,8 @@ def command(
     epochs: int = typer.Option(None),
     batch_size: int = typer.Option(None),
     lr: float = typer.Option(None),
+    scheduler: str = typer.Option(None, help="Learning-rate schedule over the whole run: none | cosine "
+                                  "(per step, down to 0 at the last epoch)."),
     steps_per_epoch: int = typer.Option(None, help="Cap on training steps per epoch."),
     monitor: str = typer.Option(None, help="Early-stopping metric: pesq, stoi, si_snr, sig, bak, ovrl."),
     patience: int = typer.Option(None, help="Epochs without improvement before stopping (0 = never)."),

@@ -94,11 +94,12 @@ def parse_ratios(text: str) -> tuple:
     return tuple(r / total for r in ratios)
 
 
-def split_by_group(items: list[Item], ratios, seed: int, test_groups=None) -> dict:
+def split_by_group(items: list[Item], ratios, seed: int, test_groups=None, valid_groups=None) -> dict:
     """split name -> items. Whole groups go to one split; sizes follow `ratios` as closely as groups allow.
 
-    `test_groups` pins the test split (e.g. unseen speakers); the rest is divided between train and
-    valid in proportion to their ratios.
+    `test_groups` / `valid_groups` pin those splits (e.g. unseen speakers, or a fixed validation
+    speaker so that adding data elsewhere does not move it); the rest is divided among the other
+    splits in proportion to their ratios.
     """
     sizes = Counter(it.group for it in items)
     groups = sorted(sizes)
@@ -106,13 +107,17 @@ def split_by_group(items: list[Item], ratios, seed: int, test_groups=None) -> di
     order = [groups[i] for i in rng.permutation(len(groups))]
     assigned = {name: [] for name in SPLITS}
     ratios = dict(zip(SPLITS, ratios, strict=True))
-    if test_groups:
-        unknown = sorted(set(test_groups) - set(groups))
+    for name, pinned in (("test", test_groups), ("valid", valid_groups)):
+        if not pinned:
+            continue
+        unknown, taken = sorted(set(pinned) - set(groups)), sorted(set(pinned) - set(order) & set(groups))
         if unknown:
-            raise MosqaError(f"--test-groups: unknown group(s) {unknown}; groups are {groups}")
-        assigned["test"] = [g for g in order if g in set(test_groups)]
-        order = [g for g in order if g not in set(test_groups)]
-        ratios["test"] = 0.0
+            raise MosqaError(f"--{name}-groups: unknown group(s) {unknown}; groups are {groups}")
+        if taken:
+            raise MosqaError(f"--{name}-groups: group(s) {taken} are already in the test split")
+        assigned[name] = [g for g in order if g in set(pinned)]
+        order = [g for g in order if g not in set(pinned)]
+        ratios[name] = 0.0
     active = [s for s in SPLITS if ratios[s] > 0]
     if len(order) < len(active):
         raise MosqaError(f"only {len(groups)} group(s) {groups[:10]}: cannot split {len(active)} ways by "
@@ -193,7 +198,7 @@ OUTPUT_NAMES = {"train": "wav_train_qn.list", "train_rs": "wav_train_qn_rs.list"
                 "valid": "wav_valid_qn.list", "test": "wav_test_qn.list"}
 
 
-def prepare(list_paths, out_dir, *, seed: int = 0, split: str = "0.8,0.1,0.1", test_groups=None,
+def prepare(list_paths, out_dir, *, seed: int = 0, split: str = "0.8,0.1,0.1", test_groups=None, valid_groups=None,
             bin_width: float = 0.25, score_range=(1.0, 5.0), target="median", min_dur: float = 0.5,
             max_dur: float = 60.0, silence_db: float = -70.0, skip_bad: bool = False, group_col=None,
             progress=None) -> dict:
@@ -212,7 +217,7 @@ def prepare(list_paths, out_dir, *, seed: int = 0, split: str = "0.8,0.1,0.1", t
     bad = [(msg.split(": ", 1)[0], msg.split(": ", 1)[-1]) for msg in bad_lines or []] + bad
     if not good:
         raise MosqaError(f"{', '.join(map(str, list_paths))}: no valid files left")
-    splits = split_by_group(good, ratios, seed, test_groups)
+    splits = split_by_group(good, ratios, seed, test_groups, valid_groups)
     splits["train_rs"], report = balance(splits["train"], edges, target, seed)
     out_dir = Path(out_dir)
     outputs = {}

@@ -11,12 +11,12 @@ import json
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
-from mosqa.audio import SAMPLE_RATE, atomic_path, find_audio, is_silent, load_audio, write_audio
+from mosqa.audio import SAMPLE_RATE, atomic_path, find_audio, is_silent, load_audio, resample, write_audio
 from mosqa.defaults import builtin_speech_dir, generated_noises
 from mosqa.degrade import SNR_RANGE, Sources, degrade, ffmpeg_codecs, normalise_rir
 from mosqa.errors import MosqaError
@@ -39,6 +39,7 @@ class Settings:
     with_stoi: bool
     speaker_map: dict
     codecs: tuple
+    voice_perturb: float = 0.0
 
 
 @dataclass
@@ -118,6 +119,17 @@ def _init_worker(settings: Settings, out_dir: str) -> None:
     _worker["sources"] = load_sources(settings)
 
 
+def perturb_voice(wav: np.ndarray, rng: np.random.Generator, amount: float) -> tuple[np.ndarray, float]:
+    """Play the utterance slower or faster by a factor in [1 - amount, 1 + amount].
+
+    Pitch and formants move together, so a few recorded voices become many: the quality model must
+    then learn the degradation rather than the voice. The factor is rounded to 1/160 so the
+    polyphase resampler's ratio stays small.
+    """
+    factor = round(float(rng.uniform(1 - amount, 1 + amount)) * 160) / 160
+    return resample(wav, round(SAMPLE_RATE * factor), SAMPLE_RATE), factor
+
+
 def run_item(task: Task) -> dict:
     """Degrade, label and write one clip. Returns the meta row, or {'skipped': reason}."""
     s, out_dir, sources = _worker["settings"], _worker["out_dir"], _worker["sources"]
@@ -128,18 +140,23 @@ def run_item(task: Task) -> dict:
     if is_silent(clean):
         return {"skipped": "silent clean file"}
     rng = np.random.default_rng([s.seed, task.index, task.k])
+    # A perturbed voice is a new reference, so it gets its own clean file; unperturbed copies share one.
+    clean_name, voice = task.clean_id, {}
+    if s.voice_perturb:
+        clean, factor = perturb_voice(clean, rng, s.voice_perturb)
+        clean_name, voice = task.name, {"voice_speed": factor}
     deg, params = degrade(clean, rng, sources)
     try:
         score = pesq_wb(clean, deg, SAMPLE_RATE)
     except MosqaError as exc:
         return {"skipped": str(exc)}
-    clean_path = out_dir / "clean" / f"{task.clean_id}.wav"
+    clean_path = out_dir / "clean" / f"{clean_name}.wav"
     if not clean_path.exists():  # identical content from any worker, written atomically
         write_audio(clean_path, clean, SAMPLE_RATE)
     wav_path = out_dir / "wav" / f"{task.name}.wav"
     write_audio(wav_path, deg, SAMPLE_RATE)
     row = {"wav": f"wav/{wav_path.name}", "clean": f"clean/{clean_path.name}", "clean_id": task.clean_id,
-           "speaker": task.speaker, "k": task.k, **params, "pesq": round(score, 4)}
+           "speaker": task.speaker, "k": task.k, **voice, **params, "pesq": round(score, 4)}
     if s.with_stoi:
         row["stoi"] = round(stoi(clean, deg, SAMPLE_RATE), 4)
     return row
@@ -161,7 +178,9 @@ def read_journal(path: Path) -> dict:
 def _check_settings(out_dir: Path, settings: Settings, overwrite: bool) -> None:
     path = out_dir / "simulate.json"
     current = json.loads(json.dumps(asdict(settings)))  # tuples -> lists, as they read back
-    if path.is_file() and not overwrite and json.loads(path.read_text(encoding="utf-8")) != current:
+    # Settings added later default to "off", so older simulations still resume.
+    defaults = {f.name: f.default for f in fields(Settings) if f.default is not MISSING}
+    if path.is_file() and not overwrite and defaults | json.loads(path.read_text(encoding="utf-8")) != current:
         raise MosqaError(f"{path}: this folder holds a simulation with other settings; "
                          "choose a new --out-dir or pass --overwrite")
     if overwrite:  # only what simulate itself wrote
@@ -175,7 +194,7 @@ def _check_settings(out_dir: Path, settings: Settings, overwrite: bool) -> None:
 def simulate(clean_dir=None, *, out_dir, noise_dir=None, rir_dir=None, per_utt: int = 4, seed: int = 0,
              max_utts: int | None = None, jobs: int = 1, snr_range=SNR_RANGE, with_stoi: bool = False,
              speaker_map: dict | None = None, overwrite: bool = False, use_codecs: bool = True,
-             progress=None) -> dict:
+             voice_perturb: float = 0.0, progress=None) -> dict:
     """Run (or resume) a simulation; returns a summary dict. `progress(done, total)` is called per clip."""
     clean_dir = Path(clean_dir) if clean_dir is not None else builtin_speech_dir()
     if not clean_dir.is_dir():
@@ -185,13 +204,15 @@ def simulate(clean_dir=None, *, out_dir, noise_dir=None, rir_dir=None, per_utt: 
             raise MosqaError(f"{folder}: {name} folder not found")
     if per_utt < 1:
         raise MosqaError(f"--per-utt must be >= 1, got {per_utt}")
+    if not 0.0 <= voice_perturb < 0.5:
+        raise MosqaError(f"--voice-perturb must be in [0, 0.5), got {voice_perturb}")
     if not snr_range[0] < snr_range[1]:
         raise MosqaError(f"--snr-range: low must be below high, got {snr_range}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = Settings(str(clean_dir.resolve()), noise_dir and str(Path(noise_dir).resolve()),
                         rir_dir and str(Path(rir_dir).resolve()), per_utt, seed, tuple(snr_range), with_stoi,
-                        dict(speaker_map or {}), ffmpeg_codecs() if use_codecs else ())
+                        dict(speaker_map or {}), ffmpeg_codecs() if use_codecs else (), voice_perturb)
     _check_settings(out_dir, settings, overwrite)
     tasks = plan(clean_dir, per_utt, seed, max_utts, settings.speaker_map, exclude=out_dir)
     journal_path = out_dir / JOURNAL

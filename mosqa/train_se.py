@@ -13,6 +13,7 @@ The quality model always reads the enhanced *waveform* through its own front end
 exactly the features it was trained on.
 """
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,7 @@ DEFAULTS = {
     "epochs": 20,
     "batch_size": 8,
     "lr": 1e-3,
+    "scheduler": "none",
     "weight_decay": 0.0,
     "clip_grad": 5.0,
     "steps_per_epoch": None,
@@ -110,6 +112,14 @@ DEFAULTS = {
 # Validation metrics early stopping may follow, and which direction is better.
 MONITORS = {"pesq": "max", "stoi": "max", "si_snr": "max", "sig": "max", "bak": "max", "ovrl": "max"}
 QA_MODES = ("none", "frozen", "grl", "joint")
+# Learning-rate schedules over the run's steps. Closed forms of the step count (LambdaLR keeps only
+# the count in its state), so a resumed run with more epochs re-plans the rest of the curve.
+SCHEDULERS = {
+    "none": lambda opt, steps: None,
+    "cosine": lambda opt, steps: torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / max(1, steps)))
+    ),
+}
 PESQ_RANGE = (1.0, 4.64)
 DNSMOS_RATE = 16000
 
@@ -353,6 +363,8 @@ def resolve(config_file=None, overrides: dict | None = None) -> dict:
         raise MosqaError(f"--monitor must be one of {', '.join(MONITORS)}, got {cfg['monitor']!r}")
     if cfg["monitor"] in ("sig", "bak", "ovrl") and not cfg["dnsmos"]:
         raise MosqaError(f"--monitor {cfg['monitor']} needs DNSMOS; drop --no-dnsmos")
+    if cfg["scheduler"] not in SCHEDULERS:
+        raise MosqaError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {cfg['scheduler']!r}")
     if cfg["qa_every"] < 1:
         raise MosqaError("--qa-every must be >= 1")
     if not cfg["snr_min"] <= cfg["snr_max"]:
@@ -434,6 +446,10 @@ def train(
         if critic and TRAINS_CRITIC[cfg["qa"]]
         else None
     )
+    per_rank = len(range(dist.rank, len(train_set), dist.world_size))
+    full_epoch = per_rank // cfg["batch_size"] if per_rank > cfg["batch_size"] else 1  # drop_last below
+    epoch_steps = min(full_epoch, cfg["steps_per_epoch"] or full_epoch)
+    scheduler = SCHEDULERS[cfg["scheduler"]](opt, cfg["epochs"] * epoch_steps)
     mode = MONITORS[cfg["monitor"]]
     stopper = EarlyStopping(cfg["monitor"], mode, cfg["patience"])
     metrics = MetricsLog(run_dir / "metrics.csv")
@@ -442,6 +458,8 @@ def train(
         state = load_checkpoint(ckpt_path, device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
         if qa_opt is not None and "qa" in state:
             critic.scorer.load_state_dict(state["qa"])
             qa_opt.load_state_dict(state["qa_optimizer"])
@@ -493,12 +511,15 @@ def train(
                     clean.to(device),
                     lengths.to(device),
                 )
+                if scheduler is not None:
+                    scheduler.step()
                 sums["loss"] += spec
                 sums["qa_loss"] += qa_term
                 batches += 1
                 step += 1
                 prog.advance(task)
-        row = {"epoch": epoch + 1, "train_loss": dist.all_mean(sums["loss"] / max(batches, 1))}
+        row = {"epoch": epoch + 1, "train_loss": dist.all_mean(sums["loss"] / max(batches, 1)),
+               "lr": opt.param_groups[0]["lr"]}
         if critic is not None:
             row["train_qa_loss"] = dist.all_mean(sums["qa_loss"] / max(batches, 1))
         improved = False
@@ -519,6 +540,7 @@ def train(
                 "epoch": epoch + 1,
                 "step": step,
                 "optimizer": opt.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else {},
                 "early": stopper.state(),
             }
             if qa_opt is not None:

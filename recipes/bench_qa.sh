@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Quality-model benchmark on real speech: simulate a PESQ-labelled corpus from $CORPUS, split it by
-# speaker (test speakers never seen in training), balance the training scores, train five
-# architectures with the same budget, then report test LCC/SRCC/MSE, parameters, seconds per epoch
-# and CPU inference real-time factor.
+# speaker (test speakers never seen in training, validation speaker fixed), add voice-perturbed
+# copies of the training speakers, balance the training scores, train five architectures with the
+# same budget, then report test LCC/SRCC/MSE, parameters, seconds per epoch and CPU inference
+# real-time factor.
 #
 #   bash recipes/bench_qa.sh                 # all stages
 #   stage=3 bash recipes/bench_qa.sh         # from training on (stages: 1 simulate, 2 split, 3 train, 4 report)
+#   VP_PER_UTT=0 bash recipes/bench_qa.sh    # without the voice-perturbed training copies
 #   EPOCHS=20 MAX_UTTS=859 PER_UTT=4 EXTRA="--device cuda --amp" bash recipes/bench_qa.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +21,12 @@ BATCH=${BATCH:-16}
 THREADS=${THREADS:-1}              # 1 thread per run: on a shared CPU more threads only spin
 JOBS=${JOBS:-2}
 TEST_GROUPS=${TEST_GROUPS:-ast_it_carlo,arctic_axb}
+VALID_GROUPS=${VALID_GROUPS:-ast_fr_june}
+# Training speakers get VP_PER_UTT extra copies of every utterance, each played up to +-VOICE_PERTURB
+# faster or slower first: pitch and formants move, so four recorded voices become many.
+TRAIN_FOLDERS=${TRAIN_FOLDERS:-"ast_en_allison ast_es_allison arctic_aew arctic_unk_m speech_commands"}
+VP_PER_UTT=${VP_PER_UTT:-4}
+VOICE_PERTURB=${VOICE_PERTURB:-0.2}
 SPEAKER_MAP=${SPEAKER_MAP:-ast_en_allison=allison,ast_es_allison=allison}
 CONFS=${CONFS:-"crn_cp_qn_C256_L128_T256 cnnA_cp_qn_adrop02 hasa_cp_qn qualitynet nisqa"}
 EXTRA=${EXTRA:-}
@@ -30,11 +38,22 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   echo "stage 1: simulate ${MAX_UTTS} utterances x ${PER_UTT} degradations"
   mosqa simulate "$CORPUS/speech" --noise-dir "$CORPUS/noise" --rir-dir "$CORPUS/rir" --out-dir "$OUT/sim" \
     --per-utt "$PER_UTT" --max-utts "$MAX_UTTS" --seed 0 --jobs "$JOBS" --speaker-map "$SPEAKER_MAP"
+  if [ "$VP_PER_UTT" -gt 0 ]; then
+    echo "stage 1b: ${VP_PER_UTT} voice-perturbed copies of every utterance of $TRAIN_FOLDERS"
+    # simulate reads speaker folders: link the training speakers only (nothing of valid or test)
+    rm -rf "$OUT/vp_clean"
+    for s in $TRAIN_FOLDERS; do mkdir -p "$OUT/vp_clean/$s" && ln -s "$CORPUS/speech/$s/"*.flac "$OUT/vp_clean/$s/"; done
+    mosqa simulate "$OUT/vp_clean" --noise-dir "$CORPUS/noise" --rir-dir "$CORPUS/rir" --out-dir "$OUT/sim_vp" \
+      --per-utt "$VP_PER_UTT" --seed 1 --jobs "$JOBS" --voice-perturb "$VOICE_PERTURB" --speaker-map "$SPEAKER_MAP"
+  fi
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  echo "stage 2: split by speaker (test: $TEST_GROUPS), balance the training scores"
-  mosqa prepare-list "$OUT/sim/all.list" --out-dir "$lists" --seed 0 --split 0.75,0.25,0 --test-groups "$TEST_GROUPS"
+  echo "stage 2: split by speaker (test: $TEST_GROUPS, valid: $VALID_GROUPS), balance the training scores"
+  sims=("$OUT/sim/all.list")
+  [ "$VP_PER_UTT" -gt 0 ] && sims+=("$OUT/sim_vp/all.list")
+  mosqa prepare-list "${sims[@]}" --out-dir "$lists" --seed 0 --split 0.75,0.25,0 --test-groups "$TEST_GROUPS" \
+    --valid-groups "$VALID_GROUPS"
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then

@@ -3,6 +3,7 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,6 +185,29 @@ def test_interrupted_run_resumes_and_skips_finished_items(tmp_path, clean_dir, m
     monkeypatch.setattr(sim, "run_item", real)
     run(clean_dir, tmp_path / "ref", jobs=1)
     assert outputs(tmp_path / "o") == outputs(tmp_path / "ref")
+
+
+@pytest.mark.slow
+def test_voice_perturbation_gives_each_clip_its_own_reference(tmp_path, clean_dir):
+    run(clean_dir, tmp_path / "vp", jobs=1, voice_perturb=0.2)
+    rows = list(csv.DictReader(open(tmp_path / "vp" / "meta.csv")))
+    factors = [float(r["voice_speed"]) for r in rows]
+    assert len(rows) == 6 and all(0.8 <= f <= 1.2 for f in factors) and len(set(factors)) == 6
+    for r, f in zip(rows, factors, strict=True):
+        assert Path(r["clean"]).stem == Path(r["wav"]).stem  # one reference per clip, not per utterance
+        original = load_audio(clean_dir / r["speaker"] / "u1.flac")
+        clean, deg = load_audio(tmp_path / "vp" / r["clean"]), load_audio(tmp_path / "vp" / r["wav"])
+        assert len(deg) == len(clean) and abs(len(clean) - len(original) / f) <= 2
+        # The label is PESQ against the perturbed reference (the 16-bit files differ from the floats a little).
+        assert pesq_wb(clean, deg, 16000) == pytest.approx(float(r["pesq"]), abs=0.05)
+    with pytest.raises(MosqaError, match="--voice-perturb must be in"):
+        run(clean_dir, tmp_path / "bad", voice_perturb=0.6)
+    # A folder simulated before the option existed (no key in simulate.json) still resumes.
+    run(clean_dir, tmp_path / "old", jobs=1)
+    settings = json.loads((tmp_path / "old" / "simulate.json").read_text())
+    del settings["voice_perturb"]
+    (tmp_path / "old" / "simulate.json").write_text(json.dumps(settings))
+    assert run(clean_dir, tmp_path / "old", jobs=1)["new_clips"] == 0
 
 
 def test_other_settings_in_the_same_folder_are_refused(tmp_path, clean_dir, monkeypatch):

@@ -265,6 +265,22 @@ def test_cli_train_resume_enhance_compare(tmp_path):
     assert lines[0].startswith("run,pesq,stoi") and lines[1].startswith("noisy input,") and len(lines) == 3
 
 
+def test_cosine_schedule_anneals_per_step_and_is_checked(tmp_path):
+    train, valid = write_pairs(tmp_path / "d")
+    args = ["--train-list", str(train), "--valid-list", str(valid), "--exp-dir", str(tmp_path / "exp"),
+            "--arch", "lstm", "--hidden", "8", "--conv-channels", "8", "--epochs", "2", "--batch-size", "2",
+            "--crop-seconds", "0.5", "--no-dnsmos", "--device", "cpu", "--lr", "0.001"]
+    res = _train([*args, "--scheduler", "cosine"])
+    assert res.exit_code == 0, res.output
+    (run,) = runs_in(tmp_path / "exp")
+    with open(run / "metrics.csv") as f:
+        lrs = [float(r["lr"]) for r in csv.DictReader(f)]
+    # 2 steps per epoch, 4 in all: lr after step 2 is half the peak, after step 4 zero.
+    assert lrs == pytest.approx([0.0005, 0.0], abs=1e-9)
+    res = _train([*args, "--scheduler", "step"])
+    assert res.exit_code == 2 and "--scheduler must be one of none, cosine" in res.output
+
+
 @pytest.mark.slow
 def test_cli_mixing_with_dnsmos_validation(tmp_path):
     for i in range(3):
