@@ -77,7 +77,8 @@ def command(
             else:
                 bar.update(task, total=total)
 
-        s = prepare(lists, out_dir, seed=seed, split=split, test_groups=test_pinned, valid_groups=valid_pinned, bin_width=bin_width,
+        s = prepare(lists, out_dir, seed=seed, split=split, test_groups=test_pinned,
+                    valid_groups=valid_pinned, bin_width=bin_width,
                     score_range=(low, high), target=target, min_dur=min_dur, max_dur=max_dur,
                     silence_db=silence_db, skip_bad=skip_bad, group_col=group_col, progress=progress)
     out = Console()

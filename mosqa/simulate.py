@@ -180,7 +180,8 @@ def _check_settings(out_dir: Path, settings: Settings, overwrite: bool) -> None:
     current = json.loads(json.dumps(asdict(settings)))  # tuples -> lists, as they read back
     # Settings added later default to "off", so older simulations still resume.
     defaults = {f.name: f.default for f in fields(Settings) if f.default is not MISSING}
-    if path.is_file() and not overwrite and defaults | json.loads(path.read_text(encoding="utf-8")) != current:
+    stored = defaults | json.loads(path.read_text(encoding="utf-8")) if path.is_file() else current
+    if not overwrite and stored != current:
         raise MosqaError(f"{path}: this folder holds a simulation with other settings; "
                          "choose a new --out-dir or pass --overwrite")
     if overwrite:  # only what simulate itself wrote

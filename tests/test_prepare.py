@@ -59,7 +59,7 @@ def test_pinned_test_groups_and_errors():
     both = split_by_group(items, (0.8, 0.1, 0.1), 0, test_groups=["g3"], valid_groups=["g1", "g5"])
     assert {it.group for it in both["valid"]} == {"g1", "g5"} and {it.group for it in both["test"]} == {"g3"}
     assert {it.group for it in both["train"]} == {it.group for it in items} - {"g1", "g3", "g5"}
-    with pytest.raises(MosqaError, match=r"--valid-groups: group\(s\) \['g3'\] are already in the test split"):
+    with pytest.raises(MosqaError, match=r"--valid-groups: group\(s\) \['g3'\] are already in the test"):
         split_by_group(items, (0.8, 0.1, 0.1), 0, test_groups=["g3"], valid_groups=["g3"])
     with pytest.raises(MosqaError, match="cannot split 3 ways by group"):
         split_by_group([Item(Path("a.wav"), 2.0, group="one")] * 5, (0.8, 0.1, 0.1), 0)

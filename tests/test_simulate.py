@@ -198,7 +198,7 @@ def test_voice_perturbation_gives_each_clip_its_own_reference(tmp_path, clean_di
         original = load_audio(clean_dir / r["speaker"] / "u1.flac")
         clean, deg = load_audio(tmp_path / "vp" / r["clean"]), load_audio(tmp_path / "vp" / r["wav"])
         assert len(deg) == len(clean) and abs(len(clean) - len(original) / f) <= 2
-        # The label is PESQ against the perturbed reference (the 16-bit files differ from the floats a little).
+        # The label is PESQ against the perturbed reference (16-bit files differ a little from floats).
         assert pesq_wb(clean, deg, 16000) == pytest.approx(float(r["pesq"]), abs=0.05)
     with pytest.raises(MosqaError, match="--voice-perturb must be in"):
         run(clean_dir, tmp_path / "bad", voice_perturb=0.6)
