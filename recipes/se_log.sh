@@ -9,6 +9,7 @@
 #               from QA_CLEAN_DIR (default: the built-in speech)
 #   SE_ARGS     extra train-se flags for every run (budget, e.g. "--epochs 5 --epoch-items 256")
 #   LSTM_ARGS / DPCRN_ARGS / QA_ARGS   extra flags for those runs only
+#   JOBS        enhancers trained at once (default 1; give each --threads via SE_ARGS)
 # Run from the repository root with `mosqa` on PATH.
 set -euo pipefail
 EXP=${EXP:-exp_se}
@@ -25,8 +26,18 @@ read -r -a LSTM_EXTRA <<< "${LSTM_ARGS:-}"
 read -r -a DPCRN_EXTRA <<< "${DPCRN_ARGS:-}"
 read -r -a QA_EXTRA <<< "${QA_ARGS:-}"
 
-se() {  # train one enhancer; prints its run directory (the last stdout line of train-se)
-    mosqa train-se "${DATA[@]}" --exp-dir "$EXP" "${SE_EXTRA[@]}" "$@" | tail -n 1
+JOBS=${JOBS:-1}
+mkdir -p "$EXP/logs"
+TAGS=()
+PIDS=()
+se() {  # start training one enhancer (at most JOBS at once); its stdout log ends with its run directory
+    local tag=$1
+    shift
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done  # failures are reported below
+    echo "   $tag: log in $EXP/logs/$tag.log"
+    mosqa train-se "${DATA[@]}" --exp-dir "$EXP" "${SE_EXTRA[@]}" "$@" > "$EXP/logs/$tag.log" 2> "$EXP/logs/$tag.err" &
+    TAGS+=("$tag")
+    PIDS+=($!)
 }
 
 echo "== 1. quality model"
@@ -41,16 +52,21 @@ if [ -z "${QA_RUN:-}" ]; then
 fi
 echo "quality model: $QA_RUN"
 
-echo "== 2. lstm_se: softplus mask, sigmoid mask, IAM target"
-RUNS=()
-RUNS+=("$(se -c recipes/conf/se_lstm.yaml --mask-act softplus "${LSTM_EXTRA[@]}")")
-RUNS+=("$(se -c recipes/conf/se_lstm.yaml --mask-act sigmoid --name lstm_se_sigmoid "${LSTM_EXTRA[@]}")")
-RUNS+=("$(se -c recipes/conf/se_lstm.yaml --mask-act sigmoid --target iam "${LSTM_EXTRA[@]}")")
-
-echo "== 3. dpcrn: spectral baseline, then frozen / grl / joint quality guidance"
-RUNS+=("$(se -c recipes/conf/se_dpcrn.yaml "${DPCRN_EXTRA[@]}")")
+echo "== 2. dpcrn: spectral baseline, then frozen / grl / joint quality guidance"
+se dpcrn_se -c recipes/conf/se_dpcrn.yaml "${DPCRN_EXTRA[@]}"
 for mode in frozen grl joint; do
-    RUNS+=("$(se -c recipes/conf/se_dpcrn.yaml --qa "$mode" --qa-model "$QA_RUN" "${DPCRN_EXTRA[@]}")")
+    se "dpcrn_$mode" -c recipes/conf/se_dpcrn.yaml --qa "$mode" --qa-model "$QA_RUN" "${DPCRN_EXTRA[@]}"
+done
+
+echo "== 3. lstm_se: softplus mask, sigmoid mask, IAM target"
+se lstm_se -c recipes/conf/se_lstm.yaml --mask-act softplus "${LSTM_EXTRA[@]}"
+se lstm_se_sigmoid -c recipes/conf/se_lstm.yaml --mask-act sigmoid --name lstm_se_sigmoid "${LSTM_EXTRA[@]}"
+se lstm_se_IAM -c recipes/conf/se_lstm.yaml --mask-act sigmoid --target iam "${LSTM_EXTRA[@]}"
+
+RUNS=()
+for i in "${!PIDS[@]}"; do
+    wait "${PIDS[$i]}" || { echo "${TAGS[$i]} failed; see $EXP/logs/${TAGS[$i]}.err" >&2; exit 1; }
+    RUNS+=("$(tail -n 1 "$EXP/logs/${TAGS[$i]}.log")")
 done
 
 echo "== 4. one table (noisy input first); CSV in $EXP/compare.csv"
