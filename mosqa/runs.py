@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
+from rich.console import Console
 
 from mosqa.audio import atomic_path
 from mosqa.errors import MosqaError
@@ -173,6 +174,20 @@ def _fmt(v):
 
 
 # ---------------------------------------------------------------- early stopping
+
+
+class RunLog:
+    """Console + train.log lines (main process only)."""
+
+    def __init__(self, path, enabled: bool, console=None):
+        self.path, self.enabled = Path(path), enabled
+        self.console = console or Console(stderr=True)
+
+    def __call__(self, msg: str) -> None:
+        if self.enabled:
+            self.console.print(msg, highlight=False, soft_wrap=True)
+            with open(self.path, "a") as f:
+                f.write(msg + "\n")
 
 
 class EarlyStopping:

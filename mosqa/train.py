@@ -35,6 +35,7 @@ from mosqa.runs import (
     Distributed,
     EarlyStopping,
     MetricsLog,
+    RunLog,
     autocast,
     load_checkpoint,
     load_run_config,
@@ -175,19 +176,6 @@ def _stored(cfg: dict) -> dict:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-class RunLog:
-    """Console + train.log lines (main process only)."""
-
-    def __init__(self, path, enabled: bool, console: Console):
-        self.path, self.enabled, self.console = Path(path), enabled, console
-
-    def __call__(self, msg: str) -> None:
-        if self.enabled:
-            self.console.print(msg, highlight=False, soft_wrap=True)
-            with open(self.path, "a") as f:
-                f.write(msg + "\n")
 
 
 def feature_set(items, fe: FrontEnd, cache_dir, tag: str, dist: Distributed, console: Console) -> FeatureSet:

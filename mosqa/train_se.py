@@ -30,6 +30,7 @@ from mosqa.runs import (
     Distributed,
     EarlyStopping,
     MetricsLog,
+    RunLog,
     autocast,
     find_checkpoint,
     load_checkpoint,
@@ -377,20 +378,6 @@ def default_name(cfg: dict) -> str:
     """The log's naming: lstm_se, lstm_se_IAM, dpcrn_grl, dpcrn_joint ..."""
     mode = "se" if cfg["qa"] == "none" else cfg["qa"]
     return f"{cfg['arch']}_{mode}" + ("_IAM" if cfg["target"] == "iam" else "")
-
-
-class RunLog:
-    """Console + train.log lines (main process only)."""
-
-    def __init__(self, path, enabled: bool, console: Console | None = None):
-        self.path, self.enabled = Path(path), enabled
-        self.console = console or Console(stderr=True)
-
-    def __call__(self, msg: str) -> None:
-        if self.enabled:
-            self.console.print(msg, highlight=False, soft_wrap=True)
-            with open(self.path, "a") as f:
-                f.write(msg + "\n")
 
 
 def train(
