@@ -6,8 +6,9 @@
 # ast_fr_june prompt + arctic_unk_m (unseen voices) with running_tap, sb_noise2, sb_noise3 (unseen
 # noises), SNR 0-15 dB. The quality model (crn) is trained on a corpus simulated from the training
 # speakers and noises only (or pass QA_RUN). Each dpcrn run gets 1,200 steps of 4 x 1 s crops with a
-# cosine learning rate: about 30 minutes on one core of a 2-core machine. Budget knobs: SE_ARGS,
-# LSTM_ARGS, DPCRN_ARGS, QA_ARGS (see se_log.sh).
+# cosine learning rate, about 45 minutes on one core; JOBS (default 2) runs train side by side with one
+# thread each, so the table takes about 2 hours on a 2-core machine. Budget knobs: SE_ARGS, LSTM_ARGS,
+# DPCRN_ARGS, QA_ARGS (see se_log.sh).
 set -euo pipefail
 CORPUS=${CORPUS:-/work/shared/corpus}
 OUT=${OUT:-bench_out/se}
@@ -46,7 +47,7 @@ if [ -z "${QA_RUN:-}" ]; then
     QA_RUN=$(ls -d "$OUT"/qa_crn2* | tail -n 1)
 fi
 
-EXP="$OUT" QA_RUN="$QA_RUN" CLEAN="$OUT/train_clean.txt" NOISE="$OUT/train_noise_aug.txt" \
+JOBS=${JOBS:-2} EXP="$OUT" QA_RUN="$QA_RUN" CLEAN="$OUT/train_clean.txt" NOISE="$OUT/train_noise_aug.txt" \
 VALID_CLEAN="$OUT/test_clean.txt" VALID_NOISE="$OUT/test_noise.txt" \
 SE_ARGS="${SE_ARGS:---device cpu --threads 1 --snr-min 0 --snr-max 15 --crop-seconds 1 --batch-size 4 --patience 0}" \
 LSTM_ARGS="${LSTM_ARGS:---epochs 3 --epoch-items 400 --lr 0.001}" \
