@@ -200,9 +200,8 @@ OUTPUT_NAMES = {"train": "wav_train_qn.list", "train_rs": "wav_train_qn_rs.list"
 
 def prepare(list_paths, out_dir, *, seed: int = 0, split: str = "0.8,0.1,0.1", test_groups=None,
             valid_groups=None, bin_width: float = 0.25, score_range=(1.0, 5.0), target="median",
-            min_dur: float = 0.5,
-            max_dur: float = 60.0, silence_db: float = -70.0, skip_bad: bool = False, group_col=None,
-            progress=None) -> dict:
+            min_dur: float = 0.5, max_dur: float = 60.0, silence_db: float = -70.0, skip_bad: bool = False,
+            group_col=None, progress=None) -> dict:
     """Validate, split by group, balance, and write the lists, score_hist.png and prepare_summary.json.
 
     `progress(total)` is called once with the file count, then `progress()` after each file.

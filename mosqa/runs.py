@@ -173,9 +173,6 @@ def _fmt(v):
     return f"{v:.6g}" if isinstance(v, float) else v
 
 
-# ---------------------------------------------------------------- early stopping
-
-
 class RunLog:
     """Console + train.log lines (main process only)."""
 
@@ -188,6 +185,9 @@ class RunLog:
             self.console.print(msg, highlight=False, soft_wrap=True)
             with open(self.path, "a") as f:
                 f.write(msg + "\n")
+
+
+# ---------------------------------------------------------------- early stopping
 
 
 class EarlyStopping:
