@@ -31,9 +31,8 @@ def command(
     import json
 
     from rich.console import Console
-    from rich.table import Table
 
-    from mosqa import dnsmos
+    from mosqa import dnsmos, scores
     from mosqa.errors import MosqaError
     from mosqa.progress import progress_bar
 
@@ -41,7 +40,7 @@ def command(
         raise MosqaError("usage: mosqa dnsmos PATH... [--list FILE]: give audio files, folders or a list")
     if jobs is not None and jobs < 1:
         raise MosqaError(f"--jobs {jobs}: must be at least 1")
-    files = dnsmos.collect_inputs(paths or [], list_files)
+    files = scores.collect_inputs(paths or [], list_files)
     console = Console(stderr=True)
     with progress_bar(console) as bar:
         task = bar.add_task("dnsmos", total=len(files))
@@ -49,25 +48,39 @@ def command(
                                   device=device, model_dir=model_dir, sigmos_model=sigmos_model, jobs=jobs,
                                   progress=lambda: bar.advance(task))
     columns = dnsmos.output_columns(p808=not no_p808, sigmos=sigmos_model is not None)
-    dnsmos.write_csv(out, rows, columns)
-    summary = dnsmos.summarize(rows, columns)
+    scores.write_csv(out, rows, columns)
+    summary = scores.summarize(rows, [c for c in columns if c not in dnsmos.META_COLUMNS])
     if summary_json is not None:
         from mosqa.audio import atomic_path
 
         with atomic_path(summary_json) as tmp:
             tmp.write_text(json.dumps({"files": len(rows), "scores": summary}, indent=2) + "\n")
 
-    table = Table(title=f"DNSMOS{' (personalized)' if personalized else ''}: {len(rows)} file(s)")
+    title = f"DNSMOS{' (personalized)' if personalized else ''}: {len(rows)} file(s)"
+    Console().print(summary_table(title, summary))
+    report_failures(console, rows)
+    console.print(f"scores written to {out}" + (f", summary to {summary_json}" if summary_json else ""))
+    if any("error" in r for r in rows):
+        raise typer.Exit(1)
+
+
+def summary_table(title: str, summary: dict):
+    """Rich table of `mosqa.scores.summarize`: count, mean ± std and the 95 % CI per score."""
+    from rich.table import Table
+
+    table = Table(title=title)
     for header in ("score", "count", "mean ± std", "95% CI"):
         table.add_column(header, justify="left" if header == "score" else "right")
     for name, s in summary.items():
         table.add_row(name, str(s["count"]), f"{s['mean']:.3f} ± {s['std']:.3f}",
                       f"{s['ci95_low']:.3f} – {s['ci95_high']:.3f}")
-    Console().print(table)
+    return table
+
+
+def report_failures(console, rows: list[dict]) -> None:
+    """One red line per file that could not be scored, then the count."""
     failed = [r for r in rows if "error" in r]
     for r in failed:
         console.print(f"[red]failed:[/] {r['error']}", highlight=False, soft_wrap=True)
-    console.print(f"scores written to {out}" + (f", summary to {summary_json}" if summary_json else ""))
     if failed:
         console.print(f"[bold red]{len(failed)} of {len(rows)} file(s) could not be scored[/]")
-        raise typer.Exit(1)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mosqa import dnsmos, sigmos
+from mosqa import dnsmos, scores, sigmos
 from mosqa.audio import load_audio
 from mosqa.errors import MosqaError
 
@@ -150,11 +150,11 @@ def test_collect_inputs_walks_folders_and_lists(tmp_path):
     (tmp_path / "in" / "notes.txt").write_text("not audio")
     listed = tmp_path / "files.txt"
     listed.write_text("in/sub/d_short.wav\n")
-    found = dnsmos.collect_inputs([tmp_path / "in"], [listed])
+    found = scores.collect_inputs([tmp_path / "in"], [listed])
     assert found == sorted(files.values()) + [files["d_short.wav"]]
     (tmp_path / "empty").mkdir()
     with pytest.raises(MosqaError, match="no audio files"):
-        dnsmos.collect_inputs([tmp_path / "empty"])
+        scores.collect_inputs([tmp_path / "empty"])
 
 
 @pytest.mark.slow
@@ -202,7 +202,7 @@ def test_pool_only_for_many_files_on_cpu(monkeypatch):
 
 def test_csv_written_atomically_with_error_column_only_when_needed(tmp_path):
     good = {"filename": "a.wav", **GOLDEN["normal"]["speech_3s.flac"]}
-    dnsmos.write_csv(tmp_path / "ok.csv", [good], dnsmos.output_columns())
+    scores.write_csv(tmp_path / "ok.csv", [good], dnsmos.output_columns())
     header = (tmp_path / "ok.csv").read_text().splitlines()[0]
     assert header == ",".join(dnsmos.COLUMNS + ["P808_MOS"])
     assert list(tmp_path.iterdir()) == [tmp_path / "ok.csv"]  # no temporary left behind
@@ -210,7 +210,7 @@ def test_csv_written_atomically_with_error_column_only_when_needed(tmp_path):
 
 def test_summary_has_mean_std_and_confidence_interval():
     rows = [{"OVRL": 2.0}, {"OVRL": 4.0}, {"error": "x"}]
-    s = dnsmos.summarize(rows, dnsmos.output_columns())["OVRL"]
+    s = scores.summarize(rows, ["OVRL", "SIG"])["OVRL"]
     assert s["count"] == 2 and s["mean"] == 3.0 and s["std"] == pytest.approx(np.sqrt(2))
     assert s["ci95_low"] < 3.0 < s["ci95_high"]
 
