@@ -26,6 +26,17 @@ def shipped_dir(name: str) -> Path | None:
     return folder if "/" not in name and (folder / "config.yaml").is_file() else None
 
 
+def resolve(spec) -> Path:
+    """A run directory or checkpoint path as given, else the folder of the shipped model of that name."""
+    if Path(spec).exists():
+        return Path(spec)
+    shipped = shipped_dir(str(spec))
+    if shipped is None:
+        raise MosqaError(f"{spec}: no such run directory or checkpoint, nor a shipped model "
+                         f"({', '.join(names()) or 'none installed'})")
+    return shipped
+
+
 def export(run_dir, dest, checkpoint: str = "best.pt", card: Path | None = None) -> Path:
     """Write a run's config (machine paths removed) and weights into `dest`, plus a model card if given."""
     run_dir, ckpt = find_checkpoint(run_dir, prefer=checkpoint)

@@ -5,8 +5,6 @@ gradients reach the waveform: the enhancement trainer uses it as a loss. A run d
 (config.yaml + best.pt) is all `load_qa` needs; the checkpoint is read with weights_only=True.
 """
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
@@ -14,7 +12,7 @@ from mosqa.errors import MosqaError
 from mosqa.frontend import FrontEnd, features, frame_lengths
 from mosqa.heads import MOS_MIN, MOS_RANGE
 from mosqa.models import QualityModel, build_model
-from mosqa.pretrained import names, shipped_dir
+from mosqa.pretrained import resolve
 from mosqa.runs import find_checkpoint, load_checkpoint, load_run_config
 
 
@@ -55,13 +53,7 @@ def load_qa(run_dir, device="cpu", checkpoint: str = "best.pt") -> QAScorer:
 
     A bare name that is not a path, e.g. "pesq-wb", is a model shipped in the package (mosqa.pretrained).
     """
-    if not Path(run_dir).exists():
-        shipped = shipped_dir(str(run_dir))
-        if shipped is None:
-            raise MosqaError(f"{run_dir}: no such run directory or checkpoint, nor a shipped model "
-                             f"({', '.join(names()) or 'none installed'})")
-        run_dir = shipped
-    run_dir, ckpt = find_checkpoint(run_dir, prefer=checkpoint)
+    run_dir, ckpt = find_checkpoint(resolve(run_dir), prefer=checkpoint)
     scorer = scorer_from_config(load_run_config(run_dir))
     state = load_checkpoint(ckpt)
     if "model" not in state:

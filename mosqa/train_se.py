@@ -281,13 +281,12 @@ TRAINS_CRITIC = {"none": False, "frozen": False, "grl": True, "joint": True}
 
 def load_critic(cfg: dict, device) -> "torch.nn.Module":
     """The quality model for --qa frozen|grl|joint, checked against the enhancer's audio."""
+    from mosqa.pretrained import resolve
     from mosqa.qa import load_qa
 
     if not cfg["qa_model"]:
         raise MosqaError(f"--qa {cfg['qa']} needs --qa-model RUN_DIR (a train-qa run)")
-    if not Path(cfg["qa_model"]).exists():
-        raise MosqaError(f"{cfg['qa_model']}: no such quality-model run directory")
-    run_dir, _ = find_checkpoint(cfg["qa_model"])
+    run_dir, _ = find_checkpoint(resolve(cfg["qa_model"]))  # a run directory or a shipped model's name
     try:
         qa_fe = FrontEnd.from_dict(load_run_config(run_dir))
     except MosqaError as exc:  # e.g. a front end this version cannot compute from a waveform

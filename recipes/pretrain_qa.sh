@@ -75,3 +75,51 @@ if in_stage 2; then
   mosqa prepare-list "$OUT/sim/all.list" --out-dir "$lists" --seed 0 --split 1,0,0 \
     --test-groups "$TEST_GROUPS" --valid-groups "$VALID_GROUPS"
 fi
+
+train_one() {  # train_one CONF SEED: a new run, or the existing one resumed to $EPOCHS
+  local conf=$1 seed=$2 name=${1}_s${2} run
+  run=$(compgen -G "$OUT/exp/${name}2*/" | head -1 || true)
+  # shellcheck disable=SC2086
+  if [ -n "$run" ]; then
+    mosqa train-qa --resume "$run" --epochs "$EPOCHS" >> "$OUT/exp/$name.log" 2>&1
+  else
+    mosqa train-qa -c "recipes/conf/$conf.yaml" --train "$lists/wav_train_qn_rs.list" \
+      --valid "$lists/wav_valid_qn.list" --exp-dir "$OUT/exp" --name "$name" --seed "$seed" \
+      --epochs "$EPOCHS" --batch-size "$BATCH" --patience 0 --threads "$THREADS" --cache-dir "$OUT/cache" \
+      $TRAIN_ARGS $EXTRA > "$OUT/exp/$name.log" 2>&1
+  fi
+  echo "  $name: $(tail -n 1 "$OUT/exp/$name.log")"
+}
+export -f train_one
+export OUT EPOCHS BATCH THREADS TRAIN_ARGS EXTRA lists
+
+if in_stage 3; then
+  echo "stage 3: train $CONFS x seeds $SEEDS, $PAR at a time, $EPOCHS epochs each"
+  mkdir -p "$OUT/exp"
+  # seed-major: the first runs of a front end (which cache its features) never start together
+  for seed in $SEEDS; do for conf in $CONFS; do echo "$conf $seed"; done; done |
+    xargs -P "$PAR" -L 1 bash -c 'train_one "$0" "$1"'
+fi
+
+if in_stage 4; then
+  echo "stage 4: every run on the validation and the held-out test voices; DNSMOS on the test clips"
+  for split in valid test; do
+    mosqa eval-qa "$OUT"/exp/*/ --list "$lists/wav_${split}_qn.list" --out-dir "$OUT/eval/$split" \
+      --cache-dir "$OUT/cache" --table "$OUT/eval/compare_$split.csv"
+  done
+  [ -f "$OUT/eval/dnsmos_test.csv" ] || mosqa dnsmos --list "$lists/wav_test_qn.list" -o "$OUT/eval/dnsmos_test.csv"
+fi
+
+if in_stage 5; then
+  echo "stage 5: one table: mean +- sd over seeds, DNSMOS zero-shot, per source and impairment"
+  python recipes/qa_table.py --test-eval "$OUT/eval/test" --valid-eval "$OUT/eval/valid" \
+    --meta "$OUT/sim/meta.csv" --dnsmos "$OUT/eval/dnsmos_test.csv" --out "$OUT/eval/table.md" \
+    --selection "$OUT/eval/selected_run.txt"
+fi
+
+if in_stage 6; then
+  run=$OUT/exp/$(cat "$OUT/eval/selected_run.txt")
+  echo "stage 6: export $run to mosqa/pretrained/$MODEL_NAME (the model card is kept, edited by hand)"
+  python -c "import sys; from mosqa.pretrained import export; export(sys.argv[1], sys.argv[2])" \
+    "$run" "mosqa/pretrained/$MODEL_NAME"
+fi

@@ -152,11 +152,15 @@ def test_shipped_model_loads_offline_with_weights_only_and_is_small():
 
 
 def test_stereo_44k_scores_as_mono_16k(tmp_path):
+    """One 44.1 kHz stereo recording, and the mono 16 kHz copy a user would make of it (both 16-bit)."""
     from mosqa.audio import resample
 
-    mono = write(tmp_path / "mono16k.wav", SPEECH, subtype="FLOAT")
-    wide = resample(SPEECH, 16000, 44100)
-    stereo = write(tmp_path / "stereo44k.wav", np.stack([wide, wide], axis=1), 44100, subtype="FLOAT")
-    rows = predict.Predictor(predict.Options()).score_group([mono, stereo])
+    left = resample(SPEECH, 16000, 44100)
+    right = left + 0.02 * np.random.default_rng(0).standard_normal(len(left)).astype(np.float32)  # noisy mic
+    stereo = write(tmp_path / "stereo44k.wav", np.stack([left, right], axis=1), 44100)
+    mono = write(tmp_path / "mono16k.wav", resample((left + right) / 2, 44100, 16000))
+    clean = write(tmp_path / "left16k.wav", SPEECH)
+    rows = predict.Predictor(predict.Options()).score_group([mono, stereo, clean])
     assert rows[1]["sr"] == 44100 and rows[0]["sr"] == 16000
     assert abs(rows[0]["score"] - rows[1]["score"]) <= 0.02
+    assert abs(rows[2]["score"] - rows[1]["score"]) > 0.1  # so the right channel's noise was heard

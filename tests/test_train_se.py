@@ -311,7 +311,7 @@ def test_cli_bad_inputs_are_one_line(tmp_path):
         (["--train-list", str(tmp_path / "missing.list")], "no such audio file"),
         (["--qa", "frozen"], "needs --qa-model"),
         (["--qa", "adversarial"], "--qa must be one of"),
-        (["--qa", "grl", "--qa-model", str(tmp_path / "nowhere")], "no such quality-model run directory"),
+        (["--qa", "grl", "--qa-model", str(tmp_path / "nowhere")], "nor a shipped model"),
     ]
     for args, message in cases:
         base = ["--train-list", str(tmp_path / "train.list"), "--valid-list", str(tmp_path / "valid.list")]
