@@ -4,7 +4,8 @@ A model sees clips of a few seconds in training, so a long file is cut into equa
 than `chunk_seconds` (a 25 s file at 8 s becomes four 6.25 s chunks, never a 1 s tail) and its score
 is the duration-weighted mean of the chunk scores. Chunks of several files share a batch; a batch is
 padded to its longest chunk and the model masks the padding, so batching never changes a score.
-Files are read one group at a time, which keeps memory flat however many files there are.
+A batch is scored as soon as it is full, so memory holds one batch and one file at most,
+however many and however long the files are.
 """
 
 import math
@@ -78,8 +79,19 @@ class Predictor:
         return out
 
     def score_group(self, paths: list) -> list[dict]:
-        """One row per path: the file's score, or an `error` naming the file."""
-        rows, chunks, owner = [], [], []
+        """One row per path: the file's score, or an `error` naming the file.
+
+        Chunks are scored as soon as a batch is full, so memory holds one batch and one file at most.
+        """
+        rows, pending, sums = [], [], {}
+
+        def flush(count: int) -> None:
+            batch = pending[:count]
+            del pending[:count]
+            for (i, chunk), s in zip(batch, self.score_chunks([c for _, c in batch]), strict=True):
+                weighted, samples = sums.get(i, (0.0, 0))
+                sums[i] = (weighted + s * len(chunk), samples + len(chunk))
+
         for path in paths:
             try:
                 wav, row = read_file(path, self.sample_rate)
@@ -89,15 +101,11 @@ class Predictor:
             bounds = chunk_bounds(len(wav), self.chunk)
             row["num_chunks"] = len(bounds)
             rows.append(row)
-            for a, b in bounds:
-                chunks.append(wav[a:b])
-                owner.append(len(rows) - 1)
-        scores = self.score_chunks(chunks) if chunks else []
-        totals: dict[int, list[float]] = {}
-        for i, chunk, s in zip(owner, chunks, scores, strict=True):
-            weighted, samples = totals.get(i, [0.0, 0.0])
-            totals[i] = [weighted + s * len(chunk), samples + len(chunk)]
-        for i, (weighted, samples) in totals.items():
+            pending += [(len(rows) - 1, wav[a:b]) for a, b in bounds]
+            while len(pending) >= self.options.batch_size:
+                flush(self.options.batch_size)
+        flush(len(pending))
+        for i, (weighted, samples) in sums.items():
             rows[i]["score"] = weighted / samples
         return rows
 

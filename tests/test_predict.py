@@ -106,6 +106,15 @@ def test_long_file_is_the_weighted_mean_of_its_chunks_and_batching_changes_nothi
     assert whole.score_group([long_file])[0]["num_chunks"] == 1  # --chunk-seconds changes the cut
 
 
+def test_batches_stay_within_batch_size(run_dir, tmp_path, monkeypatch):
+    files = [write(tmp_path / f"{i}.wav", np.tile(SPEECH, 2)[: (5 + 4 * i) * 16000]) for i in range(4)]
+    predictor = predict.Predictor(predict.Options(model=str(run_dir), batch_size=3, chunk_seconds=4.0))
+    sizes, score = [], predictor.score_chunks
+    monkeypatch.setattr(predictor, "score_chunks", lambda chunks: sizes.append(len(chunks)) or score(chunks))
+    rows = predictor.score_group(files)
+    assert [r["num_chunks"] for r in rows] == [2, 3, 4, 5] and sum(sizes) == 14 and max(sizes) == 3
+
+
 def test_worker_processes_give_the_same_rows(run_dir, tmp_path):
     files = [write(tmp_path / f"{i}.wav", SPEECH[i * 8000: i * 8000 + 20000]) for i in range(5)]
     options = predict.Options(model=str(run_dir), batch_size=2)
