@@ -33,8 +33,7 @@ def read_csv(path) -> list[dict]:
 def predictions(run_eval: Path) -> dict[str, tuple[float, float]]:
     """file name -> (label, prediction) of one eval-qa output folder."""
     rows = read_csv(run_eval / "predictions.csv")
-    column = "pred" if "pred" in rows[0] else list(rows[0])[3]
-    return {Path(r["path"]).name: (float(r["true"]), float(r[column])) for r in rows}
+    return {Path(r["path"]).name: (float(r["true"]), float(r["score"])) for r in rows}
 
 
 def correlations(pairs) -> tuple[float, float, int]:
