@@ -10,11 +10,13 @@ import pytest
 
 from mosqa import simulate as sim
 from mosqa.audio import load_audio, write_audio
-from mosqa.defaults import builtin_speech_dir, generated_noises, synthetic_rir
-from mosqa.degrade import DEGRADATIONS, Sources, degrade, mulaw, normalise_rir
+from mosqa.codecs import mulaw
+from mosqa.defaults import builtin_speech_dir, generated_noises
+from mosqa.degrade import DEGRADATIONS, Sources, degrade, normalise_rir
 from mosqa.errors import MosqaError
-from mosqa.lists import read_list
+from mosqa.lists import Item, read_list
 from mosqa.metrics import pesq_wb
+from mosqa.ranges import Ranges, RoomRanges
 
 BUILTIN = sorted(builtin_speech_dir().glob("*/*.flac"))
 
@@ -69,8 +71,6 @@ def test_rir_is_normalised_to_a_unit_direct_path():
     rir = np.concatenate([np.zeros(50), [0.2, -0.5, 0.1], np.zeros(10)]).astype(np.float32)
     out = normalise_rir(rir)
     assert out[0] == 1.0 and len(out) == len(rir) - 51
-    syn = synthetic_rir(np.random.default_rng(0), 0.4)
-    assert syn[0] == 1.0 and len(syn) == int(0.4 * 16000) + 32
 
 
 @pytest.mark.parametrize("name", list(DEGRADATIONS))
@@ -85,7 +85,7 @@ def test_each_degradation_is_deterministic_same_length_and_recorded(speech, name
 
 
 def test_additive_noise_hits_the_drawn_snr(speech):
-    src = Sources(generated_noises(seconds=2.0), snr_range=(10.0, 10.0 + 1e-9))
+    src = Sources(generated_noises(seconds=2.0), ranges=Ranges(snr=(10.0, 10.0 + 1e-9)))
     out, params = DEGRADATIONS["noise"](speech.astype(np.float64), np.random.default_rng(0), src)
     noise = out - speech
     assert 10 * np.log10(np.mean(speech ** 2) / np.mean(noise ** 2)) == pytest.approx(10.0, abs=0.01)
@@ -133,7 +133,7 @@ def run(clean_dir, out_dir, **kw):
 
 def outputs(out_dir):
     files = {p.relative_to(out_dir).as_posix(): p.read_bytes() for p in sorted(out_dir.rglob("*"))
-             if p.is_file() and p.name not in ("progress.jsonl", "simulate.json")}
+             if p.is_file() and p.name not in ("progress.jsonl", "simulate.json", "summary.json")}
     return files
 
 
@@ -156,15 +156,29 @@ def test_same_seed_gives_identical_output_with_any_worker_count(tmp_path, clean_
 
 
 @pytest.mark.slow
+def test_same_seed_same_corpus_with_synthetic_and_recorded_rooms_and_codecs(tmp_path, clean_dir):
+    (tmp_path / "rir").mkdir()
+    decay = np.random.default_rng(0).standard_normal(8000) * np.exp(-np.arange(8000) / 1200)
+    write_audio(tmp_path / "rir" / "hall.wav", 0.3 * decay / np.max(np.abs(decay)))
+    kw = dict(per_utt=6, seed=3, rir_dir=tmp_path / "rir", ranges=Ranges(combine=(0.0, 0.5, 0.5)))
+    sim.simulate(clean_dir, out_dir=tmp_path / "a", jobs=1, **kw)
+    sim.simulate(clean_dir, out_dir=tmp_path / "b", jobs=2, **kw)
+    assert outputs(tmp_path / "a") == outputs(tmp_path / "b")
+    rows = list(csv.DictReader(open(tmp_path / "a" / "meta.csv")))
+    assert {r["rir"] for r in rows} >= {"synthetic", "hall"}
+    assert any(r["codec"] for r in rows)
+
+
+@pytest.mark.slow
 def test_interrupted_run_resumes_and_skips_finished_items(tmp_path, clean_dir, monkeypatch):
     real = sim.run_item
     calls = []
 
-    def crash_on_fourth(task):
+    def crash_on_fourth(task, clean):
         calls.append(task.name)
         if len(calls) == 4:
             raise KeyboardInterrupt
-        return real(task)
+        return real(task, clean)
 
     monkeypatch.setattr(sim, "run_item", crash_on_fourth)
     with pytest.raises(KeyboardInterrupt):
@@ -211,7 +225,7 @@ def test_voice_perturbation_gives_each_clip_its_own_reference(tmp_path, clean_di
 
 
 def test_other_settings_in_the_same_folder_are_refused(tmp_path, clean_dir, monkeypatch):
-    monkeypatch.setattr(sim, "run_item", lambda task: {"skipped": "test"})
+    monkeypatch.setattr(sim, "run_item", lambda task, clean: {"skipped": "test"})
     with pytest.raises(MosqaError, match="no clip could be labelled"):
         run(clean_dir, tmp_path / "o", jobs=1)
     with pytest.raises(MosqaError, match="other settings"):
@@ -221,13 +235,28 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path, clean_dir, monk
     assert json.loads((tmp_path / "o" / "simulate.json").read_text())["per_utt"] == 3
 
 
-def test_silent_and_unlabellable_clips_are_skipped_and_counted(tmp_path, clean_dir):
+def test_bad_clean_files_are_skipped_and_named(tmp_path, clean_dir):
     write_audio(clean_dir / "dave" / "quiet.wav", np.zeros(16000, np.float32))
     write_audio(clean_dir / "erin" / "hum.wav", (0.001 * np.random.default_rng(0).standard_normal(16000)))
+    write_audio(clean_dir / "fred" / "short.wav", load_audio(BUILTIN[1])[:4800])  # 0.3 s of speech
     summary = sim.simulate(clean_dir, out_dir=tmp_path / "o", per_utt=1, seed=1, use_codecs=False)
-    assert summary["skipped"].get("silent clean file") == 1
-    assert summary["clips"] + sum(summary["skipped"].values()) == 5
+    reasons = {Path(s["source"]).name: s["reason"] for s in summary["skipped"]}
+    assert reasons["quiet.wav"].startswith("silent clean file")
+    assert "duration 0.30 s outside 0.5..60 s" in reasons["short.wav"]  # what prepare-list would say
+    assert summary["clips"] + len(summary["skipped"]) == 6
     assert all("quiet" not in it.path.name for it in read_list(tmp_path / "o" / "all.list"))
+    rows = list(csv.DictReader(open(tmp_path / "o" / "skipped.csv")))
+    assert {Path(r["source"]).name for r in rows} == set(reasons) and all(r["clip"] for r in rows)
+
+
+def test_a_clip_prepare_list_would_refuse_is_not_written(tmp_path, speech):
+    from mosqa.prepare import validate
+
+    path = tmp_path / "quiet.wav"
+    reason = sim.write_accepted(path, speech * 1e-4)  # about -95 dBFS: 16-bit leaves (nearly) nothing
+    assert reason.startswith("silent") and not path.exists()
+    assert sim.write_accepted(path, speech) is None and path.is_file()
+    assert validate([Item(path, 3.0)])[0]  # accepted by prepare-list's own check
 
 
 def test_bad_folders_are_clear_errors(tmp_path, clean_dir):
@@ -262,22 +291,29 @@ def test_cli_help_and_a_tiny_run(tmp_path, clean_dir):
     assert bad.exit_code == 2 and "not both" in bad.output
 
 
-def test_without_ffmpeg_only_the_numpy_codec_is_used(monkeypatch, speech):
+def test_without_pyav_or_ffmpeg_only_the_numpy_codec_is_used(monkeypatch, speech):
+    from mosqa import codecs
     from mosqa import degrade as dg
 
-    monkeypatch.setattr(dg.shutil, "which", lambda name: None)
-    assert dg.ffmpeg_codecs.__wrapped__() == ()
+    monkeypatch.setattr(codecs.shutil, "which", lambda name: None)
+    monkeypatch.setattr(codecs.importlib.util, "find_spec", lambda name: None)
+    assert codecs.codec_backends.__wrapped__() == {}
     out, params = dg.codec(speech.astype(np.float64), np.random.default_rng(0), Sources({}, codecs=()))
-    assert params["codec"] == "mulaw" and len(out) == len(speech)
+    assert params["codec"] in ("mulaw", "mulaw+mulaw") and len(out) == len(speech)
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (CI)")
-def test_ffmpeg_codecs_round_trip_to_the_same_length(speech):
-    from mosqa.degrade import ffmpeg_codecs, run_codec
+@pytest.mark.parametrize("name", ["opus", "mp3", "aac", "amr-nb", "g722", "g723.1", "gsm"])
+def test_codecs_round_trip_in_process_or_through_ffmpeg(speech, name):
+    from mosqa.codecs import CODECS, codec_backends, run_codec
 
-    for name in {"opus", "gsm"} & set(ffmpeg_codecs()):
-        out = run_codec(speech * 0.5, name, "8k" if name == "opus" else None)
-        assert len(out) == len(speech) and 1.0 < pesq_wb(speech, out) < 4.0
+    if name not in codec_backends():
+        pytest.skip(f"{name}: neither PyAV nor ffmpeg has it here")
+    c = CODECS[name]
+    setting = (c.modes or c.bitrates or (None,))[0]  # the lowest bit-rate
+    out = run_codec(speech * 0.5, name, setting)
+    assert len(out) == len(speech) and np.all(np.isfinite(out))
+    np.testing.assert_array_equal(out, run_codec(speech * 0.5, name, setting))  # deterministic
+    assert 1.0 < pesq_wb(speech, out) < 4.0
 
 
 def test_an_output_folder_inside_the_clean_folder_is_not_read_as_speech(tmp_path, clean_dir):
