@@ -37,8 +37,11 @@ def command(
     with_stoi: bool = typer.Option(False, "--stoi", help="Also compute STOI (a meta.csv column)."),
     speaker_map: str = typer.Option(None, "--speaker-map", help="FOLDER=SPEAKER,... for folders that are the "
                                     "same person, e.g. ast_en_allison=allison,ast_es_allison=allison."),
-    no_codecs: bool = typer.Option(False, "--no-codecs", help="Only the numpy mu-law codec (no PyAV or "
-                                   "ffmpeg codecs)."),
+    codecs: str = typer.Option("in-process", "--codecs", help="Codecs drawn besides numpy mu-law: "
+                               "in-process (PyAV's: opus, mp3, aac, amr-nb, g722, g723.1), all (also gsm, "
+                               "g726, speex, codec2, vorbis when the ffmpeg program has them: two process "
+                               "starts per use, several times slower), none, or NAME,NAME,..."),
+    no_codecs: bool = typer.Option(False, "--no-codecs", help="Same as --codecs none."),
     voice_perturb: float = typer.Option(0.0, "--voice-perturb", help="Speed each clean utterance up or down "
                                         "by a random factor within +-AMOUNT (e.g. 0.2) before degrading it: "
                                         "pitch and formants move, so few recorded voices become many. "
@@ -96,7 +99,7 @@ def command(
 
     from cli.prepare_list import histogram_table
     from mosqa import simulate as sim
-    from mosqa.codecs import CODECS, codec_backends
+    from mosqa.codecs import codec_backends, select_codecs
     from mosqa.progress import progress_bar
 
     if builtin and clean_dir is not None:
@@ -113,25 +116,23 @@ def command(
         burst=_parse(burst_range, "--burst-range", 2), tandem=tandem_prob,
         combine=_parse(combine_probs, "--combine-probs", 3))
     console = Console(stderr=True)
-    backends = {} if no_codecs else codec_backends()
-    if no_codecs:
-        console.print("codecs: numpy mu-law only (--no-codecs)")
-    elif not backends:
+    codecs = "none" if no_codecs else codecs
+    chosen, backends = select_codecs(codecs), codec_backends()
+    spawned = [name for name in chosen if backends[name] == "ffmpeg"]
+    unused = sorted(set(backends) - set(chosen))
+    console.print(f"codecs: mulaw{''.join(', ' + n for n in chosen)}"
+                  + (f" ({', '.join(spawned)} through the ffmpeg program)" if spawned else "")
+                  + (f"; also available (--codecs): {', '.join(unused)}" if unused else ""), highlight=False)
+    if not backends:
         console.print("[yellow]note:[/] neither PyAV nor ffmpeg found: the codec degradation uses numpy "
                       "mu-law only; `pip install av` for opus, mp3, aac, AMR, G.722, G.723.1")
-    else:
-        spawned = [name for name, how in backends.items() if how == "ffmpeg"]
-        missing = sorted(set(CODECS) - set(backends))
-        console.print(f"codecs: mulaw, {', '.join(backends)}"
-                      + (f" ({', '.join(spawned)} through the ffmpeg program)" if spawned else "")
-                      + (f"; not available here: {', '.join(missing)}" if missing else ""), highlight=False)
     with progress_bar(console) as bar:
         task = bar.add_task("simulate", total=None)
         summary = sim.simulate(clean_dir, out_dir=out_dir, noise_dir=noise_dir, rir_dir=rir_dir,
                                per_utt=per_utt, seed=seed, max_utts=max_utts,
                                jobs=jobs or os.cpu_count() or 1, ranges=ranges, with_stoi=with_stoi,
                                speaker_map=sim.parse_speaker_map(speaker_map), overwrite=overwrite,
-                               use_codecs=not no_codecs, voice_perturb=voice_perturb,
+                               codecs=codecs, voice_perturb=voice_perturb,
                                progress=lambda done, total: bar.update(task, completed=done, total=total))
     out = Console()
     hist = summary["pesq_hist"]

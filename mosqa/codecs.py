@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mosqa.audio import SAMPLE_RATE, load_audio, resample, write_audio
+from mosqa.errors import MosqaError
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,29 @@ def codec_backends() -> dict:
     return out
 
 
-def available_codecs() -> tuple:
-    """Names from CODECS usable on this machine (mu-law, numpy, is always there besides)."""
-    return tuple(codec_backends())
+CODEC_SETS = {
+    "none": lambda backends: (),
+    "in-process": lambda backends: tuple(name for name, how in backends.items() if how == "pyav"),
+    "all": lambda backends: tuple(backends),
+}
+
+
+def select_codecs(spec: str) -> tuple:
+    """`--codecs`: a set from CODEC_SETS or NAME,NAME,...; names from CODECS usable here (mu-law, numpy,
+    is always drawn besides them)."""
+    backends = codec_backends()
+    if spec in CODEC_SETS:
+        return CODEC_SETS[spec](backends)
+    names = tuple(n.strip() for n in spec.split(",") if n.strip())
+    unknown = [n for n in names if n not in CODECS]
+    if unknown or not names:
+        raise MosqaError(f"--codecs {spec!r}: expected {', '.join(CODEC_SETS)} or names from "
+                         f"{', '.join(CODECS)}")
+    missing = [n for n in names if n not in backends]
+    if missing:
+        raise MosqaError(f"--codecs: {', '.join(missing)} not available here (neither PyAV nor the ffmpeg "
+                         "program has it)")
+    return names
 
 
 def _bits_per_second(setting: str) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mosqa.audio import SAMPLE_RATE, atomic_path, find_audio, is_silent, load_audio, resample, write_audio
-from mosqa.codecs import available_codecs
+from mosqa.codecs import select_codecs
 from mosqa.defaults import builtin_speech_dir, generated_noises
 from mosqa.degrade import DEGRADATIONS, Sources, degrade, normalise_rir
 from mosqa.errors import MosqaError
@@ -251,9 +251,12 @@ def _check_settings(out_dir: Path, settings: Settings, overwrite: bool) -> None:
 def simulate(clean_dir=None, *, out_dir, noise_dir=None, rir_dir=None, per_utt: int = 4, seed: int = 0,
              max_utts: int | None = None, jobs: int = 1, ranges: Ranges | None = None,
              with_stoi: bool = False, speaker_map: dict | None = None, overwrite: bool = False,
-             use_codecs: bool = True,
+             codecs: str = "in-process",
              voice_perturb: float = 0.0, progress=None) -> dict:
     """Run (or resume) a simulation and write its reports; returns the summary (also OUT/summary.json).
+
+    `codecs`: "in-process" (PyAV's, the default), "all" (also those only the ffmpeg program has, each
+    clip through them paying two process starts), "none" (numpy mu-law only) or NAME,NAME,...
 
     `progress(done, total)` is called per clip.
     """
@@ -276,7 +279,7 @@ def simulate(clean_dir=None, *, out_dir, noise_dir=None, rir_dir=None, per_utt: 
     settings = Settings(str(clean_dir.resolve()), noise_dir and str(Path(noise_dir).resolve()),
                         rir_dir and str(Path(rir_dir).resolve()), per_utt, seed,
                         json.loads(json.dumps(asdict(ranges))), with_stoi, dict(speaker_map or {}),
-                        available_codecs() if use_codecs else (), voice_perturb)
+                        select_codecs(codecs), voice_perturb)
     _check_settings(out_dir, settings, overwrite)
     tasks = plan(clean_dir, per_utt, seed, max_utts, settings.speaker_map, exclude=out_dir)
     journal_path = out_dir / JOURNAL

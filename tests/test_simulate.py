@@ -16,7 +16,7 @@ from mosqa.degrade import DEGRADATIONS, Sources, degrade, normalise_rir
 from mosqa.errors import MosqaError
 from mosqa.lists import Item, read_list
 from mosqa.metrics import pesq_wb
-from mosqa.ranges import Ranges, RoomRanges
+from mosqa.ranges import Ranges
 
 BUILTIN = sorted(builtin_speech_dir().glob("*/*.flac"))
 
@@ -128,7 +128,7 @@ def test_plan_speakers_ids_map_and_subset(tmp_path, clean_dir):
 
 
 def run(clean_dir, out_dir, **kw):
-    return sim.simulate(clean_dir, out_dir=out_dir, per_utt=2, seed=7, use_codecs=False, **kw)
+    return sim.simulate(clean_dir, out_dir=out_dir, per_utt=2, seed=7, codecs="none", **kw)
 
 
 def outputs(out_dir):
@@ -150,7 +150,7 @@ def test_same_seed_gives_identical_output_with_any_worker_count(tmp_path, clean_
     rows = list(csv.DictReader(open(tmp_path / "a" / "meta.csv")))
     assert [r["speaker"] for r in rows] == ["alice"] * 2 + ["bob"] * 2 + ["carol"] * 2
     assert {"clean_id", "k", "degradations", "pesq"} <= set(rows[0])
-    s3 = sim.simulate(clean_dir, out_dir=tmp_path / "c", per_utt=2, seed=8, use_codecs=False)
+    s3 = sim.simulate(clean_dir, out_dir=tmp_path / "c", per_utt=2, seed=8, codecs="none")
     assert outputs(tmp_path / "c")["meta.csv"] != outputs(tmp_path / "a")["meta.csv"]
     assert s3["clips"] == 6
 
@@ -229,9 +229,9 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path, clean_dir, monk
     with pytest.raises(MosqaError, match="no clip could be labelled"):
         run(clean_dir, tmp_path / "o", jobs=1)
     with pytest.raises(MosqaError, match="other settings"):
-        sim.simulate(clean_dir, out_dir=tmp_path / "o", per_utt=3, seed=7, use_codecs=False)
+        sim.simulate(clean_dir, out_dir=tmp_path / "o", per_utt=3, seed=7, codecs="none")
     with pytest.raises(MosqaError, match="no clip"):  # --overwrite starts afresh instead
-        sim.simulate(clean_dir, out_dir=tmp_path / "o", per_utt=3, seed=7, use_codecs=False, overwrite=True)
+        sim.simulate(clean_dir, out_dir=tmp_path / "o", per_utt=3, seed=7, codecs="none", overwrite=True)
     assert json.loads((tmp_path / "o" / "simulate.json").read_text())["per_utt"] == 3
 
 
@@ -239,7 +239,7 @@ def test_bad_clean_files_are_skipped_and_named(tmp_path, clean_dir):
     write_audio(clean_dir / "dave" / "quiet.wav", np.zeros(16000, np.float32))
     write_audio(clean_dir / "erin" / "hum.wav", (0.001 * np.random.default_rng(0).standard_normal(16000)))
     write_audio(clean_dir / "fred" / "short.wav", load_audio(BUILTIN[1])[:4800])  # 0.3 s of speech
-    summary = sim.simulate(clean_dir, out_dir=tmp_path / "o", per_utt=1, seed=1, use_codecs=False)
+    summary = sim.simulate(clean_dir, out_dir=tmp_path / "o", per_utt=1, seed=1, codecs="none")
     reasons = {Path(s["source"]).name: s["reason"] for s in summary["skipped"]}
     assert reasons["quiet.wav"].startswith("silent clean file")
     assert "duration 0.30 s outside 0.5..60 s" in reasons["short.wav"]  # what prepare-list would say
