@@ -16,7 +16,7 @@ from mosqa.degrade import DEGRADATIONS, Sources, degrade, normalise_rir
 from mosqa.errors import MosqaError
 from mosqa.lists import Item, read_list
 from mosqa.metrics import pesq_wb
-from mosqa.ranges import Ranges
+from mosqa.ranges import Ranges, RoomRanges
 
 BUILTIN = sorted(builtin_speech_dir().glob("*/*.flac"))
 
@@ -280,13 +280,21 @@ def test_cli_help_and_a_tiny_run(tmp_path, clean_dir):
     for flag in ("--noise-dir", "--rir-dir", "--out-dir", "--per-utt", "--seed", "--max-utts", "--jobs",
                  "--builtin", "--speaker-map", "--stoi"):
         assert flag in help_text
-    args = ["--per-utt", "1", "--max-utts", "2", "--jobs", "1", "--no-codecs", "--stoi"]
+    write_audio(clean_dir / "dave" / "quiet.wav", np.zeros(16000, np.float32))
+    args = ["--per-utt", "2", "--jobs", "1", "--no-codecs", "--stoi"]
     result = CliRunner().invoke(app, ["simulate", str(clean_dir), "--out-dir", str(tmp_path / "o"), *args])
     assert result.exit_code == 0, result.output
-    assert "PESQ-WB labels" in result.output
+    assert "PESQ-WB labels" in result.output and "Label coverage per impairment kind" in result.output
+    assert "skipped 2 clip(s) of" in result.output and "quiet.wav: silent clean file" in result.output
     rows = list(csv.DictReader(open(tmp_path / "o" / "meta.csv")))
-    assert len(rows) == 2 and all(0 <= float(r["stoi"]) <= 1 for r in rows)
-    assert (tmp_path / "o" / "pesq_hist.png").stat().st_size > 1000
+    assert len(rows) == 6 and all(0 <= float(r["stoi"]) <= 1 for r in rows)
+    for name in ("pesq_hist.png", "coverage.png"):
+        assert (tmp_path / "o" / name).stat().st_size > 1000
+    cover = {r["kind"]: r for r in csv.DictReader(open(tmp_path / "o" / "coverage.csv"))}
+    for kind in DEGRADATIONS:  # the report counts exactly the clips whose chain holds the kind
+        assert int(cover[kind]["clips"]) == sum(kind in r["degradations"].split("+") for r in rows)
+        assert int(cover[kind]["clips"]) == sum(int(v) for k, v in cover[kind].items() if "-" in k)
+    assert int(cover["combined"]["clips"]) == sum("+" in r["degradations"] for r in rows)
     bad = CliRunner().invoke(app, ["simulate", str(clean_dir), "--builtin", "--out-dir", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "not both" in bad.output
 
@@ -320,3 +328,114 @@ def test_an_output_folder_inside_the_clean_folder_is_not_read_as_speech(tmp_path
     first = run(clean_dir, clean_dir / "sim", jobs=1)
     again = run(clean_dir, clean_dir / "sim", jobs=1)
     assert first["clips"] == again["clips"] == 6 and again["new_clips"] == 0
+
+
+def _label(speech, degradation, ranges, rirs=None):
+    src = Sources(generated_noises(seconds=2.0), rirs=rirs or {}, ranges=ranges)
+    out, params = DEGRADATIONS[degradation](speech.astype(np.float64), np.random.default_rng(0), src)
+    return pesq_wb(speech, out.astype(np.float32)), params
+
+
+def test_harsher_clipping_and_a_reverberant_hall_score_lower(speech):
+    mild_clip, _ = _label(speech, "clip", Ranges(clip=(0.9, 0.9)))
+    harsh_clip, params = _label(speech, "clip", Ranges(clip=(0.02, 0.02)))
+    assert params["clip_fraction"] == 0.02 and harsh_clip < mild_clip - 1.0 and harsh_clip < 2.0
+    dry, _ = _label(speech, "reverb", Ranges(drr=(30.0, 30.0), room=RoomRanges(rt60=(0.1, 0.1))))
+    hall, params = _label(speech, "reverb", Ranges(drr=(0.0, 0.0), room=RoomRanges(rt60=(1.5, 1.5))))
+    assert params["rt60_s"] == 1.5 and hall < dry - 1.0 and hall < 2.0
+
+
+@pytest.mark.parametrize("rt60", [0.3, 1.5])
+def test_a_synthetic_room_decays_at_its_rt60_and_places_the_talker_by_drr(rt60):
+    from scipy.signal import sosfilt
+
+    from mosqa.rooms import OCTAVE_SOS, direct_to_reverberant_db, draw_room, room_rir
+
+    rng = np.random.default_rng(1)
+    room = draw_room(rng, RoomRanges(rt60=(rt60, rt60), length=(12.0, 12.0)), drr_db=0.0)
+    rir = room_rir(rng, room)
+    assert rir[0] == 1.0 and np.all(np.isfinite(rir))
+    # Schroeder backward integration in the 710-1420 Hz octave, whose RT60 is the drawn one: T20.
+    band = sosfilt(OCTAVE_SOS[3], rir.astype(np.float64))
+    decay = np.cumsum(band[::-1] ** 2)[::-1]
+    decay_db = 10 * np.log10(decay / decay[0])
+    t5, t25 = np.argmax(decay_db <= -5), np.argmax(decay_db <= -25)
+    assert 3 * (t25 - t5) / 16000 == pytest.approx(rt60, rel=0.15)
+    near = room_rir(rng, draw_room(np.random.default_rng(1), RoomRanges(rt60=(rt60, rt60)), drr_db=20.0))
+    assert direct_to_reverberant_db(near) > direct_to_reverberant_db(rir) + 5
+
+
+RIRS = {"hall": np.concatenate([[1.0], 0.05 * np.random.default_rng(0).standard_normal(4000)])}
+# (ranges, degradation, recorded RIRs, what the drawn parameters must show)
+RANGE_CASES = [
+    (Ranges(snr=(20.0, 20.5)), "noise", None, lambda p: 20.0 <= p["snr_db"] <= 20.5),
+    (Ranges(clip=(0.05, 0.06)), "clip", None, lambda p: 0.05 <= p["clip_fraction"] <= 0.06),
+    (Ranges(band_high=(3400.0, 3400.0), band_low=(300.0, 300.0)), "bandlimit", None,
+     lambda p: (p["band_low_hz"], p["band_high_hz"]) == (300, 3400)),
+    (Ranges(band_high=(2000.0, 2000.0), band_low=(0.0, 40.0)), "bandlimit", None,
+     lambda p: (p["band_low_hz"], p["band_high_hz"]) == (0, 2000)),
+    (Ranges(loss=(0.2, 0.2), burst=(4.0, 4.0)), "packet_loss", None,
+     lambda p: p["loss_rate"] == 0.2 and p["loss_burst"] == 4.0 and p["lost_frames"] > 0),
+    (Ranges(drr=(12.0, 12.0), synthetic_rooms=0.0), "reverb", RIRS,
+     lambda p: p["rir"] == "hall" and p["drr_db"] == 12.0),
+    (Ranges(synthetic_rooms=1.0, room=RoomRanges(rt60=(0.7, 0.7), length=(8.0, 8.0))), "reverb", RIRS,
+     lambda p: p["rir"] == "synthetic" and p["rt60_s"] == 0.7 and p["room_m"].startswith("8.0x")),
+    (Ranges(tandem=1.0), "codec", None, lambda p: p["codec"].count("+") == 1),
+    (Ranges(tandem=0.0), "codec", None, lambda p: "+" not in p["codec"]),
+]
+
+
+@pytest.mark.parametrize("ranges,degradation,rirs,check", RANGE_CASES)
+def test_each_range_bounds_what_its_degradation_draws(speech, ranges, degradation, rirs, check):
+    for seed in range(3):
+        src = Sources(generated_noises(seconds=2.0), rirs=rirs or {}, ranges=ranges)
+        _, params = DEGRADATIONS[degradation](speech.astype(np.float64), np.random.default_rng(seed), src)
+        assert check(params), params
+
+
+def test_combine_probs_set_how_many_degradations_a_clip_gets(speech):
+    src = Sources(generated_noises(seconds=2.0), ranges=Ranges(combine=(0.0, 0.0, 1.0)))
+    drawn = [degrade(speech, np.random.default_rng(i), src)[1]["degradations"] for i in range(5)]
+    assert {len(names.split("+")) for names in drawn} == {3}
+
+
+def test_every_range_option_is_a_flag_and_reaches_the_simulation(tmp_path, clean_dir):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from mosqa.ranges import RANGE_OPTIONS, SHARE_OPTIONS
+
+    flags = {"--snr-range": "10,20", "--drr-range": "5,6", "--rt60-range": "0.2,0.3",
+             "--room-size-range": "3,4", "--synthetic-rooms": "0.25", "--clip-range": "0.1,0.2",
+             "--band-high-range": "2000,3000", "--band-low-range": "100,200", "--loss-range": "0.01,0.02",
+             "--burst-range": "2,3", "--tandem-prob": "0.75", "--combine-probs": "1,2,3"}
+    assert set(flags) == {o for o, *_ in RANGE_OPTIONS.values()} | set(SHARE_OPTIONS.values()) | {
+        "--combine-probs"}
+    args = [a for pair in flags.items() for a in pair]
+    result = CliRunner().invoke(app, ["simulate", str(clean_dir), "-o", str(tmp_path / "o"), "-k", "1",
+                                      "--max-utts", "1", "-j", "1", "--codecs", "none", *args])
+    assert result.exit_code == 0, result.output
+    stored = json.loads((tmp_path / "o" / "simulate.json").read_text())["ranges"]
+    assert stored == {"snr": [10, 20], "drr": [5, 6], "room": {"rt60": [0.2, 0.3], "length": [3, 4]},
+                      "synthetic_rooms": 0.25, "clip": [0.1, 0.2], "band_high": [2000, 3000],
+                      "band_low": [100, 200], "loss": [0.01, 0.02], "burst": [2, 3], "tandem": 0.75,
+                      "combine": [1, 2, 3]}
+    for flag in flags:  # a reversed or out-of-range value: one line naming the option, exit 2
+        bad = "0.9,0.1" if "," in flags[flag] else "1.5"
+        bad = "-1,1,1" if flag == "--combine-probs" else bad
+        result = CliRunner().invoke(app, ["simulate", str(clean_dir), "-o", str(tmp_path / "x"), flag, bad])
+        assert result.exit_code == 2 and flag in result.output and "Traceback" not in result.output, flag
+    assert not (tmp_path / "x" / "wav").exists()
+
+
+def test_codec_sets_and_names(monkeypatch):
+    from mosqa import codecs
+
+    monkeypatch.setattr(codecs, "codec_backends", lambda: {"opus": "pyav", "gsm": "ffmpeg"})
+    assert codecs.select_codecs("in-process") == ("opus",)
+    assert codecs.select_codecs("all") == ("opus", "gsm") and codecs.select_codecs("none") == ()
+    assert codecs.select_codecs("gsm") == ("gsm",)
+    with pytest.raises(MosqaError, match="expected none, in-process, all or names"):
+        codecs.select_codecs("bogus")
+    with pytest.raises(MosqaError, match="codec2 not available here"):
+        codecs.select_codecs("opus,codec2")
