@@ -275,19 +275,23 @@ def simulate(clean_dir=None, *, out_dir, noise_dir=None, rir_dir=None, per_utt: 
         raise MosqaError(f"--voice-perturb must be in [0, 0.5), got {voice_perturb}")
     check_ranges(ranges)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    existing = next(f for f in (out_dir.absolute(), *out_dir.absolute().parents) if f.exists())
+    if not existing.is_dir():
+        raise MosqaError(f"--out-dir {out_dir}: {existing} is a file, not a folder")
     settings = Settings(str(clean_dir.resolve()), noise_dir and str(Path(noise_dir).resolve()),
                         rir_dir and str(Path(rir_dir).resolve()), per_utt, seed,
                         json.loads(json.dumps(asdict(ranges))), with_stoi, dict(speaker_map or {}),
                         select_codecs(codecs), voice_perturb)
-    _check_settings(out_dir, settings, overwrite)
+    # Every input is found and read before anything is written: a bad file leaves no output behind.
     tasks = plan(clean_dir, per_utt, seed, max_utts, settings.speaker_map, exclude=out_dir)
+    start = time.perf_counter()  # loading noises and RIRs counts: every run pays for it
+    sources = load_sources(settings)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_settings(out_dir, settings, overwrite)
     journal_path = out_dir / JOURNAL
     done = read_journal(journal_path)
     todo = [t for t in tasks if t.name not in done or ("skipped" not in done[t.name] and not all(
         (out_dir / done[t.name][key]).is_file() for key in ("wav", "clean")))]
-    start = time.perf_counter()  # loading noises and RIRs counts: every run pays for it
-    sources = load_sources(settings) if todo else None
     finished = len(tasks) - len(todo)
     with open(journal_path, "a", encoding="utf-8") as journal:
         if journal.tell() and not journal_path.read_bytes().endswith(b"\n"):

@@ -268,6 +268,13 @@ def test_bad_folders_are_clear_errors(tmp_path, clean_dir):
     write_audio(tmp_path / "noise" / "zero.wav", np.zeros(1600, np.float32))
     with pytest.raises(MosqaError, match=r"zero\.wav: silent file"):
         run(clean_dir, tmp_path / "o2", noise_dir=tmp_path / "noise", jobs=1)
+    (tmp_path / "noise" / "zero.wav").write_bytes(b"not audio")
+    with pytest.raises(MosqaError, match=r"zero\.wav: cannot decode audio"):
+        run(clean_dir, tmp_path / "o2", noise_dir=tmp_path / "noise", jobs=1)
+    assert not (tmp_path / "o2").exists()  # inputs are read before anything is written
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(MosqaError, match=r"file\.txt is a file, not a folder"):
+        run(clean_dir, tmp_path / "file.txt" / "sim", jobs=1)
 
 
 @pytest.mark.slow
