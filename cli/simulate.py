@@ -39,8 +39,8 @@ def command(
                                     "same person, e.g. ast_en_allison=allison,ast_es_allison=allison."),
     codecs: str = typer.Option("in-process", "--codecs", help="Codecs drawn besides numpy mu-law: "
                                "in-process (PyAV's: opus, mp3, aac, amr-nb, g722, g723.1), all (also gsm, "
-                               "g726, speex, codec2, vorbis when the ffmpeg program has them: two process "
-                               "starts per use, several times slower), none, or NAME,NAME,..."),
+                               "g726, speex, codec2, vorbis when the ffmpeg program has them: a process "
+                               "start per use, 2-4x the CPU), none, or NAME,NAME,..."),
     no_codecs: bool = typer.Option(False, "--no-codecs", help="Same as --codecs none."),
     voice_perturb: float = typer.Option(0.0, "--voice-perturb", help="Speed each clean utterance up or down "
                                         "by a random factor within +-AMOUNT (e.g. 0.2) before degrading it: "

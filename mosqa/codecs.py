@@ -1,23 +1,23 @@
 """Speech codecs for the codec degradation: encode, decode, back to 16 kHz at the input's length.
 
 Each codec runs in this process through PyAV (FFmpeg's libraries, shipped in its wheel) when PyAV has
-it, else through the `ffmpeg` program when one is installed (two process starts per clip, about ten
-times the CPU of the in-process path); G.711 mu-law is numpy and always there. Codecs delay the
+it, else through the `ffmpeg` program when one is installed: one process start per clip encodes into a
+pipe, and PyAV decodes the stream (a second start only where PyAV lacks the decoder, codec2); several
+times the CPU of the in-process path. G.711 mu-law is numpy and always there. Codecs delay the
 signal by their look-ahead (at most ~65 ms here); the decoded signal is kept as it comes, since PESQ
 aligns in time, and trimmed or padded to the input length.
 """
 
 import functools
 import importlib.util
+import io
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from mosqa.audio import SAMPLE_RATE, load_audio, resample, write_audio
+from mosqa.audio import SAMPLE_RATE, resample
 from mosqa.errors import MosqaError
 
 
@@ -25,38 +25,50 @@ from mosqa.errors import MosqaError
 class Codec:
     encoder: str  # FFmpeg encoder name
     sample_rate: int
-    suffix: str  # a container that takes this codec (ffmpeg program only)
+    container: str  # an FFmpeg muxer that takes this codec (ffmpeg program path)
     bitrates: tuple = ()  # passed as -b:a
     modes: tuple = ()  # passed as -mode (codec2)
-    decoder: str = ""  # FFmpeg decoder name for the in-process path; "" = ffmpeg program only
+    decoder: str = ""  # FFmpeg decoder name PyAV decodes it with; "" = the ffmpeg program decodes
 
 
 # Mostly low bit-rates (a few higher ones keep codec clips from piling up around PESQ 2).
 CODECS = {
-    "opus": Codec("libopus", 16000, ".ogg", ("6k", "8k", "12k", "16k", "24k", "32k"), decoder="opus"),
-    "mp3": Codec("libmp3lame", 16000, ".mp3", ("8k", "16k", "24k", "32k", "48k"), decoder="mp3"),
-    "aac": Codec("aac", 16000, ".mka", ("8k", "12k", "16k", "24k", "32k"), decoder="aac"),
-    "amr-nb": Codec("libopencore_amrnb", 8000, ".amr", ("4.75k", "7.4k", "12.2k"), decoder="amrnb"),
-    "amr-wb": Codec("libvo_amrwbenc", 16000, ".awb", ("6.6k", "12.65k", "23.85k"), decoder="amrwb"),
-    "g722": Codec("adpcm_g722", 16000, ".g722", ("64k",), decoder="g722"),
-    "gsm": Codec("libgsm", 8000, ".gsm"),
-    "g726": Codec("g726", 8000, ".mka", ("16k", "24k", "32k")),
-    "g723.1": Codec("g723_1", 8000, ".mka", ("6.3k",), decoder="g723_1"),
-    "speex": Codec("libspeex", 16000, ".ogg", ("4k", "8k", "12k", "24k")),
-    "codec2": Codec("libcodec2", 8000, ".c2", modes=("700C", "1200", "2400", "3200")),
-    "vorbis": Codec("libvorbis", 16000, ".ogg", ("16k", "24k")),
+    "opus": Codec("libopus", 16000, "ogg", ("6k", "8k", "12k", "16k", "24k", "32k"), decoder="opus"),
+    "mp3": Codec("libmp3lame", 16000, "mp3", ("8k", "16k", "24k", "32k", "48k"), decoder="mp3"),
+    "aac": Codec("aac", 16000, "matroska", ("8k", "12k", "16k", "24k", "32k"), decoder="aac"),
+    "amr-nb": Codec("libopencore_amrnb", 8000, "amr", ("4.75k", "7.4k", "12.2k"), decoder="amrnb"),
+    "amr-wb": Codec("libvo_amrwbenc", 16000, "amr", ("6.6k", "12.65k", "23.85k"), decoder="amrwb"),
+    "g722": Codec("adpcm_g722", 16000, "g722", ("64k",), decoder="g722"),
+    "gsm": Codec("libgsm", 8000, "gsm", decoder="gsm"),
+    "g726": Codec("g726", 8000, "matroska", ("16k", "24k", "32k"), decoder="g726"),
+    "g723.1": Codec("g723_1", 8000, "matroska", ("6.3k",), decoder="g723_1"),
+    "speex": Codec("libspeex", 16000, "ogg", ("4k", "8k", "12k", "24k"), decoder="speex"),
+    "codec2": Codec("libcodec2", 8000, "codec2", modes=("700C", "1200", "2400", "3200")),
+    "vorbis": Codec("libvorbis", 16000, "ogg", ("16k", "24k"), decoder="vorbis"),
 }
 # Sample formats the in-process path can hand an encoder, with the numpy type each takes.
 PCM_TYPES = {"s16": np.int16, "s16p": np.int16, "flt": np.float32, "fltp": np.float32}
 
 
-def _pyav_has(c: Codec) -> bool:
+def _pyav_has(name: str, mode: str) -> bool:
+    """PyAV is installed and its FFmpeg build has this encoder ("w") or decoder ("r")."""
+    if not name or importlib.util.find_spec("av") is None:
+        return False
     import av
 
     try:
-        av.Codec(c.encoder, "w")
-        av.Codec(c.decoder, "r")
+        av.Codec(name, mode)
     except Exception:  # PyAV raises several types for a codec its FFmpeg build lacks
+        return False
+    return True
+
+
+def _pyav_round_trips(c: Codec) -> bool:
+    """A codec can be in PyAV's build and still refuse to run without a container (g726 does): try it."""
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(SAMPLE_RATE // 5) / SAMPLE_RATE)
+    try:
+        _pyav_round_trip(tone, c, (c.modes or c.bitrates or (None,))[0])
+    except Exception:  # PyAV raises its own error types for an encoder or decoder that will not open
         return False
     return True
 
@@ -76,11 +88,10 @@ def _ffmpeg_encoders() -> set:
 @functools.cache
 def codec_backends() -> dict:
     """name -> "pyav" (in this process) or "ffmpeg" (the program), for every CODECS entry usable here."""
-    pyav = importlib.util.find_spec("av") is not None
     program = _ffmpeg_encoders()
     out = {}
     for name, c in CODECS.items():
-        if pyav and c.decoder and _pyav_has(c):
+        if _pyav_has(c.encoder, "w") and _pyav_has(c.decoder, "r") and _pyav_round_trips(c):
             out[name] = "pyav"
         elif c.encoder in program:
             out[name] = "ffmpeg"
@@ -141,26 +152,36 @@ def _pyav_round_trip(wav: np.ndarray, c: Codec, setting: str | None) -> np.ndarr
     decoder.sample_rate, decoder.layout = c.sample_rate, "mono"
     if encoder.extradata:
         decoder.extradata = encoder.extradata
-    chunks, rate = [], c.sample_rate
-    for packet in [*packets, None]:
-        for frame in decoder.decode(packet):
-            samples, rate = frame.to_ndarray(), frame.sample_rate  # opus decodes at 48 kHz
-            scale = 32768.0 if samples.dtype == np.int16 else 1.0
-            chunks.append(samples.reshape(-1).astype(np.float32) / scale)
+    return _to_16k(frame for packet in [*packets, None] for frame in decoder.decode(packet))
+
+
+def _to_16k(frames) -> np.ndarray:
+    """Decoded PyAV frames -> one float32 signal at 16 kHz (decoders pick their own rate: opus 48 kHz)."""
+    chunks, rate = [], SAMPLE_RATE
+    for frame in frames:
+        samples, rate = frame.to_ndarray(), frame.sample_rate
+        scale = 32768.0 if samples.dtype == np.int16 else 1.0
+        chunks.append(samples.reshape(-1).astype(np.float32) / scale)
     return resample(np.concatenate(chunks), rate, SAMPLE_RATE)
 
 
 def _ffmpeg_round_trip(wav: np.ndarray, c: Codec, setting: str | None) -> np.ndarray:
-    with tempfile.TemporaryDirectory(prefix="mosqa_codec_") as tmp:
-        src, enc, dec = Path(tmp, "in.wav"), Path(tmp, "enc" + c.suffix), Path(tmp, "out.wav")
-        write_audio(src, np.clip(wav, -1, 1), SAMPLE_RATE)
-        opts = ["-mode", setting] if c.modes else (["-b:a", setting] if setting else [])
-        base = ["ffmpeg", "-v", "error", "-nostdin", "-y"]
-        encode = ["-ac", "1", "-ar", str(c.sample_rate), "-c:a", c.encoder, *opts]
-        decode = ["-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le"]
-        for cmd in ([*base, "-i", str(src), *encode, str(enc)], [*base, "-i", str(enc), *decode, str(dec)]):
-            subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-        return load_audio(dec, SAMPLE_RATE)
+    """Encode with the ffmpeg program through pipes; decode in-process where PyAV can, else a second run."""
+    pcm = np.round(np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes()
+    opts = ["-mode", setting] if c.modes else (["-b:a", setting] if setting else [])
+    base = ["ffmpeg", "-v", "error", "-nostdin"]
+    raw = ["-f", "s16le", "-ac", "1", "-ar", str(SAMPLE_RATE)]
+    encode = [*base, *raw, "-i", "pipe:0", "-ac", "1", "-ar", str(c.sample_rate), "-c:a", c.encoder, *opts,
+              "-f", c.container, "pipe:1"]
+    stream = subprocess.run(encode, input=pcm, check=True, capture_output=True, timeout=120).stdout
+    if _pyav_has(c.decoder, "r"):
+        import av
+
+        with av.open(io.BytesIO(stream), format=c.container) as box:
+            return _to_16k(box.decode(audio=0))
+    decode = [*base, "-f", c.container, "-i", "pipe:0", *raw, "pipe:1"]
+    out = subprocess.run(decode, input=stream, check=True, capture_output=True, timeout=120).stdout
+    return np.frombuffer(out, "<i2").astype(np.float32) / 32768.0
 
 
 ROUND_TRIPS = {"pyav": _pyav_round_trip, "ffmpeg": _ffmpeg_round_trip}

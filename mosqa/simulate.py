@@ -256,7 +256,7 @@ def simulate(clean_dir=None, *, out_dir, noise_dir=None, rir_dir=None, per_utt: 
     """Run (or resume) a simulation and write its reports; returns the summary (also OUT/summary.json).
 
     `codecs`: "in-process" (PyAV's, the default), "all" (also those only the ffmpeg program has, each
-    clip through them paying two process starts), "none" (numpy mu-law only) or NAME,NAME,...
+    use paying a process start), "none" (numpy mu-law only) or NAME,NAME,...
 
     `progress(done, total)` is called per clip.
     """

@@ -317,7 +317,7 @@ def test_without_pyav_or_ffmpeg_only_the_numpy_codec_is_used(monkeypatch, speech
     assert params["codec"] in ("mulaw", "mulaw+mulaw") and len(out) == len(speech)
 
 
-@pytest.mark.parametrize("name", ["opus", "mp3", "aac", "amr-nb", "g722", "g723.1", "gsm"])
+@pytest.mark.parametrize("name", ["opus", "mp3", "aac", "amr-nb", "g722", "g723.1", "gsm", "codec2"])
 def test_codecs_round_trip_in_process_or_through_ffmpeg(speech, name):
     from mosqa.codecs import CODECS, codec_backends, run_codec
 
