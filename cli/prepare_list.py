@@ -57,10 +57,12 @@ def command(
     from rich.console import Console
     from rich.table import Table
 
+    from mosqa.checks import output_dir
     from mosqa.errors import MosqaError
     from mosqa.prepare import prepare
     from mosqa.progress import progress_bar
 
+    output_dir(out_dir)
     try:
         low, high = (float(v) for v in score_range.split(","))
     except ValueError:

@@ -51,12 +51,14 @@ def command(
     from cli.prepare_list import histogram_table
     from mosqa import simulate as sim
     from mosqa.audio import atomic_path
+    from mosqa.checks import output_dir
     from mosqa.degrade import CODECS, ffmpeg_codecs
     from mosqa.errors import MosqaError
     from mosqa.plots import histogram_png
     from mosqa.prepare import histogram
     from mosqa.progress import progress_bar
 
+    output_dir(out_dir)
     if builtin and clean_dir is not None:
         raise MosqaError("give either CLEAN_DIR or --builtin, not both")
     try:

@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 from scipy.signal import fftconvolve
 
-from mosqa.audio import AUDIO_SUFFIXES, find_audio, load_audio
+from mosqa.audio import AUDIO_SUFFIXES, find_audio, load_audio, load_checked
 from mosqa.errors import MosqaError
 from mosqa.lists import read_list
 
@@ -83,7 +83,7 @@ class PairDataset(torch.utils.data.Dataset):
     ):
         self.pairs = read_pairs(list_path)
         self.sr, self.crop, self.seed, self.epoch = sample_rate, crop_samples, seed, VALID_EPOCH
-        self.load = lru_cache(maxsize=cache)(lambda p: load_audio(p, sample_rate))
+        self.load = lru_cache(maxsize=cache)(lambda p, where: load_checked(p, sample_rate, where))
 
     def __len__(self):
         return len(self.pairs)
@@ -93,7 +93,7 @@ class PairDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         noisy, clean, where = self.pairs[i]
-        y, s = self.load(noisy), self.load(clean)
+        y, s = self.load(noisy, where), self.load(clean, where)
         n = min(len(y), len(s))  # header check allowed one sample of rounding
         y, s = crop(_rng(self.seed, self.epoch, i), [y[:n], s[:n]], self.crop)
         return y, s
@@ -126,7 +126,9 @@ class MixDataset(torch.utils.data.Dataset):
         self.sr, self.crop, self.snr, self.level = sample_rate, crop_samples, snr_range, level_range
         self.items = items or len(self.clean)
         self.seed, self.epoch, self.rir_prob = seed, VALID_EPOCH, rir_prob
-        self.load = lru_cache(maxsize=cache)(lambda p: load_audio(p, sample_rate))
+        # Speech and noise pass the check every command makes; RIRs are short and mostly quiet by nature.
+        self.load = lru_cache(maxsize=cache)(lambda p: load_checked(p, sample_rate))
+        self.load_rir = lru_cache(maxsize=cache)(lambda p: load_audio(p, sample_rate))
 
     def __len__(self):
         return self.items
@@ -141,7 +143,7 @@ class MixDataset(torch.utils.data.Dataset):
         speech = self.load(self.clean[ci])
         (speech,) = crop(rng, [speech], self.crop)
         if self.rirs and rng.random() < self.rir_prob:
-            rir = self.load(self.rirs[int(rng.integers(len(self.rirs)))])
+            rir = self.load_rir(self.rirs[int(rng.integers(len(self.rirs)))])
             rir = rir / (np.max(np.abs(rir)) + 1e-9)
             speech = fftconvolve(speech, rir)[: len(speech)].astype(np.float32)
         noise = self.load(self.noise[int(rng.integers(len(self.noise)))])

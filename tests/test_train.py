@@ -24,12 +24,12 @@ TINY = ["--arch", "qualitynet", "--lstm-hidden", "8", "--batch-size", "4", "--th
 
 
 def make_corpus(root, n: int = 24, seed: int = 0) -> dict:
-    """n clips (0.4-1.2 s) at SNRs spread over -5..30 dB; train/valid/test lists with conditions."""
+    """n clips (0.5-1.2 s) at SNRs spread over -5..30 dB; train/valid/test lists with conditions."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(n):
-        dur = rng.uniform(0.4, 1.2)
+        dur = rng.uniform(0.5, 1.2)
         t = np.arange(int(dur * SR)) / SR
         f0 = rng.uniform(100, 220)
         voice = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 8))
