@@ -8,10 +8,10 @@ import typer
 
 def command(
     paths: list[Path] = typer.Argument(None, help="Audio files and folders (searched recursively, "
-                                       "symlinked folders followed)."),
+                                       "symlinked folders followed). Default: none; then give --list."),
     list_files: list[Path] = typer.Option([], "--list", help="A list of audio paths (repeatable): one path "
                                           "per line, or any mosqa list or CSV with a path column; scores "
-                                          "in it are ignored."),
+                                          "in it are ignored. Default: none."),
     out: Path = typer.Option(Path("dnsmos.csv"), "--out", "-o", help="Per-file scores (CSV), with a warning "
                              "column for silent or under-1 s files and an error column for unreadable ones."),
     summary_json: Path = typer.Option(None, "--summary-json", help="Also write the summary table as JSON. "

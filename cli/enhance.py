@@ -11,19 +11,19 @@ def command(
                                        "column); with --compare: train-se run directories."),
     out_dir: Path = typer.Option(None, "--out-dir", "-o", help="Where the enhanced wavs go (same relative "
                                  "names, .wav), or compare.csv with --compare. Required to enhance; an "
-                                 "output that would overwrite an input is refused."),
+                                 "output that would overwrite an input is refused. No default."),
     device: str = typer.Option("auto", "--device", help="auto (cuda when available) | cpu | cuda[:N]."),
     chunk_seconds: float = typer.Option(10.0, "--chunk-seconds", help="Process long files in chunks of this "
                                         "many seconds, so memory stays flat."),
     overlap_seconds: float = typer.Option(0.5, "--overlap-seconds", help="Seconds of overlap between chunks, "
                                           "crossfaded."),
     score: bool = typer.Option(False, "--score", help="Also DNSMOS-score the enhanced files into "
-                               "OUT/dnsmos.csv (OUT/dnsmos_K-of-N.csv with --shard)."),
+                               "OUT/dnsmos.csv (OUT/dnsmos_K-of-N.csv with --shard). Default: off."),
     shard: str = typer.Option(None, "--shard", help="K/N: enhance only the K-th of N contiguous blocks of "
                               "the inputs (e.g. --shard $SLURM_ARRAY_TASK_ID/N in an --array=1-N job). "
                               "Default: all."),
     compare: bool = typer.Option(False, "--compare", help="Print one table of train-se runs' validation "
-                                 "metrics (plus the noisy input) instead of enhancing."),
+                                 "metrics (plus the noisy input) instead of enhancing. Default: off."),
 ):
     """Enhance audio with a trained train-se model, or --compare train-se runs.
 

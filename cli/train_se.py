@@ -63,7 +63,6 @@ def command(
     threads: int = typer.Option(None, help="torch CPU threads (0 = torch's default)."),
 ):
     """Train a speech-enhancement model (lstm | dpcrn), optionally guided by a quality model."""
-    from mosqa.checks import config_outputs
     from mosqa.train_se import resolve, train
 
     if resume is not None:
@@ -71,5 +70,7 @@ def command(
         return
     overrides = {k: v for k, v in locals().items() if k not in ("config", "resume", "resolve", "train")}
     overrides = {k: str(v) if isinstance(v, Path) else v for k, v in overrides.items()}
+    from mosqa.checks import config_outputs
+
     run_dir = train(config_outputs(resolve(config, overrides), runs={"qa_model": "qa"}))
     typer.echo(str(run_dir))

@@ -45,8 +45,11 @@ def find_audio(folder) -> list[Path]:
     found, walked = [], {Path(folder).resolve()}
     for root, dirs, files in os.walk(folder, followlinks=True):
         here = Path(root)
-        dirs[:] = [d for d in sorted(dirs) if (here / d).resolve() not in walked]
-        walked.update((here / d).resolve() for d in dirs)
+        fresh = {}
+        for d in sorted(dirs):
+            fresh.setdefault((here / d).resolve(), d)
+        dirs[:] = [d for real, d in fresh.items() if real not in walked]
+        walked.update(fresh)
         found += [here / f for f in files
                   if Path(f).suffix.lower() in AUDIO_SUFFIXES and (here / f).is_file()]
     return sorted(found)
