@@ -81,7 +81,7 @@ def command(
     """Train a non-intrusive quality (MOS) model, e.g.
     `mosqa train-qa -c recipes/conf/crn_cp_qn_C256_L128_T256.yaml --train T --valid V --C 128`."""
     options = {k: v for k, v in locals().items() if k not in ("config", "resume")}
-    from mosqa.checks import config_outputs
+    from mosqa.checks import checked_config
     from mosqa.errors import MosqaError
     from mosqa.train import resolve
     from mosqa.train import train as run
@@ -92,5 +92,5 @@ def command(
             raise MosqaError("--resume uses the run's own config.yaml; drop --config")
         run_dir = run(resume=resume, overrides=options)
     else:
-        run_dir = run(config_outputs(resolve(config, options)))
+        run_dir = run(checked_config(resolve(config, options)))
     typer.echo(str(run_dir))

@@ -70,7 +70,7 @@ def command(
         return
     overrides = {k: v for k, v in locals().items() if k not in ("config", "resume", "resolve", "train")}
     overrides = {k: str(v) if isinstance(v, Path) else v for k, v in overrides.items()}
-    from mosqa.checks import config_outputs
+    from mosqa.checks import checked_config
 
-    run_dir = train(config_outputs(resolve(config, overrides), runs={"qa_model": "qa"}))
+    run_dir = train(checked_config(resolve(config, overrides), runs={"qa_model": "qa"}))
     typer.echo(str(run_dir))

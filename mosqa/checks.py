@@ -55,9 +55,10 @@ def output_dir(path, flag: str = "--out-dir") -> Path:
     return path
 
 
-def config_outputs(cfg: dict, keys=("exp_dir", "cache_dir"), runs: dict | None = None) -> dict:
-    """A trainer's resolved config: its output folders can be written; `runs` maps key -> needed kind."""
-    for key in keys:
+def checked_config(cfg: dict, output_dirs=("exp_dir", "cache_dir"), runs: dict | None = None) -> dict:
+    """A trainer's resolved config, returned once its output folders can be written and the runs it
+    names (`runs`: key -> the kind it needs, e.g. {"qa_model": "qa"}) are of the right kind."""
+    for key in output_dirs:
         if cfg.get(key):
             output_dir(cfg[key], "--" + key.replace("_", "-"))
     for key, kind in (runs or {}).items():

@@ -34,6 +34,7 @@ from mosqa.se_models import build_se_model
 
 def load_se(run_dir, device="cpu") -> tuple[torch.nn.Module, dict]:
     """A train-se run directory (or checkpoint) -> (model in eval mode, its config)."""
+    require_kind(run_dir, "se", "enhance")
     run_dir, ckpt = find_checkpoint(run_dir)
     cfg = load_run_config(run_dir)
     if "arch" not in cfg or "n_fft" not in cfg:
@@ -153,13 +154,12 @@ def enhance_files(
     if chunk_seconds <= 0 or overlap_seconds < 0:
         raise MosqaError("--chunk-seconds must be > 0 and --overlap-seconds >= 0")
     out_dir = output_dir(out_dir, "--out-dir")
-    require_kind(run_dir, "se", "enhance")
+    model, cfg = load_se(run_dir, device)
     files = shard(collect_inputs(inputs), shard_spec)
     scores_csv = out_dir / scores_name(shard_spec)
     outputs = [out_dir / f.name for f in files] + ([scores_csv] if score else [])
     not_an_input(outputs, [f.path for f in files] + [p for p in map(Path, inputs) if p.is_file()])
     check_inputs(files, console)
-    model, cfg = load_se(run_dir, device)
     sr = cfg["sample_rate"]
     scorer = None
     if score:
