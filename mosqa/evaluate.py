@@ -18,7 +18,7 @@ from rich.table import Table
 from torch.utils.data import DataLoader
 
 from mosqa.audio import atomic_path
-from mosqa.checks import has_checkpoint, output_dir, output_file, require_kind
+from mosqa.checks import RUN_KINDS, has_checkpoint, output_dir, output_file, require_kind, run_kind
 from mosqa.data import BucketBatchSampler, FeatureSet, collate, load_features
 from mosqa.errors import MosqaError
 from mosqa.lists import read_list
@@ -189,17 +189,21 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 def usable_runs(paths: list, console: Console) -> list[tuple[Path, Path]]:
     """(run_dir, checkpoint) of each train-qa run given.
 
-    With several paths (a glob such as exp/*/), a folder with no checkpoint (a failed or unfinished
-    run, an eval output folder) is skipped with a warning; a single path must be a usable run.
+    With several paths (a glob such as exp/*/, where train-se runs may live too), a folder with no
+    checkpoint (a failed or unfinished run, an eval output folder) or a run of the other kind is
+    skipped with a warning; a single path must be a usable train-qa run.
     """
     runs = []
     for p in map(Path, paths):
         if p.is_file() and p.suffix != ".pt":
             raise MosqaError(f"{p}: not a run directory or .pt checkpoint")
-        if len(paths) > 1 and p.is_dir() and not has_checkpoint(p):
-            console.print(f"[yellow]warning:[/] {p}: no best.pt or last.pt (not a finished run); skipped",
-                          highlight=False, soft_wrap=True)
-            continue
+        if len(paths) > 1 and p.is_dir():
+            kind = run_kind(p)
+            reason = ("no best.pt or last.pt (not a finished run)" if not has_checkpoint(p) else
+                      f"{RUN_KINDS[kind]}, not a quality model" if kind not in (None, "qa") else None)
+            if reason:
+                console.print(f"[yellow]warning:[/] {p}: {reason}; skipped", highlight=False, soft_wrap=True)
+                continue
         require_kind(p, "qa", "eval-qa")
         runs.append(find_checkpoint(p))
     if not runs:

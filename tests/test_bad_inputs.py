@@ -311,11 +311,12 @@ def test_enhance_shards_split_the_inputs(work, tmp_path):
 # ---------------------------------------------------------------- runs
 
 
-def test_eval_qa_glob_skips_folders_without_a_checkpoint_with_a_warning(work, tmp_path):
-    result = invoke(["eval-qa", work / "runs" / "qa", work / "runs" / "failed", "--list", work / "qa.list",
-                     "--out-dir", tmp_path / "ev", "--device", "cpu"])
+def test_eval_qa_glob_skips_unfinished_and_enhancement_runs_with_a_warning(work, tmp_path):
+    result = invoke(["eval-qa", work / "runs" / "qa", work / "runs" / "failed", work / "runs" / "se",
+                     "--list", work / "qa.list", "--out-dir", tmp_path / "ev", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert any(line.startswith("warning:") and "runs/failed" in line for line in result.output.splitlines())
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert "runs/failed: no best.pt" in warnings[0] and "runs/se: a train-se run" in warnings[1]
     assert (tmp_path / "ev" / "predictions.csv").is_file() and not (tmp_path / "ev" / "failed").exists()
 
 
