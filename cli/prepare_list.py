@@ -42,10 +42,12 @@ def command(
     score_range: str = typer.Option("1,5", "--score-range", help="LOW,HIGH of the balancing bins."),
     target: str = typer.Option("median", "--target", help="Items per bin after balancing: median | max | N. "
                                "Large bins are down-sampled, small ones up-sampled with replacement."),
-    min_dur: float = typer.Option(0.5, "--min-dur", help="Shortest accepted file, seconds."),
+    min_dur: float = typer.Option(0.5, "--min-dur", help="Shortest accepted file, seconds (not below 0.5, "
+                                  "the shortest train-qa and eval-qa accept)."),
     max_dur: float = typer.Option(60.0, "--max-dur", help="Longest accepted file, seconds."),
     silence_db: float = typer.Option(-70.0, "--silence-db", help="Files whose RMS level is below this "
-                                     "(dBFS) count as silent."),
+                                     "(dBFS) count as silent (not below -70, train-qa's and eval-qa's "
+                                     "limit)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Drop bad lines and files (reported, and listed "
                                   "in bad_files.csv) instead of stopping at the first. Default: off."),
 ):

@@ -200,6 +200,11 @@ def prepare(list_paths, out_dir, *, seed: int = 0, split: str = "0.8,0.1,0.1", t
     """
     ratios = parse_ratios(split)
     edges = bin_edges(score_range, bin_width)
+    # Looser limits would write lists that train-qa and eval-qa then refuse (audio.load_checked).
+    if min_dur < MIN_SECONDS or silence_db < SILENCE_DB:
+        raise MosqaError(f"--min-dur {min_dur:g} / --silence-db {silence_db:g}: train-qa and eval-qa "
+                         f"refuse clips under {MIN_SECONDS:g} s or {SILENCE_DB:g} dBFS, so these can only be "
+                         "tightened")
     bad_lines: list | None = [] if skip_bad else None
     items = read_lists(list_paths, bad_lines, group_col)
     if progress:

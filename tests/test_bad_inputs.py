@@ -216,6 +216,9 @@ CASES = [
     case("dnsmos-missing-list", ["dnsmos", "--list", "{W}/nope.list", "--out", "{W}/d.csv"], ["nope.list"]),
     # ---- lists and options
     case("eval-qa-bad-score", eval_qa("qa", "badscore.list", *EV), ["badscore.list:3", "7.5"]),
+    case("prepare-looser-than-train-qa",
+         ["prepare-list", "{W}/qa.list", "--out-dir", "{W}/p", "--min-dur", "0.1"],
+         ["--min-dur 0.1", "can only be tightened"]),
     case("prepare-bad-score", ["prepare-list", "{W}/badscore.list", "--out-dir", "{W}/p"],
          ["badscore.list:3", "7.5"]),
     case("dnsmos-bad-shard", ["dnsmos", "{W}/audio", "--out", "{W}/d.csv", "--shard", "4/3"], ["--shard"]),
