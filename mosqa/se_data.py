@@ -20,23 +20,24 @@ from mosqa.lists import read_list
 VALID_EPOCH = -1
 
 
-def audio_files(source) -> list[Path]:
-    """A folder (searched recursively), a list file (first column) or one audio file -> audio paths."""
+def audio_files(source) -> dict[Path, str]:
+    """A folder (searched recursively), a list file (first column) or one audio file -> audio paths, each
+    with where it was named (`list:line` for a list, else "") for error messages."""
     source = Path(source)
     if source.is_dir():
         files = find_audio(source)
         if not files:
             raise MosqaError(f"{source}: folder holds no audio files")
-        return files
+        return dict.fromkeys(files, "")
     if source.suffix.lower() in AUDIO_SUFFIXES:
         if not source.is_file():
             raise MosqaError(f"{source}: no such audio file")
-        return [source]
+        return {source: ""}
     items = read_list(source, require_score=False, score_range=None)
     for it in items:
         if not it.path.is_file():
             raise MosqaError(f"{it.where}: no such audio file {it.path}")
-    return [it.path for it in items]
+    return {it.path: it.where for it in items}
 
 
 def read_pairs(list_path) -> list[tuple[Path, Path, str]]:
@@ -119,6 +120,7 @@ class MixDataset(torch.utils.data.Dataset):
         level_range=(-35.0, -15.0),
         rir_prob: float = 0.5,
         cache: int = 512,
+        where: dict | None = None,
     ):
         if not clean_files or not noise_files:
             raise MosqaError("on-the-fly mixing needs at least one clean and one noise file")
@@ -126,8 +128,10 @@ class MixDataset(torch.utils.data.Dataset):
         self.sr, self.crop, self.snr, self.level = sample_rate, crop_samples, snr_range, level_range
         self.items = items or len(self.clean)
         self.seed, self.epoch, self.rir_prob = seed, VALID_EPOCH, rir_prob
-        # Speech and noise pass the check every command makes; RIRs are short and mostly quiet by nature.
-        self.load = lru_cache(maxsize=cache)(lambda p: load_checked(p, sample_rate))
+        # Speech and noise pass the check every command makes (errors name `where[path]`, a list:line);
+        # RIRs are short and mostly quiet by nature.
+        where = where or {}
+        self.load = lru_cache(maxsize=cache)(lambda p: load_checked(p, sample_rate, where.get(p, "")))
         self.load_rir = lru_cache(maxsize=cache)(lambda p: load_audio(p, sample_rate))
 
     def __len__(self):
@@ -203,16 +207,18 @@ def build_dataset(cfg: dict, split: str) -> torch.utils.data.Dataset:
     if list_path:
         return PairDataset(list_path, sr, crop_samples, seed)
     if clean and noise:
-        rirs = audio_files(cfg["rir"]) if cfg.get("rir") else []
+        rirs = list(audio_files(cfg["rir"])) if cfg.get("rir") else []
+        speech, noises = audio_files(clean), audio_files(noise)
         return MixDataset(
-            audio_files(clean),
-            audio_files(noise),
+            list(speech),
+            list(noises),
             sr,
             crop_samples,
             (cfg["snr_min"], cfg["snr_max"]),
             rirs,
             items,
             seed,
+            where=speech | noises,
         )
     flag = (
         "--train-list or --clean and --noise"

@@ -413,3 +413,13 @@ def test_version():
 
     result = invoke(["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"mosqa {__version__}"
+
+
+def test_train_se_mixing_names_the_list_line_of_a_silent_clean_file(work):
+    from mosqa.se_data import MixDataset, audio_files
+
+    clean, noise = audio_files(work / "silent_paths.list"), audio_files(work / "audio" / "clip2.wav")
+    mixtures = MixDataset(list(clean), list(noise), SR, None, where=clean | noise)  # files in order
+    assert len(mixtures[0][0]) == SR
+    with pytest.raises(MosqaError, match=r"silent_paths\.list:2: .*silent\.wav: silent"):
+        mixtures[1]
