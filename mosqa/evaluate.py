@@ -228,7 +228,7 @@ def evaluate(
     """
     console = console or Console(width=None if sys.stdout.isatty() else 160)  # logs keep whole names
     runs = usable_runs(paths, console)
-    several = len(runs) > 1
+    several = len(paths) > 1  # the layout follows what was asked for, not how many runs were usable
     stem = Path(list_path).stem
     outs = [run_dir / f"eval_{stem}" if not out_dir else Path(out_dir) / run_dir.name if several
             else Path(out_dir) for run_dir, _ in runs]

@@ -320,7 +320,8 @@ def test_eval_qa_glob_skips_unfinished_and_enhancement_runs_with_a_warning(work,
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert "runs/failed: no best.pt" in warnings[0] and "runs/se: a train-se run" in warnings[1]
-    assert (tmp_path / "ev" / "predictions.csv").is_file() and not (tmp_path / "ev" / "failed").exists()
+    assert sorted(p.name for p in (tmp_path / "ev").iterdir()) == ["compare_qa.csv", "qa"]
+    assert (tmp_path / "ev" / "qa" / "predictions.csv").is_file()
 
 
 def test_load_qa_names_the_kind_of_run_it_got(work):
