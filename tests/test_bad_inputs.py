@@ -6,6 +6,7 @@ partial output, no stale run directory, no input touched (feature caches aside).
 """
 
 import csv
+import functools
 import hashlib
 import io
 import os
@@ -284,7 +285,21 @@ def test_shard_blocks_cover_every_item_once_in_order():
             shard(items, bad)
 
 
-def test_dnsmos_three_shards_concatenate_to_the_unsharded_csv(work, tmp_path):
+@pytest.fixture
+def one_dnsmos_session(monkeypatch):
+    """Every dnsmos command of a test shares one Scorer and each file's row.
+
+    These tests are about the file loop (shards, columns, lists), not the scores (test_dnsmos.py checks
+    those), and one DNSMOS pass costs about a second per file on a busy 2-core machine.
+    """
+    from mosqa import dnsmos
+
+    memo = functools.lru_cache(maxsize=None)
+    monkeypatch.setattr(dnsmos.Scorer, "score_file", memo(dnsmos.Scorer.score_file))
+    monkeypatch.setattr(dnsmos, "Scorer", memo(dnsmos.Scorer))
+
+
+def test_dnsmos_three_shards_concatenate_to_the_unsharded_csv(work, tmp_path, one_dnsmos_session):
     folder = tmp_path / "in"
     shutil.copytree(work / "audio", folder)
     sf.write(folder / "quiet.wav", np.zeros(SR // 2, np.float32), SR)  # a row with a warning
@@ -342,7 +357,8 @@ def test_run_kind_from_the_kind_key_or_inferred(work, tmp_path):
 # ---------------------------------------------------------------- audio and lists
 
 
-def test_dnsmos_warns_about_silent_and_short_files_and_reads_path_only_lists(work, tmp_path):
+def test_dnsmos_warns_about_silent_and_short_files_and_reads_path_only_lists(work, tmp_path,
+                                                                             one_dnsmos_session):
     (tmp_path / "paths.csv").write_text(f"path\n{work}/audio/clip0.wav\n{work}/bad/silent.wav\n"
                                         f"{work}/bad/short.wav\n")
     result = invoke(["dnsmos", "--list", tmp_path / "paths.csv", "--out", tmp_path / "d.csv", "--no-p808",
