@@ -183,6 +183,8 @@ CASES = [
          ["runs/se", "train-se run", "--qa-model needs a train-qa run"]),
     case("enhance-given-qa-run", enhance("qa", CLIP, *ENH),
          ["runs/qa", "train-qa run", "enhance needs a train-se"]),
+    case("enhance-compare-given-qa-run", ["enhance", "--compare", "{W}/runs/se", "{W}/runs/qa"],
+         ["runs/qa", "train-qa run", "enhance --compare needs a train-se"]),
     case("eval-qa-corrupt-checkpoint", eval_qa("broken_qa", "qa.list", *EV),
          ["broken_qa/best.pt", "corrupt"]),
     case("enhance-corrupt-checkpoint", enhance("broken_se", CLIP, *ENH), ["broken_se/best.pt", "corrupt"]),
