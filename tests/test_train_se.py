@@ -12,18 +12,19 @@ from cli.main import app
 from mosqa.errors import MosqaError
 from mosqa.se_data import MixDataset, PairDataset, collate, mix, read_pairs
 from mosqa.se_models import build_se_model
-from mosqa.train_se import (
-    DEFAULTS,
-    SPEC_LOSSES,
+from mosqa.guidance import (
     NormalisedQA,
     check_qa_compatible,
+    critic_loss,
     grad_reverse,
-    parse_losses,
+    load_critic,
     qa_frozen,
     qa_grl,
     qa_joint,
-    spectral_loss,
+    true_pesq,
 )
+from mosqa.losses import SPECTRAL_LOSSES, build_spectral_loss, spectral_terms
+from mosqa.train_se import DEFAULTS
 
 torch.set_num_threads(1)
 SR = 16000
@@ -125,22 +126,22 @@ def _batch():
 
 def test_every_spectral_loss_trains_the_enhancer():
     noisy, clean, lengths = _batch()
-    for name in SPEC_LOSSES:
+    for name in SPECTRAL_LOSSES:
         model = build_se_model({"arch": "lstm", "hidden": 16, "conv_channels": 16, "layers": 1})
         out = model.run(noisy, lengths)
-        loss = spectral_loss(out, clean, lengths, [(name, 1.0)], model.fe, 0.3)
+        loss = build_spectral_loss([(1.0, name)], model.fe, 0.3)(out, clean, lengths)
         loss.backward()
         assert torch.isfinite(loss) and model.out.weight.grad.abs().sum() > 0, name
 
 
-def test_parse_losses():
-    cfg = DEFAULTS | {"loss": "mag+complex+sisnr", "loss_weights": "1,0.5,2"}
-    assert parse_losses(cfg) == [("mag", 1.0), ("complex", 0.5), ("sisnr", 2.0)]
-    assert parse_losses(cfg | {"target": "iam"}) == [("iam", 1.0)]
-    with pytest.raises(MosqaError, match="unknown term"):
-        parse_losses(DEFAULTS | {"loss": "mag+l1"})
+def test_spectral_terms():
+    assert spectral_terms("mag+complex+sisnr", "1,0.5,2") == [(1.0, "mag"), (0.5, "complex"), (2.0, "sisnr")]
+    assert spectral_terms("mag+0.5*complex") == [(1.0, "mag"), (0.5, "complex")]  # train-qa's syntax
+    assert spectral_terms("mag+complex", "1,0.5", target="iam") == [(1.0, "iam")]
+    with pytest.raises(MosqaError, match="unknown loss 'l1'"):
+        spectral_terms("mag+l1")
     with pytest.raises(MosqaError, match="2 weights for 1"):
-        parse_losses(DEFAULTS | {"loss": "mag", "loss_weights": "1,2"})
+        spectral_terms("mag", "1,2")
 
 
 def test_gradient_reversal_flips_sign_and_scales():
@@ -177,12 +178,11 @@ def test_grl_mode_reverses_the_enhancer_gradient():
     g_enh, g_critic, loss = _mode_grads(qa_grl, TinyCritic(), cfg)
     assert all(g is not None and g.abs() > 0 for g in g_critic)  # the critic learns true PESQ
     # The same critic loss without reversal: the enhancer gradient has exactly the opposite sign.
-    from mosqa.train_se import _critic_loss, true_pesq
 
     noisy, clean, lengths = _batch()
     enh = (noisy * 0.9).requires_grad_(True)
     critic = TinyCritic()
-    plain = _critic_loss(critic.normalised(enh, lengths), true_pesq(clean, enh, lengths, SR))
+    plain = critic_loss(critic.normalised(enh, lengths), true_pesq(clean, enh, lengths, SR))
     plain.backward()
     assert torch.allclose(loss, plain)
     assert torch.allclose(g_enh, -enh.grad)
@@ -190,7 +190,6 @@ def test_grl_mode_reverses_the_enhancer_gradient():
 
 
 def test_true_pesq_targets_are_normalised_and_clipped():
-    from mosqa.train_se import true_pesq
 
     noisy, clean, lengths = _batch()
     t = true_pesq(clean, clean, lengths, SR)
@@ -203,12 +202,11 @@ def test_joint_mode_trains_both_without_teaching_the_critic_to_flatter():
     g_enh, g_critic, _ = _mode_grads(qa_joint, TinyCritic(), cfg)
     assert g_enh.abs().sum() > 0 and all(g is not None for g in g_critic)
     # The critic's gradient is that of its own PESQ-prediction loss alone.
-    from mosqa.train_se import _critic_loss, true_pesq
 
     noisy, clean, lengths = _batch()
     critic = TinyCritic()
     enh = noisy * 0.9
-    _critic_loss(critic.normalised(enh, lengths), true_pesq(clean, enh, lengths, SR)).backward()
+    critic_loss(critic.normalised(enh, lengths), true_pesq(clean, enh, lengths, SR)).backward()
     assert all(torch.allclose(a, p.grad) for a, p in zip(g_critic, critic.parameters(), strict=True))
     assert qa_joint(NormalisedQA(TinyCritic()), noisy, clean, torch.tensor([SR, SR]), cfg, 1) is None
 
@@ -239,7 +237,7 @@ def _train(args):
 def test_cli_train_resume_enhance_compare(tmp_path):
     train, valid = write_pairs(tmp_path / "d")
     exp = tmp_path / "exp"
-    res = _train(["--train-list", str(train), "--valid-list", str(valid), "--exp-dir", str(exp),
+    res = _train(["--train", str(train), "--valid", str(valid), "--exp-dir", str(exp),
                   "--arch", "dpcrn", "--epochs", "1", "--batch-size", "2", "--crop-seconds", "0.5",
                   "--no-dnsmos", "--device", "cpu", "--steps-per-epoch", "1"])
     assert res.exit_code == 0, res.output
@@ -267,7 +265,7 @@ def test_cli_train_resume_enhance_compare(tmp_path):
 
 def test_cosine_schedule_anneals_per_step_and_is_checked(tmp_path):
     train, valid = write_pairs(tmp_path / "d")
-    args = ["--train-list", str(train), "--valid-list", str(valid), "--exp-dir", str(tmp_path / "exp"),
+    args = ["--train", str(train), "--valid", str(valid), "--exp-dir", str(tmp_path / "exp"),
             "--arch", "lstm", "--hidden", "8", "--conv-channels", "8", "--epochs", "2", "--batch-size", "2",
             "--crop-seconds", "0.5", "--no-dnsmos", "--device", "cpu", "--lr", "0.001"]
     res = _train([*args, "--scheduler", "cosine"])
@@ -307,14 +305,14 @@ def test_cli_bad_inputs_are_one_line(tmp_path):
     (tmp_path / "mismatch.list").write_text("n0.wav,short.wav\n")
     (tmp_path / "missing.list").write_text("n0.wav,nothere.wav\n")
     cases = [
-        (["--train-list", str(tmp_path / "mismatch.list")], "differ in length"),
-        (["--train-list", str(tmp_path / "missing.list")], "no such audio file"),
+        (["--train", str(tmp_path / "mismatch.list")], "differ in length"),
+        (["--train", str(tmp_path / "missing.list")], "no such audio file"),
         (["--qa", "frozen"], "needs --qa-model"),
         (["--qa", "adversarial"], "--qa must be one of"),
         (["--qa", "grl", "--qa-model", str(tmp_path / "nowhere")], "no such quality-model run directory"),
     ]
     for args, message in cases:
-        base = ["--train-list", str(tmp_path / "train.list"), "--valid-list", str(tmp_path / "valid.list")]
+        base = ["--train", str(tmp_path / "train.list"), "--valid", str(tmp_path / "valid.list")]
         res = _train([*TINY, *base, *args, "--exp-dir", str(tmp_path / "exp"), "--no-dnsmos"])
         assert res.exit_code == 2, (args, res.output)
         assert message in res.output and len(res.output.strip().splitlines()) == 1, res.output
@@ -340,7 +338,6 @@ def make_qa_run(root, **frontend) -> str:
 def test_quality_model_reads_enhanced_waveform_through_its_own_front_end(tmp_path):
     """The log's defect: the QA got the wrong input. It must get features(enhanced, QA front end)."""
     from mosqa.frontend import features
-    from mosqa.train_se import load_critic
 
     run = make_qa_run(tmp_path / "qa", window="hamming", compress=0.5)  # differs from the enhancer's STFT
     scorer = load_critic(DEFAULTS | {"qa": "frozen", "qa_model": run}, "cpu")
@@ -358,7 +355,6 @@ def test_quality_model_reads_enhanced_waveform_through_its_own_front_end(tmp_pat
 
 
 def test_grl_with_quality_model_reverses_enhancer_gradient(tmp_path):
-    from mosqa.train_se import _critic_loss, load_critic, true_pesq
 
     scorer = load_critic(DEFAULTS | {"qa": "grl", "qa_model": make_qa_run(tmp_path / "qa")}, "cpu")
     noisy, clean, lengths = _batch()
@@ -367,7 +363,7 @@ def test_grl_with_quality_model_reverses_enhancer_gradient(tmp_path):
         enh = (noisy * 0.8).requires_grad_(True)
         scorer.zero_grad()
         x = grad_reverse(enh, 2.0) if reverse else enh
-        _critic_loss(scorer.normalised(x, lengths), true_pesq(clean, enh, lengths, SR)).backward()
+        critic_loss(scorer.normalised(x, lengths), true_pesq(clean, enh, lengths, SR)).backward()
         grads.append((enh.grad.clone(), [p.grad.clone() for p in scorer.parameters() if p.grad is not None]))
     (g_rev, critic_rev), (g_plain, critic_plain) = grads
     assert g_plain.abs().sum() > 0 and torch.allclose(g_rev, -2.0 * g_plain, atol=1e-6)
@@ -378,7 +374,7 @@ def test_grl_with_quality_model_reverses_enhancer_gradient(tmp_path):
 def test_incompatible_quality_run_is_refused_from_the_cli(tmp_path):
     train, valid = write_pairs(tmp_path / "d")
     run8k = make_qa_run(tmp_path / "qa8k", sample_rate=8000, n_fft=256, hop=128)
-    res = _train([*TINY, "--train-list", str(train), "--valid-list", str(valid), "--qa", "frozen",
+    res = _train([*TINY, "--train", str(train), "--valid", str(valid), "--qa", "frozen",
                   "--qa-model", run8k, "--exp-dir", str(tmp_path / "exp"), "--no-dnsmos"])
     assert res.exit_code == 2 and "reads 8000 Hz audio" in res.output, res.output
     assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "exp").exists()
@@ -386,7 +382,7 @@ def test_incompatible_quality_run_is_refused_from_the_cli(tmp_path):
     make_qa_run(broken)
     (broken / "config.yaml").write_text((broken / "config.yaml").read_text().replace("feature: mag",
                                                                                      "feature: mfcc"))
-    res = _train([*TINY, "--train-list", str(train), "--valid-list", str(valid), "--qa", "frozen",
+    res = _train([*TINY, "--train", str(train), "--valid", str(valid), "--qa", "frozen",
                   "--qa-model", str(broken), "--exp-dir", str(tmp_path / "exp"), "--no-dnsmos"])
     assert res.exit_code == 2 and "unusable quality-model front end" in res.output, res.output
 
@@ -398,8 +394,9 @@ def test_cli_quality_guided_modes_train(tmp_path, mode):
 
     train, valid = write_pairs(tmp_path / "d")
     qa = make_qa_run(tmp_path / "qa")
-    res = _train([*TINY, "--train-list", str(train), "--valid-list", str(valid), "--qa", mode,
-                  "--qa-model", qa, "--qa-every", "2", "--exp-dir", str(tmp_path / "exp"), "--no-dnsmos",
+    every = ["--qa-every", "2"] if mode == "joint" else []  # the other modes refuse it
+    res = _train([*TINY, "--train", str(train), "--valid", str(valid), "--qa", mode, *every,
+                  "--qa-model", qa, "--exp-dir", str(tmp_path / "exp"), "--no-dnsmos",
                   "--steps-per-epoch", "2"])
     assert res.exit_code == 0, res.output
     (run,) = runs_in(tmp_path / "exp")
