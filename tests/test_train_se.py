@@ -6,12 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from typer.testing import CliRunner
+from conftest import SR, run_cli, runs_in, speech, write_pairs
 
-from cli.main import app
 from mosqa.errors import MosqaError
-from mosqa.se_data import MixDataset, PairDataset, collate, mix, read_pairs
-from mosqa.se_models import build_se_model
 from mosqa.guidance import (
     NormalisedQA,
     check_qa_compatible,
@@ -24,33 +21,11 @@ from mosqa.guidance import (
     true_pesq,
 )
 from mosqa.losses import SPECTRAL_LOSSES, build_spectral_loss, spectral_terms
+from mosqa.se_data import MixDataset, PairDataset, collate, mix, read_pairs
+from mosqa.se_models import build_se_model
 from mosqa.train_se import DEFAULTS
 
 torch.set_num_threads(1)
-SR = 16000
-
-
-def _speech(seconds: float, f0: float, sr: int = SR) -> np.ndarray:
-    """Voiced, syllable-modulated harmonics: enough like speech for PESQ to find utterances."""
-    t = np.arange(int(seconds * sr)) / sr
-    tone = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 12))
-    return (0.1 * tone * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) ** 2).astype(np.float32)
-
-
-def write_pairs(root, n_train: int = 4, n_valid: int = 2, seconds: float = 1.2):
-    rng = np.random.default_rng(0)
-    root.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i in range(n_train + n_valid):
-        s = _speech(seconds, 110 + 15 * i)
-        sf.write(root / f"c{i}.wav", s, SR)
-        sf.write(root / f"n{i}.wav", s + 0.03 * rng.standard_normal(len(s)).astype(np.float32), SR)
-        lines.append(f"n{i}.wav,c{i}.wav")
-    (root / "train.list").write_text("\n".join(lines[:n_train]) + "\n")
-    (root / "valid.list").write_text("\n".join(lines[n_train:]) + "\n")
-    return root / "train.list", root / "valid.list"
-
-
 # ---------------------------------------------------------------- data
 
 
@@ -70,7 +45,7 @@ def test_pairs_crop_and_collate(tmp_path):
 
 def test_pair_list_errors(tmp_path):
     write_pairs(tmp_path)
-    sf.write(tmp_path / "short.wav", _speech(0.5, 100), SR)
+    sf.write(tmp_path / "short.wav", speech(0.5, 100), SR)
     (tmp_path / "bad.list").write_text("n0.wav,c0.wav\nn1.wav,short.wav\n")
     with pytest.raises(MosqaError, match=r"bad.list:2: noisy and clean differ in length"):
         read_pairs(tmp_path / "bad.list")
@@ -83,14 +58,14 @@ def test_pair_list_errors(tmp_path):
 
 
 def test_mixing_hits_snr_and_validation_is_fixed(tmp_path):
-    s = _speech(1.0, 120)
+    s = speech(1.0, 120)
     noise = np.random.default_rng(1).standard_normal(SR).astype(np.float32)
     noisy, clean = mix(s, noise, 5.0, -25.0)
     snr = 10 * np.log10(np.sum(clean.astype(float) ** 2) / np.sum((noisy - clean).astype(float) ** 2))
     assert abs(snr - 5.0) < 0.01
     assert abs(20 * np.log10(np.sqrt(np.mean(noisy.astype(float) ** 2))) + 25) < 0.01
     for i in range(3):
-        sf.write(tmp_path / f"s{i}.wav", _speech(1.0 + i * 0.3, 100 + 30 * i), SR)
+        sf.write(tmp_path / f"s{i}.wav", speech(1.0 + i * 0.3, 100 + 30 * i), SR)
     sf.write(tmp_path / "noise.wav", noise * 0.1, SR)
     clean_files = sorted(tmp_path.glob("s*.wav"))
     valid = MixDataset(clean_files, [tmp_path / "noise.wav"], SR, None, seed=7)
@@ -119,7 +94,7 @@ class TinyCritic(torch.nn.Module):
 
 def _batch():
     torch.manual_seed(0)
-    clean = torch.from_numpy(np.stack([_speech(1.0, 120), _speech(1.0, 160)]))
+    clean = torch.from_numpy(np.stack([speech(1.0, 120), speech(1.0, 160)]))
     noisy = clean + 0.05 * torch.randn_like(clean)
     return noisy, clean, torch.tensor([SR, 12000])
 
@@ -225,12 +200,8 @@ TINY = ["--arch", "lstm", "--hidden", "16", "--epochs", "1", "--batch-size", "2"
         "--device", "cpu"]
 
 
-def runs_in(exp):
-    return [p for p in exp.iterdir() if not p.name.startswith(".")]
-
-
 def _train(args):
-    return CliRunner().invoke(app, ["train-se", *args])
+    return run_cli("train-se", *args)
 
 
 @pytest.mark.slow
@@ -253,11 +224,10 @@ def test_cli_train_resume_enhance_compare(tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[1]["valid_pesq"]) > 1.0
     assert "resumed from" in (run / "train.log").read_text()
-    res = CliRunner().invoke(app, ["enhance", str(run), str(tmp_path / "d" / "n0.wav"),
-                                   "-o", str(tmp_path / "o"), "--device", "cpu"])
+    res = run_cli("enhance", run, tmp_path / "d" / "n0.wav", "-o", tmp_path / "o", "--device", "cpu")
     assert res.exit_code == 0, res.output
     assert sf.info(str(tmp_path / "o" / "n0.wav")).frames == sf.info(str(tmp_path / "d" / "n0.wav")).frames
-    res = CliRunner().invoke(app, ["enhance", "--compare", str(run), "-o", str(tmp_path / "cmp")])
+    res = run_cli("enhance", "--compare", run, "-o", tmp_path / "cmp")
     assert res.exit_code == 0, res.output
     lines = (tmp_path / "cmp" / "compare.csv").read_text().splitlines()
     assert lines[0].startswith("run,pesq,stoi") and lines[1].startswith("noisy input,") and len(lines) == 3
@@ -282,7 +252,7 @@ def test_cosine_schedule_anneals_per_step_and_is_checked(tmp_path):
 @pytest.mark.slow
 def test_cli_mixing_with_dnsmos_validation(tmp_path):
     for i in range(3):
-        sf.write(tmp_path / f"s{i}.wav", _speech(1.2, 100 + 30 * i), SR)
+        sf.write(tmp_path / f"s{i}.wav", speech(1.2, 100 + 30 * i), SR)
     noise = np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.1
     sf.write(tmp_path / "noise.wav", noise, SR)
     (tmp_path / "train_clean.txt").write_text("s0.wav\ns1.wav\n")
@@ -301,7 +271,7 @@ def test_cli_mixing_with_dnsmos_validation(tmp_path):
 
 def test_cli_bad_inputs_are_one_line(tmp_path):
     write_pairs(tmp_path)
-    sf.write(tmp_path / "short.wav", _speech(0.5, 100), SR)
+    sf.write(tmp_path / "short.wav", speech(0.5, 100), SR)
     (tmp_path / "mismatch.list").write_text("n0.wav,short.wav\n")
     (tmp_path / "missing.list").write_text("n0.wav,nothere.wav\n")
     cases = [
