@@ -1,11 +1,14 @@
 """train-se: data, losses, quality-guided modes, CLI end to end, resume, bad input."""
 
 import csv
+import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import yaml
 from conftest import SR, run_cli, runs_in, speech, write_pairs
 
 from mosqa.errors import MosqaError
@@ -394,3 +397,238 @@ def test_recipe_configs_resolve():
         cfg = resolve(conf)
         build_se_model(cfg)  # every option in the file is one the model accepts
     assert resolve(confs[0], {"epochs": 3})["epochs"] == 3
+
+
+# ---------------------------------------------------------------- train-qa's guarantees, for train-se
+
+# A non-default value per option: each must reach the run's config through its flag.
+FLAG_VALUES = {
+    "arch": "lstm", "sample_rate": 8000, "n_fft": 256, "hop": 128, "window": "hann", "mask_act": "sigmoid",
+    "target": "iam", "conv_channels": 8, "hidden": 8, "layers": 1, "compress": 0.5, "identity_init": True,
+    "valid": "v.list", "clean": "c", "noise": "n", "rir": "r", "valid_clean": "vc", "valid_noise": "vn",
+    "snr_min": -5.0, "snr_max": 5.0, "crop_seconds": 0.5, "valid_crop_seconds": 1.0, "epoch_items": 7,
+    "valid_items": 3, "seed": 3, "valid_seed": 9, "loss": "mag", "loss_weights": "2", "spec_compress": 0.5,
+    "spec_weight": 2.0, "epochs": 2, "batch_size": 2, "lr": 0.01, "scheduler": "cosine",
+    "weight_decay": 0.1, "grad_clip": 0.0, "steps_per_epoch": 3, "early_stop_metric": "stoi", "patience": 0,
+    "dnsmos": False, "exp_dir": "e", "name": "nm", "device": "cpu", "amp": True, "num_workers": 1,
+    "threads": 2,
+}
+GUIDED = {"qa": "joint", "qa_model": "qa_run", "qa_weight": 2.0, "qa_every": 3, "qa_lr": 0.01}
+DPCRN = {"blocks": 1, "intra_hidden": 8, "inter_hidden": 8}
+
+
+def _flags(values: dict) -> list[str]:
+    out = []
+    for key, value in values.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            out.append(flag if value else f"--no-{key.replace('_', '-')}")
+            continue
+        out += [flag, str(value)]
+    return [("--random-init" if f == "--no-identity-init" else f) for f in out]
+
+
+def test_every_option_is_a_flag():
+    import inspect
+
+    from cli.train_se import command
+    from mosqa.train_se import RENAMED
+
+    params = set(inspect.signature(command).parameters) - {"config", "resume"}
+    assert params == set(DEFAULTS) | set(RENAMED)
+    assert set(FLAG_VALUES) | set(GUIDED) | set(DPCRN) | {"train", "grl_lambda"} == set(DEFAULTS)
+
+
+@pytest.mark.parametrize("values", [FLAG_VALUES | GUIDED, {"arch": "dpcrn", **DPCRN, "qa": "grl",
+                                                            "grl_lambda": 0.5}])
+def test_every_flag_reaches_the_run_config(tmp_path, monkeypatch, values):
+    import mosqa.train_se as train_se
+
+    seen = {}
+    monkeypatch.setattr(train_se, "train", lambda cfg, **kw: seen.update(cfg) or tmp_path)
+    res = run_cli("train-se", "--train", tmp_path / "t.list", *_flags(values))
+    assert res.exit_code == 0, res.output
+    for key, value in values.items():
+        got = Path(seen[key]).name if key in train_se.PATH_KEYS else seen[key]  # paths are made absolute
+        assert got == value, key
+
+
+def _batches(cfg, n: int = 2):
+    """The first n training batches of a run with this config, as the trainer draws them."""
+    import mosqa.train_se as train_se
+    from mosqa.runs import Distributed, seed_everything
+
+    seed_everything(cfg["seed"])
+    enh = train_se._enhancer(cfg, Distributed("cpu"), None)
+    enh.run = type("R", (), {"path": "run"})()
+    return enh, list(itertools.islice(train_se._loader(enh, 0), n))
+
+
+def _after_two_steps(cfg) -> dict:
+    import mosqa.train_se as train_se
+
+    enh, batches = _batches(cfg)
+    for noisy, clean, lengths in batches:
+        train_se._update(enh, noisy, clean, lengths, 0)
+    return {k: v.clone() for k, v in enh.model.state_dict().items()}
+
+
+CHANGES = {  # options that shape the model, its loss or its optimisation: each must change the update
+    "n_fft": 256, "hop": 100, "window": "hann", "mask_act": "sigmoid", "target": "iam", "conv_channels": 12,
+    "hidden": 12, "layers": 2, "compress": 0.5, "identity_init": True, "crop_seconds": 0.4, "seed": 5,
+    "loss": "complex", "loss_weights": "3,1", "spec_compress": 0.5, "spec_weight": 3.0, "batch_size": 3,
+    "lr": 0.01, "scheduler": "cosine", "weight_decay": 0.5, "grad_clip": 1e-3, "sample_rate": 8000,
+}
+
+
+def test_every_training_option_changes_the_update(tmp_path):
+    from mosqa.train_se import resolve
+
+    train, valid = write_pairs(tmp_path / "d")
+    base = {"train": str(train), "valid": str(valid), "arch": "lstm", "hidden": 8, "conv_channels": 8,
+            "layers": 1, "batch_size": 2, "crop_seconds": 0.5, "epochs": 1, "dnsmos": False, "n_fft": 512,
+            "hop": 256}
+    reference = _after_two_steps(resolve(None, base))
+    for key, value in CHANGES.items():
+        assert not _same(reference, _after_two_steps(resolve(None, base | {key: value}))), key
+    dpcrn = {k: v for k, v in base.items() if k not in LSTM_ONLY} | {"arch": "dpcrn"}
+    reference = _after_two_steps(resolve(None, dpcrn))
+    for key, value in DPCRN.items():
+        assert not _same(reference, _after_two_steps(resolve(None, dpcrn | {key: value}))), key
+
+
+LSTM_ONLY = ("hidden", "conv_channels", "layers")
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
+
+
+def test_grad_clip_zero_is_off_and_trains(tmp_path):
+    from mosqa.runs import load_checkpoint, seed_everything
+
+    train, valid = write_pairs(tmp_path / "d")
+    res = _train([*TINY, "--train", str(train), "--valid", str(valid), "--grad-clip", "0", "--no-dnsmos",
+                  "--exp-dir", str(tmp_path / "exp")])
+    assert res.exit_code == 0, res.output
+    (run,) = runs_in(tmp_path / "exp")
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["grad_clip"] == 0.0 and cfg["kind"] == "se"
+    seed_everything(0)  # the run's initial weights, as the trainer drew them
+    init = build_se_model(cfg)
+    trained = load_checkpoint(run / "last.pt")["model"]
+    # Weights, not buffers: BatchNorm statistics move even when no gradient step is taken.
+    assert any(not torch.equal(p, trained[k]) for k, p in init.named_parameters())
+
+
+def _metric_rows(run):
+    with open(run / "metrics.csv") as f:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+
+def _resume_matches(tmp_path, monkeypatch, extra):
+    import mosqa.train_se as train_se
+    from mosqa.runs import load_checkpoint
+
+    train, valid = write_pairs(tmp_path / "d")
+    cfg = {"train": str(train), "valid": str(valid), "arch": "lstm", "hidden": 8, "conv_channels": 8,
+           "layers": 1, "batch_size": 2, "crop_seconds": 0.5, "epochs": 3, "dnsmos": False, "threads": 1,
+           "scheduler": "cosine", "steps_per_epoch": 1, "n_fft": 512, "hop": 256, "window": "hann", **extra}
+    full = train_se.train(train_se.resolve(None, cfg | {"exp_dir": str(tmp_path / "a")}))
+    real, calls = train_se._train_epoch, {"n": 0}
+
+    def dies_in_third_epoch(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(train_se, "_train_epoch", dies_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_se.train(train_se.resolve(None, cfg | {"exp_dir": str(tmp_path / "b")}))
+    monkeypatch.setattr(train_se, "_train_epoch", real)
+    (broken,) = runs_in(tmp_path / "b")
+    assert len(_metric_rows(broken)) == 2
+    train_se.train(resume=broken)
+    assert _metric_rows(broken) == _metric_rows(full)
+    a, b = load_checkpoint(full / "last.pt"), load_checkpoint(broken / "last.pt")
+    for holder in ("model", "qa"):
+        assert (holder in a) == (holder in b)
+        assert all(torch.equal(a[holder][k], b[holder][k]) for k in a.get(holder, {}))
+    assert a["scheduler"] == b["scheduler"] and a["early_stop"] == b["early_stop"] and "scaler" in b
+    return a
+
+
+@pytest.mark.slow
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):
+    _resume_matches(tmp_path, monkeypatch, {})
+
+
+@pytest.mark.slow
+def test_resume_restores_a_learning_critic(tmp_path, monkeypatch):
+    state = _resume_matches(tmp_path, monkeypatch, {"qa": "grl", "qa_model": make_qa_run(tmp_path / "qa")})
+    assert "qa" in state and "qa_optimizer" in state
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (AMP and its scaler)")
+def test_resume_with_amp_on_cuda(tmp_path, monkeypatch):
+    state = _resume_matches(tmp_path, monkeypatch, {"amp": True, "device": "cuda"})
+    assert "scaler" in state
+
+
+def test_resume_refuses_flags_that_cannot_change(tmp_path):
+    train, valid = write_pairs(tmp_path / "d")
+    res = _train([*TINY, "--train", str(train), "--valid", str(valid), "--no-dnsmos",
+                  "--exp-dir", str(tmp_path / "exp")])
+    assert res.exit_code == 0, res.output
+    (run,) = runs_in(tmp_path / "exp")
+    res = _train(["--resume", str(run), "--lr", "0.1"])
+    assert res.exit_code == 2 and "only --epochs" in res.output and "not --lr" in res.output
+    res = _train(["--resume", str(run), "--config", str(run / "config.yaml")])
+    assert res.exit_code == 2 and "drop --config" in res.output
+    res = run_cli("train-qa", "--resume", run)
+    assert res.exit_code == 2 and "train-se config; train-qa needs a train-qa one" in res.output
+
+
+def test_old_names_are_accepted_with_a_warning(tmp_path):
+    from mosqa.train_se import resolve
+
+    conf = tmp_path / "old.yaml"
+    conf.write_text("arch: lstm\nmonitor: stoi\nclip_grad: 0\ntrain_list: t.list\nvalid_list: v.list\n")
+    cfg = resolve(conf)
+    assert cfg["early_stop_metric"] == "stoi" and cfg["grad_clip"] == 0.0 and cfg["train"].endswith("t.list")
+    assert not {"monitor", "clip_grad", "train_list", "valid_list"} & set(cfg)
+    train, valid = write_pairs(tmp_path / "d")
+    res = _train([*TINY, "--train-list", str(train), "--valid-list", str(valid), "--no-dnsmos",
+                  "--exp-dir", str(tmp_path / "exp")])
+    assert res.exit_code == 0, res.output
+    assert "'train_list' is deprecated, use 'train'" in res.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--arch", "dpcrn", "--hidden", "16"], "--hidden: no effect on arch dpcrn"),
+    (["--qa", "frozen", "--qa-model", "x", "--grl-lambda", "2"], "--grl-lambda: no effect on --qa frozen"),
+    (["--qa-weight", "2"], "--qa-weight: no effect on --qa none"),
+    (["--epochs", "0"], "--epochs must be a positive integer, got 0"),
+    (["--grad-clip", "-1"], "--grad-clip must be >= 0"),
+    (["--early-stop-metric", "mos"], "--early-stop-metric must be one of pesq"),
+])
+def test_options_the_run_would_not_use_are_refused(tmp_path, args, message):
+    train, valid = write_pairs(tmp_path / "d")
+    res = _train([*TINY, "--train", str(train), "--valid", str(valid), "--no-dnsmos",
+                  "--exp-dir", str(tmp_path / "exp"), *args])
+    assert res.exit_code == 2 and message in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "exp").exists()
+
+
+def test_a_run_failing_in_its_first_epoch_leaves_nothing(tmp_path, monkeypatch):
+    import mosqa.train_se as train_se
+
+    train, valid = write_pairs(tmp_path / "d")
+    real = train_se.build_spectral_loss
+    monkeypatch.setattr(train_se, "build_spectral_loss",
+                        lambda *a: (lambda *b: real(*a)(*b) * float("nan")))
+    res = _train([*TINY, "--train", str(train), "--valid", str(valid), "--no-dnsmos",
+                  "--exp-dir", str(tmp_path / "exp")])
+    assert res.exit_code == 2 and "NaN" in res.output, res.output
+    assert [p.name for p in (tmp_path / "exp").iterdir()] == [".input_metrics"]  # shared cache only
