@@ -19,6 +19,18 @@ def deprecated(new: str):
     return typer.Option(None, hidden=True, help=f"Deprecated: use {new}.")
 
 
-def plain(options: dict) -> dict:
-    """Paths as text, as YAML and the saved config hold them."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+def train(module: str, config, resume, options: dict) -> None:
+    """Start a new run of mosqa.<module> (train or train_se) or resume one; print its directory."""
+    import importlib
+
+    from mosqa.errors import MosqaError
+
+    trainer = importlib.import_module(f"mosqa.{module}")
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+    if resume is not None:
+        if config is not None:
+            raise MosqaError("--resume uses the run's own config.yaml; drop --config")
+        run_dir = trainer.train(resume=resume, overrides=options)
+    else:
+        run_dir = trainer.train(trainer.resolve(config, options))
+    typer.echo(str(run_dir))

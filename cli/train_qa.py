@@ -4,7 +4,8 @@ from pathlib import Path
 
 import typer
 
-from cli.options import CONFIG_HELP, RESUME_HELP, opt, plain
+from cli.options import CONFIG_HELP, RESUME_HELP, opt
+from cli.options import train as train_run
 from mosqa.names import QA_ARCHS, QA_LOSSES, QA_METRICS, QA_OPTIMIZERS, QA_SCHEDULERS, choices
 
 FE, MODEL = "Front end (default: the architecture's own)", "Model (default: the architecture's own)"
@@ -87,15 +88,5 @@ def command(
 ):
     """Train a non-intrusive quality (MOS) model, e.g.
     `mosqa train-qa -c recipes/conf/crn_cp_qn_C256.yaml --train T --valid V --C 128`."""
-    options = plain({k: v for k, v in locals().items() if k not in ("config", "resume")})
-    from mosqa.errors import MosqaError
-    from mosqa.train import resolve
-    from mosqa.train import train as run
-
-    if resume is not None:
-        if config is not None:
-            raise MosqaError("--resume uses the run's own config.yaml; drop --config")
-        run_dir = run(resume=resume, overrides=options)
-    else:
-        run_dir = run(resolve(config, options))
-    typer.echo(str(run_dir))
+    options = {k: v for k, v in locals().items() if k not in ("config", "resume")}
+    train_run("train", config, resume, options)

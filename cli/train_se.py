@@ -4,7 +4,8 @@ from pathlib import Path
 
 import typer
 
-from cli.options import CONFIG_HELP, RESUME_HELP, deprecated, opt, plain
+from cli.options import CONFIG_HELP, RESUME_HELP, deprecated, opt
+from cli.options import train as train_run
 from mosqa.names import QA_MODES, SE_ARCHS, SE_LOSSES, SE_METRICS, SE_SCHEDULERS, choices
 
 MODEL, DATA, LOSS = "Model", "Data", "Loss and quality guidance"
@@ -86,15 +87,5 @@ def command(
 ):
     """Train a speech-enhancement model (lstm | dpcrn), optionally guided by a quality model, e.g.
     `mosqa train-se -c recipes/conf/se_dpcrn.yaml --train T --valid V --qa frozen --qa-model QA_RUN`."""
-    options = plain({k: v for k, v in locals().items() if k not in ("config", "resume")})
-    from mosqa.errors import MosqaError
-    from mosqa.train_se import resolve
-    from mosqa.train_se import train as run
-
-    if resume is not None:
-        if config is not None:
-            raise MosqaError("--resume uses the run's own config.yaml; drop --config")
-        run_dir = run(resume=resume, overrides=options)
-    else:
-        run_dir = run(resolve(config, options))
-    typer.echo(str(run_dir))
+    options = {k: v for k, v in locals().items() if k not in ("config", "resume")}
+    train_run("train_se", config, resume, options)

@@ -18,31 +18,13 @@ import torch
 from rich.console import Console
 from torch.utils.data import DataLoader, Subset
 
-from mosqa import guidance
+from mosqa import guidance, runs
 from mosqa.errors import MosqaError
 from mosqa.evaluate import enhancement_metrics, metrics_table
 from mosqa.losses import build_spectral_loss, spectral_terms
 from mosqa.names import SE_METRICS
 from mosqa.progress import progress_bar
-from mosqa.runs import (
-    Distributed,
-    Run,
-    as_floats,
-    autocast,
-    check_choice,
-    check_training,
-    fit,
-    grad_scaler,
-    load_yaml,
-    optimiser_step,
-    refuse_unused,
-    resolve_config,
-    save_yaml,
-    start,
-    stop_if_not_finite,
-    unwrap,
-    warn,
-)
+from mosqa.runs import Distributed, Run
 from mosqa.se_data import VALID_EPOCH, build_dataset, collate
 from mosqa.se_models import MODEL_OPTIONS, SE_MODELS, build_se_model, count_parameters
 
@@ -134,18 +116,18 @@ SUMMARY = ("train_loss", "train_qa_loss", *(f"valid_{m}" for m in SE_METRICS), "
 
 def resolve(config_file=None, overrides: dict | None = None, console: Console | None = None) -> dict:
     """The complete, checked config of a new run, holding only the options it uses."""
-    cfg, explicit = resolve_config(DEFAULTS, config_file, overrides, kind="se", renamed=RENAMED,
+    cfg, explicit = runs.resolve_config(DEFAULTS, config_file, overrides, kind="se", renamed=RENAMED,
                                    console=console)
     if "arch" not in explicit:
-        warn(f"no --arch (and none in a config): training the default enhancer {cfg['arch']}", console)
-    as_floats(cfg, FLOAT_KEYS, config_file)
+        runs.warn(f"no --arch (and none in a config): training the default enhancer {cfg['arch']}", console)
+    runs.as_floats(cfg, FLOAT_KEYS, config_file)
     for key, registry in (("arch", SE_MODELS), ("qa", guidance.QA_TERMS), ("scheduler", SCHEDULERS),
                           ("early_stop_metric", METRIC_MODES)):
-        check_choice(cfg, key, registry)
-    check_training(cfg)
+        runs.check_choice(cfg, key, registry)
+    runs.check_training(cfg)
     arch, mode = cfg["arch"], cfg["qa"]
-    refuse_unused(explicit, MODEL_KEYS, MODEL_OPTIONS[arch], f"arch {arch}")
-    refuse_unused(explicit, guidance.OPTIONS, guidance.USES[mode], f"--qa {mode}")
+    runs.refuse_unused(explicit, MODEL_KEYS, MODEL_OPTIONS[arch], f"arch {arch}")
+    runs.refuse_unused(explicit, guidance.OPTIONS, guidance.USES[mode], f"--qa {mode}")
     if cfg["early_stop_metric"] in DNSMOS_METRICS and not cfg["dnsmos"]:
         raise MosqaError(f"--early-stop-metric {cfg['early_stop_metric']} needs DNSMOS; drop --no-dnsmos")
     if cfg["qa_every"] < 1:
@@ -195,7 +177,7 @@ def train(
 ) -> Path:
     """Train an enhancer from a resolved `cfg`, or continue the run directory `resume`."""
     console = console or Console(stderr=True)
-    return start("se", cfg, resume, overrides, lambda cfg, dist: _train(cfg, dist, console, resume),
+    return runs.start("se", cfg, resume, overrides, lambda cfg, dist: _train(cfg, dist, console, resume),
                  RENAMED, console)
 
 
@@ -217,7 +199,7 @@ def _train(cfg: dict, dist: Distributed, console: Console, resume) -> Path:
         _log_start(run, enh, len(valid_set))
         if dist.is_main:
             _input_metrics(run.path, valid_loader, dist.device, cfg, dnsmos, run.log, console)
-        return fit(run, lambda epoch: _train_epoch(enh, epoch),
+        return runs.fit(run, lambda epoch: _train_epoch(enh, epoch),
                    lambda epoch: _validate(enh, valid_loader, dnsmos), columns=SUMMARY)
 
 
@@ -235,7 +217,7 @@ def _enhancer(cfg: dict, dist: Distributed, console: Console) -> Enhancer:
     return Enhancer(
         cfg, dist, model, dist.wrap(model), critic,
         dist.wrap(critic) if critic_optimizer is not None else critic, optimizer, critic_optimizer,
-        scheduler, grad_scaler(cfg["amp"], dist.device),
+        scheduler, runs.grad_scaler(cfg["amp"], dist.device),
         build_spectral_loss(terms, model.fe, cfg["spec_compress"]), train_set, epoch_steps, console,
     )
 
@@ -286,17 +268,17 @@ def _train_epoch(enh: Enhancer, epoch: int) -> dict:
 def _update(enh: Enhancer, noisy, clean, lengths, epoch: int) -> tuple[float, float]:
     """One optimisation step of the enhancer (and of a learning critic); returns both loss values."""
     cfg = enh.cfg
-    with autocast(noisy.device, cfg["amp"]):
+    with runs.autocast(noisy.device, cfg["amp"]):
         out = _ddp_run(enh.net, noisy, lengths) if enh.dist.enabled else enh.model.run(noisy, lengths)
         spec = enh.loss_fn(out, clean, lengths)
         qa_fn = guidance.QA_TERMS[cfg["qa"]]
         qa_term = None if qa_fn is None else qa_fn(enh.net_critic, out["wav"], clean, lengths, cfg, enh.step)
     loss = cfg["spec_weight"] * spec + (qa_term if qa_term is not None else 0.0)
-    stop_if_not_finite(loss, enh.dist, enh.run.path, epoch)
+    runs.stop_if_not_finite(loss, enh.dist, enh.run.path, epoch)
     steps = [(enh.optimizer, enh.model.parameters())]
     if enh.critic_optimizer is not None and qa_term is not None:
         steps.append((enh.critic_optimizer, enh.critic.parameters()))
-    optimiser_step(loss, enh.scaler, steps, cfg["grad_clip"])
+    runs.optimiser_step(loss, enh.scaler, steps, cfg["grad_clip"])
     if enh.scheduler is not None:
         enh.scheduler.step()
     enh.step += 1
@@ -316,7 +298,7 @@ def _validate(enh: Enhancer, loader: DataLoader, dnsmos) -> dict:
 def _ddp_run(dmodel, noisy, lengths) -> dict:
     """DDP only synchronises gradients through `forward`; the dict comes back through a hook."""
     box = {}
-    inner = unwrap(dmodel)
+    inner = runs.unwrap(dmodel)
     original = inner.forward
 
     def forward(wav, lens):
@@ -343,15 +325,15 @@ def _input_metrics(run_dir: Path, loader, device, cfg, dnsmos, log, console) -> 
     """The noisy input's own scores on the validation set: the row every run must beat."""
     path = run_dir / "input_metrics.yaml"
     if path.is_file():
-        return load_yaml(path)
+        return runs.load_yaml(path)
     # Runs sharing a validation set (the recipes' case) share one computation, kept beside the runs.
     shared = Path(cfg["exp_dir"]) / ".input_metrics" / f"{_valid_key(cfg)}.yaml"
     if shared.is_file():
-        m = load_yaml(shared)
+        m = runs.load_yaml(shared)
     else:
         m = enhancement_metrics(lambda y, n: y, loader, device, cfg["sample_rate"], dnsmos, "noisy input")
-        save_yaml(shared, m)
-    save_yaml(path, m)
+        runs.save_yaml(shared, m)
+    runs.save_yaml(path, m)
     console.print(metrics_table("validation set, noisy input", {"noisy": m}))
     log("noisy input: " + "  ".join(f"{k}={v:.4f}" for k, v in m.items() if k != "n"))
     return m
