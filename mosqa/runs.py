@@ -482,7 +482,7 @@ class Run:
             return 0
         last = self.path / "last.pt"
         state = load_checkpoint(last, map_location=self.dist.device)
-        state.setdefault("early_stop", state.get("early"))  # train-se checkpoints before 0.2
+        state.setdefault("early_stop", state.get("early"))  # older train-se checkpoints
         for name, holder in self.holders.items():
             if state.get(name) is not None:
                 holder.load_state_dict(state[name])

@@ -91,7 +91,7 @@ DEFAULTS = {
     "num_workers": 0,
     "threads": 0,
 }
-# train-se's names before 0.2 (train-qa's words now); accepted with a warning for one release.
+# train-se's earlier names (now train-qa's words); accepted with a warning for one release.
 RENAMED = {"clip_grad": "grad_clip", "monitor": "early_stop_metric", "train_list": "train",
            "valid_list": "valid"}
 # Validation metrics early stopping may follow, and which direction is better.
