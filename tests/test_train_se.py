@@ -632,3 +632,28 @@ def test_a_run_failing_in_its_first_epoch_leaves_nothing(tmp_path, monkeypatch):
                   "--exp-dir", str(tmp_path / "exp")])
     assert res.exit_code == 2 and "NaN" in res.output, res.output
     assert [p.name for p in (tmp_path / "exp").iterdir()] == [".input_metrics"]  # shared cache only
+
+
+def test_a_run_from_before_the_renaming_resumes(tmp_path):
+    """Old config keys (train_list, clip_grad, monitor; no kind) and an old last.pt ("early", no scaler)."""
+    from mosqa.runs import load_checkpoint, save_checkpoint
+
+    train, valid = write_pairs(tmp_path / "d")
+    res = _train([*TINY, "--train", str(train), "--valid", str(valid), "--no-dnsmos",
+                  "--steps-per-epoch", "1", "--exp-dir", str(tmp_path / "exp")])
+    assert res.exit_code == 0, res.output
+    (run,) = runs_in(tmp_path / "exp")
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    old = {"train": "train_list", "valid": "valid_list", "grad_clip": "clip_grad",
+           "early_stop_metric": "monitor"}
+    old_cfg = {old.get(k, k): v for k, v in cfg.items() if k != "kind"}
+    (run / "config.yaml").write_text(yaml.safe_dump(old_cfg))
+    state = load_checkpoint(run / "last.pt")
+    state["early"] = state.pop("early_stop")
+    del state["scaler"]
+    save_checkpoint(run / "last.pt", state)
+    res = _train(["--resume", str(run), "--epochs", "2"])
+    assert res.exit_code == 0, res.output
+    assert "'monitor' is deprecated, use 'early_stop_metric'" in res.output
+    assert [r["epoch"] for r in _metric_rows(run)] == ["1", "2"]
+    assert yaml.safe_load((run / "config.yaml").read_text())["early_stop_metric"] == "pesq"  # saved renamed
