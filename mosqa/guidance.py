@@ -119,8 +119,11 @@ def load_critic(cfg: dict, device) -> "torch.nn.Module":
     if not Path(cfg["qa_model"]).exists():
         raise MosqaError(f"{cfg['qa_model']}: no such quality-model run directory")
     run_dir, _ = find_checkpoint(cfg["qa_model"])
+    qa_cfg = load_run_config(run_dir)
+    if qa_cfg.get("kind", "qa") != "qa":
+        raise MosqaError(f"{run_dir}: this is a train-{qa_cfg['kind']} run; --qa-model needs a train-qa run")
     try:
-        qa_fe = FrontEnd.from_dict(load_run_config(run_dir))
+        qa_fe = FrontEnd.from_dict(qa_cfg)
     except MosqaError as exc:  # e.g. a front end this version cannot compute from a waveform
         raise MosqaError(f"{run_dir}: unusable quality-model front end ({exc})") from None
     check_qa_compatible(qa_fe, cfg, run_dir)

@@ -178,7 +178,7 @@ def train(
     """Train an enhancer from a resolved `cfg`, or continue the run directory `resume`."""
     console = console or Console(stderr=True)
     return runs.start("se", cfg, resume, overrides, lambda cfg, dist: _train(cfg, dist, console, resume),
-                 RENAMED, console)
+                      RENAMED, console)
 
 
 def _train(cfg: dict, dist: Distributed, console: Console, resume) -> Path:
@@ -200,7 +200,7 @@ def _train(cfg: dict, dist: Distributed, console: Console, resume) -> Path:
         if dist.is_main:
             _input_metrics(run.path, valid_loader, dist.device, cfg, dnsmos, run.log, console)
         return runs.fit(run, lambda epoch: _train_epoch(enh, epoch),
-                   lambda epoch: _validate(enh, valid_loader, dnsmos), columns=SUMMARY)
+                        lambda epoch: _validate(enh, valid_loader, dnsmos), columns=SUMMARY)
 
 
 def _enhancer(cfg: dict, dist: Distributed, console: Console) -> Enhancer:

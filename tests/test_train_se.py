@@ -358,6 +358,12 @@ def test_incompatible_quality_run_is_refused_from_the_cli(tmp_path):
     res = _train([*TINY, "--train", str(train), "--valid", str(valid), "--qa", "frozen",
                   "--qa-model", str(broken), "--exp-dir", str(tmp_path / "exp"), "--no-dnsmos"])
     assert res.exit_code == 2 and "unusable quality-model front end" in res.output, res.output
+    enhancer_run = tmp_path / "se_run"
+    make_qa_run(enhancer_run)
+    (enhancer_run / "config.yaml").write_text("kind: se\n" + (enhancer_run / "config.yaml").read_text())
+    res = _train([*TINY, "--train", str(train), "--valid", str(valid), "--qa", "frozen",
+                  "--qa-model", str(enhancer_run), "--exp-dir", str(tmp_path / "exp"), "--no-dnsmos"])
+    assert res.exit_code == 2 and "this is a train-se run; --qa-model needs a train-qa run" in res.output
 
 
 @pytest.mark.slow
