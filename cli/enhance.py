@@ -20,7 +20,7 @@ def command(
     from mosqa.errors import MosqaError
 
     if compare:
-        from mosqa.train_se import compare_runs
+        from mosqa.evaluate import compare_runs
 
         compare_runs(paths, out_csv=(out_dir / "compare.csv") if out_dir else None)
         return
