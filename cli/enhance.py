@@ -33,7 +33,7 @@ def command(
     from mosqa.errors import MosqaError
 
     if compare:
-        from mosqa.train_se import compare_runs
+        from mosqa.evaluate import compare_runs
 
         out_csv = output_file(out_dir / "compare.csv", "--out-dir") if out_dir else None
         for run in paths:

@@ -13,11 +13,8 @@ import yaml
 
 from mosqa.errors import MosqaError
 
-# What each kind of run is, for messages, and the command that makes it.
-RUN_KINDS = {
-    "qa": "a train-qa run (quality model)",
-    "se": "a train-se run (enhancement model)",
-}
+# The kinds of run, by the command that makes them (config.yaml's `kind`).
+RUN_KINDS = {"qa": "train-qa", "se": "train-se"}
 # Config keys only one trainer writes: how a run made before config.yaml recorded `kind` is told apart.
 KIND_MARKERS = {"qa": "feature", "se": "mask_act"}
 
@@ -88,7 +85,8 @@ def require_kind(path, kind: str, needed_by: str) -> None:
     run_dir = path if path.is_dir() else path.parent
     found = run_kind(run_dir)
     if found is not None and found != kind:
-        raise MosqaError(f"{path}: {RUN_KINDS[found]}; {needed_by} needs {RUN_KINDS[kind]}")
+        raise MosqaError(f"{path}: this is a {RUN_KINDS[found]} run; {needed_by} needs a "
+                         f"{RUN_KINDS[kind]} run")
 
 
 def has_checkpoint(run_dir) -> bool:

@@ -4,6 +4,9 @@ Per run: MSE on the 1–5 and the normalised scale, RMSE, LCC, SRCC, KTAU, RMSE 
 map, per-condition metrics when the list names conditions; classifier models are scored both as
 `cls` and `avg+cls`, as the log reports them. Several runs give one comparison table listing only
 the options in which the runs differ.
+
+Enhancement runs (train-se) are validated with PESQ-WB, STOI, SI-SNR and DNSMOS SIG/BAK/OVRL
+(`enhancement_metrics`) and compared on their best epoch (`compare_runs`, `mosqa enhance --compare`).
 """
 
 import csv
@@ -17,16 +20,17 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader
 
-from mosqa.audio import atomic_path
+from mosqa.audio import atomic_path, resample
 from mosqa.checks import RUN_KINDS, has_checkpoint, output_dir, output_file, require_kind, run_kind
 from mosqa.data import BucketBatchSampler, FeatureSet, collate, load_features
 from mosqa.errors import MosqaError
 from mosqa.lists import read_list
-from mosqa.metrics import correlation_metrics, per_condition_metrics
+from mosqa.metrics import PESQ_RATE, correlation_metrics, per_condition_metrics, pesq_wb, si_snr, stoi
+from mosqa.names import SE_METRICS
 from mosqa.plots import scatter_png
 from mosqa.progress import progress_bar
 from mosqa.qa import load_qa
-from mosqa.runs import find_checkpoint, load_run_config, pick_device, save_yaml
+from mosqa.runs import find_checkpoint, load_checkpoint, load_run_config, load_yaml, pick_device, save_yaml
 
 # Settings that say where or how a run ran, not what it learned: left out of comparisons.
 NOT_COMPARED = ("valid", "cache_dir", "exp_dir", "device", "threads", "num_workers", "name", "epochs")
@@ -200,7 +204,7 @@ def usable_runs(paths: list, console: Console) -> list[tuple[Path, Path]]:
         if len(paths) > 1 and p.is_dir():
             kind = run_kind(p)
             reason = ("no best.pt or last.pt (not a finished run)" if not has_checkpoint(p) else
-                      f"{RUN_KINDS[kind]}, not a quality model" if kind not in (None, "qa") else None)
+                      f"a {RUN_KINDS[kind]} run, not a quality model" if kind not in (None, "qa") else None)
             if reason:
                 console.print(f"[yellow]warning:[/] {p}: {reason}; skipped", highlight=False, soft_wrap=True)
                 continue
@@ -253,3 +257,79 @@ def evaluate(
     console.print(comparison_table(rows, f"{stem}: {len(results)} run(s)"))
     console.print(f"table: {table_path}")
     return results
+
+
+# ---------------------------------------------------------------- enhancement runs
+
+def enhancement_metrics(enhance, loader, device, sr: int, dnsmos=None, desc: str = "valid") -> dict:
+    """Mean PESQ-WB, STOI, SI-SNR (and DNSMOS SIG/BAK/OVRL) of `enhance(noisy, lengths)` over `loader`."""
+    rows = []
+    with progress_bar() as prog:
+        task = prog.add_task(desc, total=len(loader.dataset))
+        for noisy, clean, lengths in loader:
+            with torch.no_grad():
+                est = enhance(noisy.to(device), lengths.to(device)).float().cpu().numpy()
+            for k, n in enumerate(lengths.tolist()):
+                rows.append(item_metrics(clean[k, :n].numpy(), est[k, :n], sr, dnsmos))
+                prog.advance(task)
+    return {key: float(np.nanmean([r[key] for r in rows])) for key in rows[0]} | {"n": len(rows)}
+
+
+def item_metrics(clean: np.ndarray, est: np.ndarray, sr: int, dnsmos=None) -> dict:
+    """Signal metrics at 16 kHz (PESQ-WB and DNSMOS are defined there)."""
+    clean, est = resample(clean, sr, PESQ_RATE), resample(est, sr, PESQ_RATE)
+    try:
+        p = pesq_wb(clean, est, PESQ_RATE)
+    except MosqaError:  # a silent reference has no PESQ; leave it out of the mean
+        p = float("nan")
+    row = {"pesq": p, "stoi": stoi(clean, est, PESQ_RATE), "si_snr": si_snr(clean, est)}
+    if dnsmos is not None:
+        s = dnsmos.score(est, PESQ_RATE)
+        row |= {"sig": s["SIG"], "bak": s["BAK"], "ovrl": s["OVRL"]}
+    return row
+
+
+def metrics_table(title: str, rows: dict[str, dict]) -> Table:
+    table = Table(title=title)
+    table.add_column("run", overflow="fold")
+    for c in SE_METRICS:
+        table.add_column(c.upper(), justify="right")
+    for name, m in rows.items():
+        values = (f"{float(m[c]):.3f}" if m.get(c) not in (None, "") else "-" for c in SE_METRICS)
+        table.add_row(name, *values)
+    return table
+
+
+def best_row(run_dir: Path) -> dict:
+    """The metrics.csv row of the epoch that best.pt holds."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        raise MosqaError(f"{run_dir}: no metrics.csv (not a train-se run?)")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise MosqaError(f"{path}: no epochs recorded")
+    best = Path(run_dir) / "best.pt"
+    epoch = load_checkpoint(best)["epoch"] if best.is_file() else int(rows[-1]["epoch"])
+    row = next((r for r in rows if int(r["epoch"]) == epoch), rows[-1])
+    return {k.removeprefix("valid_"): v for k, v in row.items() if k.startswith("valid_")}
+
+
+def compare_runs(run_dirs, out_csv=None, console: Console | None = None) -> list[dict]:
+    """One table: the noisy input's row, then each run's best-epoch validation metrics."""
+    if not run_dirs:
+        raise MosqaError("compare: give at least one train-se run directory")
+    rows = []
+    first = Path(run_dirs[0]) / "input_metrics.yaml"
+    if first.is_file():
+        rows.append({"run": "noisy input"} | load_yaml(first))
+    for d in run_dirs:
+        rows.append({"run": Path(d).name} | best_row(Path(d)))
+    table = metrics_table("enhancement runs (validation set)", {r["run"]: r for r in rows})
+    (console or Console()).print(table)
+    if out_csv:
+        with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["run", *SE_METRICS], extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+    return rows

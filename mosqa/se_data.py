@@ -189,7 +189,7 @@ def build_dataset(cfg: dict, split: str) -> torch.utils.data.Dataset:
     if split == "train":
         crop_samples = int(cfg["crop_seconds"] * sr)
         list_path, clean, noise, items, seed = (
-            cfg["train_list"],
+            cfg["train"],
             cfg["clean"],
             cfg["noise"],
             cfg["epoch_items"],
@@ -198,7 +198,7 @@ def build_dataset(cfg: dict, split: str) -> torch.utils.data.Dataset:
     else:
         crop_samples = int(cfg["valid_crop_seconds"] * sr) if cfg["valid_crop_seconds"] else None
         list_path, clean, noise, items, seed = (
-            cfg["valid_list"],
+            cfg["valid"],
             cfg["valid_clean"],
             cfg["valid_noise"],
             cfg["valid_items"],
@@ -221,8 +221,8 @@ def build_dataset(cfg: dict, split: str) -> torch.utils.data.Dataset:
             where=speech | noises,
         )
     flag = (
-        "--train-list or --clean and --noise"
+        "--train LIST or --clean and --noise"
         if split == "train"
-        else "--valid-list or --valid-clean and --valid-noise"
+        else "--valid LIST or --valid-clean and --valid-noise"
     )
     raise MosqaError(f"no {split} data: give {flag}")

@@ -2,7 +2,7 @@
 
 Each case runs one command line and asserts its exit code, that no traceback is shown, that one
 `error:` line names the offending file (and list line), and that nothing on disk changed: no
-partial output, no stale run directory, no input touched (feature caches aside).
+partial output, no stale run directory, no input touched (caches aside).
 """
 
 import csv
@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import SR, speech
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -24,18 +25,7 @@ from mosqa.audio import find_audio
 from mosqa.errors import MosqaError
 from mosqa.lists import read_list, shard
 
-SR = 16000
-HELPER_13 = "issue 13 helper: a run that fails before its first checkpoint still leaves a run directory"
-HELPER_13_EPOCHS = "issue 13 helper: train-se --epochs 0"
 HELPER_SIMULATE = "simulate helper: skipped clean files are not named"
-
-
-def speech_like(seconds: float, f0: float = 150.0, level: float = 0.2, seed: int = 0) -> np.ndarray:
-    t = np.arange(int(seconds * SR)) / SR
-    voice = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 6)) * (1 + np.sin(2 * np.pi * 4 * t))
-    noise = 0.05 * np.random.default_rng(seed).standard_normal(len(t))
-    wav = voice + noise
-    return (level * wav / np.max(np.abs(wav))).astype(np.float32)
 
 
 def make_qa_run(run_dir: Path) -> None:
@@ -70,10 +60,10 @@ def work(tmp_path_factory) -> Path:
     (w / "adir").mkdir()
     (w / "audio").mkdir()
     for i in range(3):
-        sf.write(w / "audio" / f"clip{i}.wav", speech_like(1.0, 120 + 40 * i, 0.1 + 0.1 * i, i), SR)
+        sf.write(w / "audio" / f"clip{i}.wav", speech(1.0, 120 + 40 * i), SR)
     (w / "bad").mkdir()
     sf.write(w / "bad" / "silent.wav", np.zeros(SR, np.float32), SR)
-    sf.write(w / "bad" / "short.wav", speech_like(0.2), SR)
+    sf.write(w / "bad" / "short.wav", speech(0.2, 150), SR)
     (w / "bad" / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEjunkjunkjunk")
     sf.write(w / "bad" / "nan.wav", np.full(SR, np.nan, np.float32), SR, subtype="FLOAT")
     (w / "qa.list").write_text("path,score,condition\naudio/clip0.wav,1.5,a\naudio/clip1.wav,3.0,b\n"
@@ -95,15 +85,18 @@ def work(tmp_path_factory) -> Path:
     shutil.copy(w / "runs" / "qa" / "config.yaml", w / "runs" / "failed" / "config.yaml")
     clean = w / "clean_with_bad" / "spk1"
     clean.mkdir(parents=True)
-    sf.write(clean / "good.wav", speech_like(1.5), SR)
+    sf.write(clean / "good.wav", speech(1.5, 150), SR)
     sf.write(clean / "quiet.wav", np.zeros(SR, np.float32), SR)
     return w
 
 
+CACHES = {".cache", ".input_metrics"}  # features and the noisy input's scores, shared by every run
+
+
 def snapshot(root: Path) -> dict:
-    """path -> content hash of every file below `root`, feature caches excepted."""
+    """path -> content hash of every file below `root`, caches excepted."""
     return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and ".cache" not in p.parts}
+            for p in sorted(root.rglob("*")) if p.is_file() and not CACHES & set(p.parts)}
 
 
 def invoke(args):
@@ -125,7 +118,7 @@ def train_qa(train: str, *extra) -> list:
 
 
 def train_se(train: str, *extra) -> list:
-    return ["train-se", "--train-list", "{W}/" + train, "--valid-list", "{W}/pairs.list", *SE_TINY, *extra]
+    return ["train-se", "--train", "{W}/" + train, "--valid", "{W}/pairs.list", *SE_TINY, *extra]
 
 
 def enhance(run: str, *inputs_and_options) -> list:
@@ -136,10 +129,9 @@ CLIP, EV, ENH, EXP = "{W}/audio/clip0.wav", ["--out-dir", "{W}/ev"], ["--out-dir
 UNDER_FILE = "{W}/file.txt/x"
 
 
-def case(name: str, args: list, fragments: list, xfail: str | None = None):
+def case(name: str, args: list, fragments: list):
     """One row: a command line ({W} is the work folder) and what its one error line must name."""
-    marks = [pytest.mark.xfail(strict=False, reason=xfail)] if xfail else []
-    return pytest.param(args, fragments, id=name, marks=marks)
+    return pytest.param(args, fragments, id=name)
 
 
 CASES = [
@@ -191,18 +183,16 @@ CASES = [
     case("eval-qa-failed-run", eval_qa("failed", "qa.list"), ["runs/failed", "no best.pt"]),
     case("eval-qa-glob-with-broken-run", [*eval_qa("qa", "qa.list", *EV), "{W}/runs/broken_qa"],
          ["broken_qa/best.pt"]),
-    case("train-se-zero-epochs", train_se("pairs.list", "--epochs", "0", "--exp-dir", EXP), ["--epochs"],
-         xfail=HELPER_13_EPOCHS),
+    case("train-se-zero-epochs", train_se("pairs.list", "--epochs", "0", "--exp-dir", EXP), ["--epochs"]),
     # ---- audio: one decision everywhere, list:line wherever a list is involved
     case("prepare-silent", ["prepare-list", "{W}/silent.list", "--out-dir", "{W}/p"],
          ["silent.list:2", "silent.wav", "silent"]),
     case("prepare-short", ["prepare-list", "{W}/short.list", "--out-dir", "{W}/p"],
          ["short.list:2", "short.wav", "duration 0.20 s"]),
     case("train-qa-silent", train_qa("silent.list", "--exp-dir", EXP),
-         ["silent.list:2", "silent.wav", "silent"],
-         xfail=HELPER_13),
+         ["silent.list:2", "silent.wav", "silent"]),
     case("train-qa-corrupt", train_qa("corrupt.list", "--exp-dir", EXP),
-         ["corrupt.list:2", "corrupt.wav", "cannot decode"], xfail=HELPER_13),
+         ["corrupt.list:2", "corrupt.wav", "cannot decode"]),
     case("eval-qa-silent", eval_qa("qa", "silent.list", *EV), ["silent.list:2", "silent.wav", "silent"]),
     case("eval-qa-short", eval_qa("qa", "short.list", *EV),
          ["short.list:2", "short.wav", "shorter than 0.5 s"]),
@@ -211,7 +201,7 @@ CASES = [
     case("eval-qa-nan", eval_qa("qa", "nan.list", *EV), ["nan.list:2", "nan.wav", "NaN"]),
     case("eval-qa-missing-file", eval_qa("qa", "missing.list", *EV), ["missing.list:2", "nope.wav"]),
     case("train-se-silent-pair", train_se("silent_pairs.list", "--exp-dir", EXP),
-         ["silent_pairs.list:2", "silent.wav"], xfail=HELPER_13),
+         ["silent_pairs.list:2", "silent.wav"]),
     case("enhance-corrupt-in-list", enhance("se", "{W}/corrupt_paths.list", *ENH),
          ["corrupt_paths.list:2", "corrupt.wav"]),
     case("enhance-nan-in-list", enhance("se", "{W}/nan_paths.list", *ENH), ["nan_paths.list:2", "nan.wav"]),
@@ -258,7 +248,7 @@ def test_simulate_names_skipped_clean_files(work, tmp_path):
 def test_enhance_into_the_input_folder_leaves_every_input_byte_identical(work, tmp_path):
     folder = tmp_path / "in"
     shutil.copytree(work / "audio", folder)
-    sf.write(folder / "other.flac", speech_like(1.0), SR)
+    sf.write(folder / "other.flac", speech(1.0, 150), SR)
     (folder / "files.list").write_text("clip0.wav\nother.flac\n")
     before = snapshot(folder)
     for inputs in ([folder], [folder / "clip1.wav"], [folder / "files.list"]):
@@ -344,7 +334,7 @@ def test_eval_qa_glob_skips_unfinished_and_enhancement_runs_with_a_warning(work,
 def test_load_qa_names_the_kind_of_run_it_got(work):
     from mosqa.qa import load_qa
 
-    with pytest.raises(MosqaError, match="a train-se run .*load_qa needs a train-qa run"):
+    with pytest.raises(MosqaError, match="this is a train-se run; load_qa needs a train-qa run"):
         load_qa(work / "runs" / "se")
 
 
@@ -373,7 +363,7 @@ def test_dnsmos_warns_about_silent_and_short_files_and_reads_path_only_lists(wor
 
 
 def test_one_path_per_line_lists_with_spaces_need_no_score(tmp_path):
-    sf.write(tmp_path / "my clip.wav", speech_like(1.0), SR)
+    sf.write(tmp_path / "my clip.wav", speech(1.0, 150), SR)
     (tmp_path / "plain.txt").write_text("my clip.wav\n")
     assert [it.path.name for it in read_list(tmp_path / "plain.txt", require_score=False)] == ["my clip.wav"]
     with pytest.raises(MosqaError, match=r"plain\.txt:1"):
@@ -384,7 +374,7 @@ def test_prepare_list_keeps_condition_and_group_for_eval_qa(work, tmp_path):
     rows = ["path,score,condition,speaker"]
     for i in range(12):
         name = f"c{i}.wav"
-        sf.write(tmp_path / name, speech_like(0.6, 100 + 10 * i, seed=i), SR)
+        sf.write(tmp_path / name, speech(0.6, 100 + 10 * i), SR)
         rows.append(f"{name},{1 + i / 3:.2f},cond{i % 3},spk{i % 4}")
     (tmp_path / "in.list").write_text("\n".join(rows) + "\n")
     result = invoke(["prepare-list", tmp_path / "in.list", "--out-dir", tmp_path / "lists", "--test-groups",
