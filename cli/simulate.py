@@ -19,9 +19,9 @@ def _pair(values) -> str:
 def command(
     clean_dir: Path = typer.Argument(None, help="Clean speech folder, searched recursively; the first folder "
                                      "level is the speaker. Omit it (or pass --builtin) for the built-in "
-                                     "espeak-ng demo speech."),
+                                     "espeak-ng demo speech (the default)."),
     builtin: bool = typer.Option(False, "--builtin", help="Use the built-in demo speech (6 speakers x "
-                                 "6 sentences)."),
+                                 "6 sentences). Default: off, unless CLEAN_DIR is omitted."),
     out_dir: Path = typer.Option(Path("simulated"), "--out-dir", "-o", help="Where wav/, clean/, all.list, "
                                  "pairs.list, meta.csv and the reports go. Rerunning into it resumes."),
     noise_dir: Path = typer.Option(None, "--noise-dir", help="Noise folder (default: generated white, pink, "
@@ -30,23 +30,26 @@ def command(
                                  "rooms (see --synthetic-rooms). Default: synthetic rooms only."),
     per_utt: int = typer.Option(4, "--per-utt", "-k", help="Degraded versions per clean utterance."),
     seed: int = typer.Option(0, "--seed", help="Clip (utterance i, copy k) is drawn from (seed, i, k): "
-                             "the same seed gives the same corpus with any --jobs."),
+                             "the same seed gives the same corpus with any --jobs. Default: 0."),
     max_utts: int = typer.Option(None, "--max-utts", help="Use a seeded random subset of N utterances "
                                  "(default: all)."),
     jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes (default: one per core)."),
-    with_stoi: bool = typer.Option(False, "--stoi", help="Also compute STOI (a meta.csv column)."),
+    with_stoi: bool = typer.Option(False, "--stoi", help="Also compute STOI (a meta.csv column). "
+                                   "Default: off."),
     speaker_map: str = typer.Option(None, "--speaker-map", help="FOLDER=SPEAKER,... for folders that are the "
-                                    "same person, e.g. ast_en_allison=allison,ast_es_allison=allison."),
+                                    "same person, e.g. ast_en_allison=allison,ast_es_allison=allison. "
+                                    "Default: each folder is its own speaker."),
     codecs: str = typer.Option("in-process", "--codecs", help="Codecs drawn besides numpy mu-law: "
                                "in-process (PyAV's: opus, mp3, aac, amr-nb, g722, g723.1), all (also gsm, "
                                "g726, speex, codec2, vorbis when the ffmpeg program has them: a process "
                                "start per use, 2-4x the CPU), none, or NAME,NAME,..."),
-    no_codecs: bool = typer.Option(False, "--no-codecs", help="Same as --codecs none."),
+    no_codecs: bool = typer.Option(False, "--no-codecs", help="Same as --codecs none. Default: off."),
     voice_perturb: float = typer.Option(0.0, "--voice-perturb", help="Speed each clean utterance up or down "
                                         "by a random factor within +-AMOUNT (e.g. 0.2) before degrading it: "
                                         "pitch and formants move, so few recorded voices become many. "
                                         "Default 0 (off)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh even if OUT holds another run."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh even if OUT holds another run. "
+                                   "Default: off (rerunning resumes)."),
     snr_range: str = typer.Option(
         _pair(DEFAULT.snr), "--snr-range", rich_help_panel=RANGES, help="Additive-noise SNR, dB, LOW,HIGH. "
         "Wideband PESQ is ~1.05 below 10 dB, so the range reaches high to spread labels over 1-4.6."),
@@ -99,9 +102,11 @@ def command(
 
     from cli.prepare_list import histogram_table
     from mosqa import simulate as sim
+    from mosqa.checks import output_dir
     from mosqa.codecs import codec_backends, select_codecs
     from mosqa.progress import progress_bar
 
+    output_dir(out_dir)
     if builtin and clean_dir is not None:
         raise MosqaError("give either CLEAN_DIR or --builtin, not both")
     if jobs is not None and jobs < 1:

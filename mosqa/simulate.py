@@ -21,7 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
-from mosqa.audio import SAMPLE_RATE, atomic_path, find_audio, is_silent, load_audio, resample, write_audio
+from mosqa.audio import (
+    SAMPLE_RATE,
+    SILENCE_DB,
+    atomic_path,
+    find_audio,
+    is_silent,
+    load_audio,
+    load_checked,
+    resample,
+    write_audio,
+)
 from mosqa.codecs import select_codecs
 from mosqa.defaults import builtin_speech_dir, generated_noises
 from mosqa.degrade import DEGRADATIONS, Sources, degrade, normalise_rir
@@ -29,14 +39,12 @@ from mosqa.errors import MosqaError
 from mosqa.lists import Item, write_list
 from mosqa.metrics import pesq_wb, stoi
 from mosqa.plots import coverage_png, histogram_png
-from mosqa.prepare import check_file, histogram
+from mosqa.prepare import MAX_SECONDS, histogram
 from mosqa.ranges import Ranges, check_ranges, ranges_from_dict
 
 JOURNAL = "progress.jsonl"
 LABEL_EDGES = np.round(np.arange(1.0, 5.0001, 0.25), 2)
 COVERAGE_EDGES = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)
-# What prepare-list accepts by default (--min-dur, --max-dur, --silence-db): clips outside it are not written.
-ACCEPTED = {"min_dur": 0.5, "max_dur": 60.0, "silence_db": -70.0}
 
 
 @dataclass
@@ -160,13 +168,15 @@ def perturb_voice(wav: np.ndarray, rng: np.random.Generator, amount: float) -> t
 def write_accepted(path: Path, wav: np.ndarray) -> str | None:
     """Write `path`, then take it back if prepare-list would refuse the file as written (16-bit): the reason.
 
-    The decision is prepare-list's own check on the very file, so the two can never disagree.
+    The decision is prepare-list's own check (audio.load_checked) on the very file, so the two never
+    disagree.
     """
     write_audio(path, wav, SAMPLE_RATE)
-    reason = check_file(Item(path, 0.0), **ACCEPTED)
-    if reason is not None:
+    try:  # prepare-list's defaults: --min-dur, --max-dur, --silence-db
+        load_checked(path, None, max_seconds=MAX_SECONDS)
+    except MosqaError as exc:
         path.unlink()
-        return reason.removeprefix(f"{path}: ")
+        return str(exc).removeprefix(f"{path}: ")
     return None
 
 
@@ -189,8 +199,8 @@ def run_utterance(tasks: list[Task]) -> list[tuple[Task, dict]]:
 def run_item(task: Task, clean: np.ndarray) -> dict:
     """Degrade, label and write one clip. Returns the meta row, or {'skipped': reason}."""
     s, out_dir, sources = _worker["settings"], _worker["out_dir"], _worker["sources"]
-    if is_silent(clean, ACCEPTED["silence_db"]):
-        return {"skipped": f"silent clean file (below {ACCEPTED['silence_db']:g} dBFS)"}
+    if is_silent(clean):
+        return {"skipped": f"silent clean file (below {SILENCE_DB:g} dBFS)"}
     rng = np.random.default_rng([s.seed, task.index, task.k])
     # A perturbed voice is a new reference, so it gets its own clean file; unperturbed copies share one.
     clean_name, voice = task.clean_id, {}

@@ -7,7 +7,7 @@
 #   SIM_BENCH_UTTS=60   clean utterances (a seeded subset spread over all speakers)
 #   SIM_BENCH_K=4       degraded versions per utterance
 #   SIM_BENCH_ROUNDS=2  runs of each configuration
-#   CORPUS=../shared/corpus (relative to the repository)   JOBS=$(nproc)   BASELINE=108b63e
+#   CORPUS=../shared/corpus (beside the repository)   JOBS=$(nproc)   BASELINE=108b63e
 #   PYTHON=python       an interpreter with mosqa's dependencies (make bench puts .venv first on PATH)
 # ast_en_allison and ast_es_allison are the same voice talent: --speaker-map gives them one speaker id.
 # clips/s = new clips / seconds of the simulation itself (as summary.json reports it); "wall" also counts
