@@ -14,12 +14,12 @@ from scipy.signal import butter, fftconvolve, sosfiltfilt
 from mosqa.audio import SAMPLE_RATE
 from mosqa.codecs import CODECS, mulaw, run_codec
 from mosqa.ranges import Ranges
-from mosqa.rooms import direct_to_reverberant_db, draw_room, room_rir
+from mosqa.rooms import DIRECT_SECONDS, direct_to_reverberant_db, draw_room, log_uniform, room_rir
 
 
 @dataclass
 class Sources:
-    """What degradations draw from: named noises and RIRs (16 kHz), the ffmpeg codecs usable here, ranges."""
+    """What degradations draw from: named noises and RIRs (16 kHz), the codecs to use, the ranges."""
 
     noises: dict
     rirs: dict = field(default_factory=dict)  # empty -> synthetic rooms only
@@ -29,10 +29,6 @@ class Sources:
 
 def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-12
-
-
-def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 
 def add_noise(wav, rng, src: Sources):
@@ -63,7 +59,7 @@ def _recorded_room(rng, src: Sources, drr: float):
     """
     name = sorted(src.rirs)[rng.integers(len(src.rirs))]
     rir = src.rirs[name].astype(np.float64)
-    split = int(0.0025 * SAMPLE_RATE)
+    split = int(DIRECT_SECONDS * SAMPLE_RATE)
     tail_energy = float(np.sum(rir[split:] ** 2))
     if tail_energy > 0:
         rir[split:] *= np.sqrt(np.sum(rir[:split] ** 2) * 10 ** (-drr / 10) / tail_energy)
@@ -99,7 +95,7 @@ def clip(wav, rng, src: Sources):
 
 def bandlimit(wav, rng, src: Sources):
     """An 8th-order band-pass (zero phase): a drawn upper edge, and a drawn lower edge from 50 Hz up."""
-    high = round(_log_uniform(rng, *src.ranges.band_high))
+    high = round(log_uniform(rng, *src.ranges.band_high))
     low = round(float(rng.uniform(*src.ranges.band_low)))
     low = low if 50 <= low < high / 2 else 0
     sos = butter(8, [low, high], "bandpass", fs=SAMPLE_RATE, output="sos") if low else \
@@ -114,7 +110,7 @@ def packet_loss(wav, rng, src: Sources):
     frames already costs a point of PESQ) and a drawn mean burst length.
     """
     frame = int(0.02 * SAMPLE_RATE)
-    rate = _log_uniform(rng, *src.ranges.loss)
+    rate = log_uniform(rng, *src.ranges.loss)
     burst = float(rng.uniform(*src.ranges.burst))
     mode = ("zero", "repeat")[rng.integers(2)]
     n_frames = len(wav) // frame

@@ -26,7 +26,7 @@ MIN_DISTANCE_M = 0.05  # a headset microphone
 DIRECT_SECONDS = 0.0025  # what counts as the direct path when measuring the direct-to-reverberant ratio
 
 
-def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 
@@ -48,10 +48,10 @@ OCTAVE_SOS = _octave_filters()
 def draw_room(rng: np.random.Generator, ranges: RoomRanges, drr_db: float) -> dict:
     """Room size, absorption, RT60, and microphone and talker positions (at the distance that gives
     `drr_db` in the diffuse-field model, as far as the room allows), all from `rng`."""
-    length = _log_uniform(rng, *ranges.length)
+    length = log_uniform(rng, *ranges.length)
     # Width 40-100 % of the length; height 2.4 m up to a third of the length (halls are taller).
     size = np.array([length, length * rng.uniform(0.4, 1.0), rng.uniform(2.4, max(2.5, length / 3))])
-    rt60 = _log_uniform(rng, *ranges.rt60)
+    rt60 = log_uniform(rng, *ranges.rt60)
     volume = float(np.prod(size))
     surface = 2 * float(size[0] * size[1] + size[0] * size[2] + size[1] * size[2])
     absorption = 1 - np.exp(-0.161 * volume / (surface * rt60))  # Eyring, solved for the mean absorption
