@@ -27,8 +27,9 @@ def command(
     """
     from rich.console import Console
 
-    from cli.dnsmos import report_failures, summary_table
-    from mosqa import predict, scores
+    from cli.dnsmos import summary_table
+    from mosqa import dnsmos, predict
+    from mosqa.checks import output_file
     from mosqa.errors import MosqaError
     from mosqa.progress import progress_bar
     from mosqa.runs import pick_device
@@ -41,7 +42,8 @@ def command(
         raise MosqaError(f"--batch-size {batch_size}: must be at least 1")
     if chunk_seconds < predict.MIN_SECONDS:
         raise MosqaError(f"--chunk-seconds {chunk_seconds}: must be at least {predict.MIN_SECONDS}")
-    files = scores.collect_inputs(paths or [], list_files)
+    output_file(out, "--out")
+    files = dnsmos.collect_inputs(paths or [], list_files)
     device_name = str(pick_device(device))
     options = predict.Options(model=model, device=device_name, batch_size=batch_size,
                               chunk_seconds=chunk_seconds)
@@ -50,10 +52,13 @@ def command(
     with progress_bar(console) as bar:
         task = bar.add_task("predict", total=len(files))
         rows = predict.score_files(files, options, jobs=jobs, progress=lambda n: bar.advance(task, n))
-    scores.write_csv(out, rows, predict.COLUMNS)
-    summary = scores.summarize(rows, predict.SCORE_COLUMNS)
+    dnsmos.write_csv(out, rows, predict.COLUMNS)
+    summary = dnsmos.summarize(rows, predict.SCORE_COLUMNS)
     Console().print(summary_table(f"{model}: {len(rows)} file(s)", summary))
-    report_failures(console, rows)
+    failed = [r for r in rows if "error" in r]
+    for r in failed:
+        console.print(f"[red]failed:[/] {r['error']}", highlight=False, soft_wrap=True)
     console.print(f"scores written to {out}")
-    if any("error" in r for r in rows):
+    if failed:
+        console.print(f"[bold red]{len(failed)} of {len(rows)} file(s) could not be scored[/]")
         raise typer.Exit(1)

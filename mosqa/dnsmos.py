@@ -9,6 +9,7 @@ the two thread pools do not fight over the cores (DOMAIN.md §4).
 Never imports torch: `mosqa dnsmos` must start fast.
 """
 
+import csv
 import functools
 import importlib.util
 import math
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mosqa.audio import load_audio_native, resample
+from mosqa.audio import atomic_path, audio_problem, find_audio, load_audio_native, resample
 from mosqa.errors import MosqaError
 
 FS = 16000
@@ -55,6 +56,9 @@ P808_MODEL = "dnsmos_models/model_v8.onnx"
 META_COLUMNS = ["filename", "len_in_sec", "sr", "num_hops"]
 COLUMNS = META_COLUMNS + ["OVRL_raw", "SIG_raw", "BAK_raw", "OVRL", "SIG", "BAK"]
 P808_COLUMN = "P808_MOS"
+NOTE_COLUMNS = ["warning", "error"]
+# Shorter clips are repeated to fill the model's input, so their scores describe a loop, not the clip.
+WARN_SECONDS = 1.0
 ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -281,10 +285,13 @@ class Scorer:
         return {k: row[k] for k in self.columns if k in row}
 
     def score_file(self, path) -> dict:
-        """One CSV row; a file that cannot be scored gets an `error` naming the reason instead of scores."""
+        """One CSV row; a file that cannot be scored gets an `error` naming the reason instead of scores,
+        a silent or short one (scored, but the number means little) a `warning`."""
         try:
             audio, sr = load_audio_native(path)
-            return {"filename": str(path), **self.score(audio, sr)}
+            row = {"filename": str(path), **self.score(audio, sr)}
+            problem = audio_problem(audio, sr, min_seconds=WARN_SECONDS)
+            return row | ({"warning": problem} if problem else {})
         except MosqaError as exc:
             reason = str(exc)
             return {"filename": str(path), "error": reason if str(path) in reason else f"{path}: {reason}"}
@@ -397,3 +404,58 @@ def score_files(
     finally:
         pool.terminate()
     return rows
+
+
+# ---------------------------------------------------------------- inputs and outputs
+def collect_inputs(paths, list_files=()) -> list[Path]:
+    """Files as given, folders expanded recursively (sorted), then the paths named in each list file."""
+    from mosqa.lists import read_list
+
+    found = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += find_audio(p)
+        else:
+            found.append(p)
+    for list_file in list_files:
+        found += [item.path for item in read_list(list_file, require_score=False)]
+    if not found:
+        raise MosqaError(f"no audio files found in {', '.join(map(str, [*paths, *list_files]))}")
+    return found
+
+
+def _format(value) -> str:
+    return f"{value:.6f}" if isinstance(value, float) else str(value)
+
+
+def write_csv(path, rows: list[dict], columns: list[str]) -> None:
+    """Atomically. The `warning` and `error` columns are always there (empty for a clean file): the same
+    header whatever the files, so shards' CSVs concatenate into the unsharded one."""
+    columns = [*columns, *NOTE_COLUMNS]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_format(row[c]) if c in row else "" for c in columns])
+
+
+def summarize(rows: list[dict], columns: list[str]) -> dict:
+    """Per score column over the scored files: count, mean, std, and the 95 % t-interval of the mean."""
+    from scipy.stats import t
+
+    summary = {}
+    for c in (c for c in columns if c not in META_COLUMNS):
+        values = np.array([r[c] for r in rows if c in r and isinstance(r[c], float)])
+        if values.size == 0:
+            continue
+        std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+        half = float(t.ppf(0.975, values.size - 1) * std / np.sqrt(values.size)) if values.size > 1 else 0.0
+        mean = float(values.mean())
+        summary[c] = {
+            "count": int(values.size),
+            "mean": mean,
+            "std": std,
+            "ci95_low": mean - half,
+            "ci95_high": mean + half,
+        }
+    return summary

@@ -8,6 +8,7 @@ gradients reach the waveform: the enhancement trainer uses it as a loss. A run d
 import torch
 from torch import nn
 
+from mosqa.checks import require_kind
 from mosqa.errors import MosqaError
 from mosqa.frontend import FrontEnd, features, frame_lengths
 from mosqa.heads import MOS_MIN, MOS_RANGE
@@ -53,7 +54,9 @@ def load_qa(run_dir, device="cpu", checkpoint: str = "best.pt") -> QAScorer:
 
     A bare name that is not a path, e.g. "pesq-wb", is a model shipped in the package (mosqa.pretrained).
     """
-    run_dir, ckpt = find_checkpoint(resolve(run_dir), prefer=checkpoint)
+    run_dir = resolve(run_dir)
+    require_kind(run_dir, "qa", "load_qa")
+    run_dir, ckpt = find_checkpoint(run_dir, prefer=checkpoint)
     scorer = scorer_from_config(load_run_config(run_dir))
     state = load_checkpoint(ckpt)
     if "model" not in state:
