@@ -61,7 +61,7 @@ def impairment_of(degradations: str) -> str:
 
 def mean_sd(values) -> str:
     values = np.asarray(values, dtype=float)
-    return f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.3f}"
+    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
 
 def breakdown(pairs_by_file: dict, meta: dict, key) -> dict[str, tuple[float, float, int]]:
