@@ -55,6 +55,11 @@ def command(
     dnsmos.write_csv(out, rows, predict.COLUMNS)
     summary = dnsmos.summarize(rows, predict.SCORE_COLUMNS)
     Console().print(summary_table(f"{model}: {len(rows)} file(s)", summary))
+    warned = [r for r in rows if "warning" in r]
+    if warned:
+        console.print(f"[yellow]warning:[/] {len(warned)} file(s) scored but silent, e.g. "
+                      f"{warned[0]['filename']} (the warning column of {out})",
+                      highlight=False, soft_wrap=True)
     failed = [r for r in rows if "error" in r]
     for r in failed:
         console.print(f"[red]failed:[/] {r['error']}", highlight=False, soft_wrap=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mosqa.audio import load_audio_native, resample
+from mosqa.audio import audio_problem, load_audio_native, resample
 from mosqa.errors import MosqaError
 
 MIN_SECONDS = 0.5
@@ -40,14 +40,15 @@ def chunk_bounds(n_samples: int, chunk: int) -> list[tuple[int, int]]:
 
 
 def read_file(path, sample_rate: int) -> tuple[np.ndarray, dict]:
-    """The model-rate mono waveform and the row's metadata; MosqaError for files it cannot score."""
+    """The model-rate mono waveform and the row's metadata (with a `warning` for a silent file: it is
+    scored, but PESQ needs speech, so the number means nothing); MosqaError for files it cannot score."""
     wav, sr = load_audio_native(path)
-    seconds = len(wav) / sr
-    if seconds < MIN_SECONDS:
-        raise MosqaError(f"{path}: too short to score ({seconds:.2f} s < {MIN_SECONDS} s)")
-    if seconds > MAX_SECONDS:
-        raise MosqaError(f"{path}: too long to score ({seconds:.0f} s > {MAX_SECONDS:.0f} s); split it first")
-    return resample(wav, sr, sample_rate), {"filename": str(path), "len_in_sec": seconds, "sr": sr}
+    problem = audio_problem(wav, sr, MIN_SECONDS, MAX_SECONDS, silence_db=-math.inf)
+    if problem is not None:
+        raise MosqaError(f"{path}: {problem}")
+    row = {"filename": str(path), "len_in_sec": len(wav) / sr, "sr": sr}
+    silent = audio_problem(wav, sr, min_seconds=0.0)
+    return resample(wav, sr, sample_rate), row | ({"warning": silent} if silent else {})
 
 
 class Predictor:

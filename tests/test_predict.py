@@ -54,6 +54,7 @@ def test_bad_inputs_get_error_rows_in_input_order_and_exit_1(run_dir, tmp_path):
         write(tmp_path / "nan.wav", np.full(16000, np.nan, np.float32), subtype="FLOAT"),
         write(tmp_path / "short.wav", SPEECH[:3200]),  # 0.2 s
     ]
+    files.append(write(tmp_path / "silent.wav", np.zeros(16000, np.float32)))
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF" + bytes(range(256)))
     files.append(corrupt)
@@ -62,15 +63,19 @@ def test_bad_inputs_get_error_rows_in_input_order_and_exit_1(run_dir, tmp_path):
     assert res.exit_code == 1, res.output
     rows = read_rows(out)
     assert [r["filename"] for r in rows] == [str(f) for f in files]
-    reasons = {"empty.wav": "empty", "missing.wav": "no such", "nan.wav": "NaN", "short.wav": "too short",
+    reasons = {"empty.wav": "empty", "missing.wav": "no such", "nan.wav": "NaN",
+               "short.wav": "duration 0.20 s outside",
                "corrupt.wav": "cannot decode"}
     for row in rows:
         name = row["filename"].rsplit("/", 1)[-1]
         if name == "good.wav":
-            assert row["error"] == "" and 1 <= float(row["score"]) <= 5 and row["num_chunks"] == "1"
+            assert row["error"] == row["warning"] == "" and 1 <= float(row["score"]) <= 5
+            assert row["num_chunks"] == "1"
+        elif name == "silent.wav":  # scored, but flagged: PESQ needs speech
+            assert row["error"] == "" and row["score"] and "silent" in row["warning"]
         else:
             assert reasons[name] in row["error"] and row["score"] == "", row
-    assert "5 of 6 file(s) could not be scored" in res.output
+    assert "5 of 7 file(s) could not be scored" in res.output
 
 
 def test_unknown_model_is_one_line_and_exit_2(tmp_path):
