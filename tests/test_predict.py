@@ -178,3 +178,12 @@ def test_stereo_44k_scores_as_mono_16k(tmp_path):
     assert rows[1]["sr"] == 44100 and rows[0]["sr"] == 16000
     assert abs(rows[0]["score"] - rows[1]["score"]) <= 0.02
     assert abs(rows[2]["score"] - rows[1]["score"]) > 0.1  # so the right channel's noise was heard
+
+
+def test_train_se_takes_the_shipped_model_as_its_critic():
+    from mosqa.guidance import load_critic
+
+    cfg = {"qa": "frozen", "qa_model": "pesq-wb", "sample_rate": 16000, "crop_seconds": 1.0}
+    wav = torch.from_numpy(SPEECH[None])
+    with torch.no_grad():
+        assert torch.equal(load_critic(cfg, "cpu")(wav), load_qa("pesq-wb")(wav))
