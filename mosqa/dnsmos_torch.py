@@ -2,7 +2,8 @@
 
 Why: the ONNX graphs are opaque to autograd and run one segment at a time. The same layers in torch
 give gradients to the waveform (DNSMOS as a training loss), batch segments on a GPU, and on CPU can use
-a Winograd convolution (NNPACK), which needs fewer multiplications than the direct one.
+a Winograd convolution (NNPACK), which needs fewer multiplications than the direct one (on this
+project's 2-core CPU it measured only as fast as oneDNN's direct convolution: README, `--engine`).
 
 The layers were read from the graphs (onnx.load, node list, initializer shapes):
 - P.835: 144160 samples -> 900 frames of 320 samples (hop 160, no window in the framing; the window is
@@ -11,7 +12,7 @@ The layers were read from the graphs (onnx.load, node list, initializer shapes):
   time and frequency -> dense 128, 64 (ReLU), 3 = SIG, BAK, OVRL raw.
 - P.808: log-mel (900, 120) -> five 3x3 convolutions with ReLU (32, pool, 32, pool, 32, 32, pool, 64)
   -> global max -> dense 64, 64 (ReLU), 1.
-The layer list is read from each graph's nodes, so a file with other layers is refused, not misread.
+The layer list is read from each graph's nodes, and a graph with other kinds of layers is refused.
 """
 
 import ctypes
@@ -33,7 +34,9 @@ FRAME_HOP = 160
 P808_TRIM = dnsmos.P808_TRIM
 
 
-WIDE = 64  # Winograd only where both channel counts reach this: the layers where it measured faster
+# Winograd only where both channel counts reach this (128->64, 64->64): there it measured as fast as the
+# direct convolution, on the narrower layers slower
+WIDE = 64
 WINOGRAD_TOLERANCE = 1e-4  # relative error allowed of NNPACK on a probe layer before we use it
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc mallopt parameters
 
@@ -78,11 +81,11 @@ def keep_freed_memory() -> None:
     so only the file-scoring engine calls it, in its own process (CLI or pool worker).
     """
     try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc: nothing to tune
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc: nothing to tune
         return
-    libc.mallopt(M_MMAP_MAX, 0)
-    libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+    mallopt(M_MMAP_MAX, 0)
+    mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
 
 
 def resolve_device(device: str) -> str:
@@ -113,20 +116,41 @@ def read_graph(path):
     return list(model.graph.node), weights
 
 
+# attributes a layer must have for ConvMOS to compute it (3x3 "same" convolutions, 2x2 pooling)
+EXPECTED_ATTRIBUTES = {
+    "Conv": {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1], "group": 1},
+    "MaxPool": {"kernel_shape": [2, 2], "strides": [2, 2]},
+}
+
+
+def check_attributes(node, path) -> None:
+    import onnx
+
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    for name, value in EXPECTED_ATTRIBUTES[node.op_type].items():
+        if name in attributes and attributes[name] != value:
+            raise MosqaError(f"{path}: {node.op_type} {node.name} has {name} {attributes[name]}, "
+                             f"the DNSMOS layers have {value}")
+
+
 def layer_plan(nodes, weights, path) -> tuple[list, list]:
     """Convolutions [(weight, bias, pool_after)] and dense layers [(weight, bias)] in graph order."""
     convs, dense = [], []
     for node in nodes:
         if node.op_type == "Conv" and weights.get(node.input[1], torch.empty(0)).ndim == 4:
+            check_attributes(node, path)
             convs.append([weights[node.input[1]], weights[node.input[2]], False])
         elif node.op_type == "MaxPool":
+            check_attributes(node, path)
             convs[-1][2] = True
         elif node.op_type == "MatMul":
             dense.append([weights[node.input[1]], None])
         elif node.op_type == "Add" and dense and node.input[1] in weights:
             dense[-1][1] = weights[node.input[1]]
-    if not convs or not dense or any(b is None for _, b in dense):
-        raise MosqaError(f"{path}: not a DNSMOS graph (no convolution/dense layers found)")
+    relus = sum(node.op_type == "Relu" for node in nodes)
+    if not convs or not dense or any(b is None for _, b in dense) or relus != len(convs) + len(dense) - 1:
+        raise MosqaError(f"{path}: not a DNSMOS graph (expected convolutions and dense layers, each but the "
+                         "last followed by ReLU)")
     return [tuple(c) for c in convs], [tuple(d) for d in dense]
 
 

@@ -81,6 +81,17 @@ def test_graph_files_that_are_missing_or_not_dnsmos_are_user_errors(tmp_path):
         dt.P808Net(junk)
     with pytest.raises(MosqaError, match="not a DNSMOS P.835 graph"):
         dt.P835Net(dnsmos.model_path(dnsmos.P808_MODEL))
+    import onnx
+    from onnx import helper, numpy_helper
+
+    kernel = numpy_helper.from_array(np.zeros((4, 1, 5, 5), np.float32), "k")
+    conv = helper.make_node("Conv", ["x", "k"], ["y"], kernel_shape=[5, 5], pads=[2, 2, 2, 2])
+    graph = helper.make_graph([conv], "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], [kernel])
+    other = tmp_path / "other.onnx"
+    onnx.save(helper.make_model(graph), str(other))
+    with pytest.raises(MosqaError, match="kernel_shape"):
+        dt.P808Net(other)
 
 
 # ---------------------------------------------------------------- golden numbers, torch engine
