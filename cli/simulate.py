@@ -9,9 +9,9 @@ import typer
 def command(
     clean_dir: Path = typer.Argument(None, help="Clean speech folder, searched recursively; the first folder "
                                      "level is the speaker. Omit it (or pass --builtin) for the built-in "
-                                     "espeak-ng demo speech."),
+                                     "espeak-ng demo speech (the default)."),
     builtin: bool = typer.Option(False, "--builtin", help="Use the built-in demo speech (6 speakers x "
-                                 "6 sentences)."),
+                                 "6 sentences). Default: off, unless CLEAN_DIR is omitted."),
     out_dir: Path = typer.Option(Path("simulated"), "--out-dir", "-o", help="Where wav/, clean/, all.list, "
                                  "pairs.list and meta.csv go. Rerunning into it resumes."),
     noise_dir: Path = typer.Option(None, "--noise-dir", help="Noise folder (default: generated white, pink, "
@@ -20,20 +20,26 @@ def command(
                                  "exponential-decay RIRs)."),
     per_utt: int = typer.Option(4, "--per-utt", "-k", help="Degraded versions per clean utterance."),
     seed: int = typer.Option(0, "--seed", help="Clip (utterance i, copy k) is drawn from (seed, i, k): "
-                             "the same seed gives the same corpus with any --jobs."),
-    max_utts: int = typer.Option(None, "--max-utts", help="Use a seeded random subset of N utterances."),
+                             "the same seed gives the same corpus with any --jobs. Default: 0."),
+    max_utts: int = typer.Option(None, "--max-utts", help="Use a seeded random subset of N "
+                                 "utterances. Default: all."),
     jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes (default: one per core)."),
     snr_range: str = typer.Option("5,55", "--snr-range", help="Additive-noise SNR range in dB, LOW,HIGH. "
                                   "Wideband PESQ is ~1.05 below 10 dB, so the default reaches high to "
                                   "spread labels over 1-4.6."),
-    with_stoi: bool = typer.Option(False, "--stoi", help="Also compute STOI (a meta.csv column)."),
+    with_stoi: bool = typer.Option(False, "--stoi", help="Also compute STOI (a meta.csv column). "
+                                   "Default: off."),
     speaker_map: str = typer.Option(None, "--speaker-map", help="FOLDER=SPEAKER,... for folders that are the "
-                                    "same person, e.g. ast_en_allison=allison,ast_es_allison=allison."),
-    no_codecs: bool = typer.Option(False, "--no-codecs", help="No ffmpeg codecs (numpy mu-law only)."),
+                                    "same person, e.g. ast_en_allison=allison,ast_es_allison=allison. "
+                                    "Default: each folder is its own speaker."),
+    no_codecs: bool = typer.Option(False, "--no-codecs", help="No ffmpeg codecs (numpy mu-law only). "
+                                 "Default: ffmpeg's codecs when ffmpeg is installed."),
     voice_perturb: float = typer.Option(0.0, "--voice-perturb", help="Speed each clean utterance up or down "
                                         "by a random factor within +-AMOUNT (e.g. 0.2) before degrading it: "
-                                        "pitch and formants move, so few recorded voices become many."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh even if OUT holds another run."),
+                                        "pitch and formants move, so few recorded voices become many. "
+                                        "Default: 0 (off)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh even if OUT holds another run. "
+                                   "Default: off (rerunning resumes)."),
 ):
     """Build a PESQ-labelled corpus the Quality-Net way.
 
@@ -51,12 +57,14 @@ def command(
     from cli.prepare_list import histogram_table
     from mosqa import simulate as sim
     from mosqa.audio import atomic_path
+    from mosqa.checks import output_dir
     from mosqa.degrade import CODECS, ffmpeg_codecs
     from mosqa.errors import MosqaError
     from mosqa.plots import histogram_png
     from mosqa.prepare import histogram
     from mosqa.progress import progress_bar
 
+    output_dir(out_dir)
     if builtin and clean_dir is not None:
         raise MosqaError("give either CLEAN_DIR or --builtin, not both")
     try:

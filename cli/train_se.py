@@ -1,74 +1,91 @@
-"""`mosqa train-se`: parse options, hand them to mosqa.train_se."""
+"""`mosqa train-se`: parse options, hand them to mosqa.train_se. Every option is also a YAML key."""
 
 from pathlib import Path
 
 import typer
 
+from cli.options import CONFIG_HELP, RESUME_HELP, deprecated, opt
+from cli.options import train as train_run
+from mosqa.names import QA_MODES, SE_ARCHS, SE_LOSSES, SE_METRICS, SE_SCHEDULERS, choices
+
+MODEL, DATA, LOSS = "Model", "Data", "Loss and quality guidance"
+TRAIN, RUN = "Training", "Run"
+
 
 def command(
-    config: Path = typer.Option(None, "--config", "-c", help="YAML config (recipes/conf/se_*.yaml); "
-                                "flags override it."),
-    resume: Path = typer.Option(None, help="Continue a run from its last.pt (its own config is used)."),
-    arch: str = typer.Option(None, help="Enhancement model: lstm | dpcrn."),
-    mask_act: str = typer.Option(None, help="lstm mask activation: softplus | sigmoid."),
-    target: str = typer.Option(None, help="mag (loss on the masked magnitude) | iam (mask vs |S|/|Y|)."),
-    n_fft: int = typer.Option(None, help="STFT size (DPCRN paper 400, the log 512)."),
-    hop: int = typer.Option(None, help="STFT hop (paper 200, log 256)."),
-    window: str = typer.Option(None, help="STFT window: sine (paper) | hann | hamming."),
-    sample_rate: int = typer.Option(None, help="Rate the enhancer works at."),
-    hidden: int = typer.Option(None, help="lstm: BLSTM hidden units per direction (256)."),
-    conv_channels: int = typer.Option(None, help="lstm: Conv1d output channels (512)."),
-    layers: int = typer.Option(None, help="lstm: BLSTM layers (2)."),
-    compress: float = typer.Option(None, help="lstm: input magnitude compression exponent (0.3)."),
-    blocks: int = typer.Option(None, help="dpcrn: DPRNN blocks (2)."),
-    intra_hidden: int = typer.Option(None, help="dpcrn: intra-chunk BLSTM units per direction (64)."),
-    inter_hidden: int = typer.Option(None, help="dpcrn: inter-chunk LSTM units (128)."),
-    identity_init: bool = typer.Option(None, "--identity-init/--random-init", help="Start from mask = 1."),
-    train_list: Path = typer.Option(None, help="noisy,clean[,score] training list."),
-    valid_list: Path = typer.Option(None, help="noisy,clean[,score] validation list."),
-    clean: Path = typer.Option(None, help="Clean speech folder or list, mixed on the fly."),
-    noise: Path = typer.Option(None, help="Noise folder or list for on-the-fly mixing."),
-    rir: Path = typer.Option(None, help="Optional room impulse responses (folder or list)."),
-    valid_clean: Path = typer.Option(None, help="Validation clean speech (mixed with a fixed seed)."),
-    valid_noise: Path = typer.Option(None, help="Validation noise."),
-    snr_min: float = typer.Option(None, help="Lowest mixing SNR in dB."),
-    snr_max: float = typer.Option(None, help="Highest mixing SNR in dB."),
-    crop_seconds: float = typer.Option(None, help="Training crop length."),
-    valid_crop_seconds: float = typer.Option(None, help="Validation crop (0 = whole files)."),
-    epoch_items: int = typer.Option(None, help="Mixtures per epoch (on-the-fly mixing)."),
-    valid_items: int = typer.Option(None, help="Validation mixtures (default: one per clean file)."),
-    loss: str = typer.Option(None, help="Spectral loss terms joined by '+': mag, complex, sisnr, iam."),
-    loss_weights: str = typer.Option(None, help="Comma-separated weights, one per loss term."),
-    qa: str = typer.Option(None, help="Quality guidance: none | frozen | grl | joint."),
-    qa_model: Path = typer.Option(None, help="train-qa run directory used as the quality model."),
-    qa_weight: float = typer.Option(None, help="Weight of the quality term."),
-    qa_every: int = typer.Option(None, help="joint: add the quality term every k steps."),
-    grl_lambda: float = typer.Option(None, help="grl: gradient-reversal scale."),
-    qa_lr: float = typer.Option(None, help="grl/joint: learning rate of the quality model."),
-    spec_weight: float = typer.Option(None, help="Weight of the spectral loss."),
-    epochs: int = typer.Option(None),
-    batch_size: int = typer.Option(None),
-    lr: float = typer.Option(None),
-    scheduler: str = typer.Option(None, help="Learning-rate schedule over the whole run: none | cosine "
-                                  "(per step, down to 0 at the last epoch)."),
-    steps_per_epoch: int = typer.Option(None, help="Cap on training steps per epoch."),
-    monitor: str = typer.Option(None, help="Early-stopping metric: pesq, stoi, si_snr, sig, bak, ovrl."),
-    patience: int = typer.Option(None, help="Epochs without improvement before stopping (0 = never)."),
-    dnsmos: bool = typer.Option(None, "--dnsmos/--no-dnsmos", help="DNSMOS SIG/BAK/OVRL in validation."),
-    exp_dir: Path = typer.Option(None, help="Runs go to <exp-dir>/<name><YYYYmmdd_HHMMSS>/."),
-    name: str = typer.Option(None, help="Run name prefix (default e.g. dpcrn_grl)."),
-    seed: int = typer.Option(None),
-    device: str = typer.Option(None, help="auto | cpu | cuda[:N]."),
-    amp: bool = typer.Option(None, "--amp/--no-amp", help="Mixed precision (CUDA only)."),
-    threads: int = typer.Option(None, help="torch CPU threads (0 = torch's default)."),
+    config: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    resume: Path = typer.Option(None, help=RESUME_HELP),
+    arch: str = opt(MODEL, f"Enhancement model: {choices(SE_ARCHS)}. Default: dpcrn (with a warning)."),
+    sample_rate: int = opt(MODEL, "Rate the enhancer works at, in Hz. Default: 16000."),
+    n_fft: int = opt(MODEL, "STFT size (DPCRN paper 400, the log 512). Default: 400."),
+    hop: int = opt(MODEL, "STFT hop (paper 200, log 256). Default: 200."),
+    window: str = opt(MODEL, "STFT window: sine (paper) | hann | hamming. Default: sine."),
+    mask_act: str = opt(MODEL, "lstm: mask activation, softplus | sigmoid. Default: softplus."),
+    target: str = opt(MODEL, "mag (loss on the masked spectrum) | iam (mask vs |S|/|Y|). Default: mag."),
+    conv_channels: int = opt(MODEL, "lstm: Conv1d output channels. Default: 512."),
+    hidden: int = opt(MODEL, "lstm: BLSTM hidden units per direction. Default: 256."),
+    layers: int = opt(MODEL, "lstm: BLSTM layers. Default: 2."),
+    compress: float = opt(MODEL, "lstm: input magnitude compression exponent. Default: 0.3."),
+    blocks: int = opt(MODEL, "dpcrn: DPRNN blocks. Default: 2."),
+    intra_hidden: int = opt(MODEL, "dpcrn: intra-chunk BLSTM units per direction. Default: 64."),
+    inter_hidden: int = opt(MODEL, "dpcrn: inter-chunk LSTM units. Default: 128."),
+    identity_init: bool = opt(MODEL, "Start from mask = 1 (output = input). Default: random init.",
+                              "--identity-init/--random-init"),
+    train: Path = opt(DATA, "noisy,clean[,score] training list. Default: none (or --clean and --noise)."),
+    valid: Path = opt(DATA, "noisy,clean[,score] validation list. Default: none (or --valid-clean and "
+                      "--valid-noise)."),
+    clean: Path = opt(DATA, "Clean speech folder or list, mixed with --noise on the fly. Default: none."),
+    noise: Path = opt(DATA, "Noise folder or list for on-the-fly mixing. Default: none."),
+    rir: Path = opt(DATA, "Room impulse responses (folder or list) for mixing. Default: none."),
+    valid_clean: Path = opt(DATA, "Validation clean speech, mixed with a fixed seed. Default: none."),
+    valid_noise: Path = opt(DATA, "Validation noise. Default: none."),
+    snr_min: float = opt(DATA, "Lowest mixing SNR in dB. Default: 0."),
+    snr_max: float = opt(DATA, "Highest mixing SNR in dB. Default: 15."),
+    crop_seconds: float = opt(DATA, "Training crop length in seconds. Default: 2."),
+    valid_crop_seconds: float = opt(DATA, "Validation crop in seconds; 0 = whole files. Default: 0."),
+    epoch_items: int = opt(DATA, "Mixtures per epoch (on-the-fly mixing). Default: one per clean file."),
+    valid_items: int = opt(DATA, "Validation mixtures. Default: one per clean file."),
+    valid_seed: int = opt(DATA, "Seed of the validation mixtures (the same for every run). Default: 1234."),
+    loss: str = opt(LOSS, f"Spectral loss terms joined by '+' from {choices(SE_LOSSES)} "
+                    "(e.g. mag+0.5*complex). Default: mag+complex."),
+    loss_weights: str = opt(LOSS, "Comma-separated weights, one per loss term. Default: 1 each."),
+    spec_compress: float = opt(LOSS, "Magnitude compression exponent inside the spectral losses. "
+                               "Default: 0.3."),
+    spec_weight: float = opt(LOSS, "Weight of the spectral loss. Default: 1."),
+    qa: str = opt(LOSS, f"Quality guidance: {choices(QA_MODES)}. Default: none."),
+    qa_model: Path = opt(LOSS, "frozen/grl/joint: train-qa run directory used as the quality model. "
+                         "Default: none."),
+    qa_weight: float = opt(LOSS, "frozen/grl/joint: weight of the quality term. Default: 1."),
+    qa_every: int = opt(LOSS, "joint: add the quality term every k steps. Default: 1."),
+    grl_lambda: float = opt(LOSS, "grl: gradient-reversal scale. Default: 1."),
+    qa_lr: float = opt(LOSS, "grl/joint: learning rate of the quality model. Default: 1e-4."),
+    epochs: int = opt(TRAIN, "Epochs to train (at least 1). Default: 20."),
+    batch_size: int = opt(TRAIN, "Items per batch. Default: 8."),
+    lr: float = opt(TRAIN, "Learning rate (Adam). Default: 1e-3."),
+    weight_decay: float = opt(TRAIN, "Adam weight decay. Default: 0."),
+    scheduler: str = opt(TRAIN, "Learning-rate schedule over the whole run, per step: "
+                         f"{choices(SE_SCHEDULERS)} (cosine ends at 0 at the last epoch). Default: none."),
+    steps_per_epoch: int = opt(TRAIN, "Cap on training steps per epoch. Default: the whole epoch."),
+    grad_clip: float = opt(TRAIN, "Clip the gradient norm to this; 0 = off. Default: 5."),
+    early_stop_metric: str = opt(TRAIN, f"Validation metric for best.pt and early stopping: "
+                                 f"{choices(SE_METRICS)}. Default: pesq."),
+    patience: int = opt(TRAIN, "Epochs without improvement before stopping; 0 = never. Default: 5."),
+    seed: int = opt(TRAIN, "Seed of initialisation, crops, mixing and batch order. Default: 0."),
+    dnsmos: bool = opt(RUN, "DNSMOS SIG/BAK/OVRL in validation. Default: on.", "--dnsmos/--no-dnsmos"),
+    exp_dir: Path = opt(RUN, "Runs go to <exp-dir>/<name><YYYYmmdd_HHMMSS>/. Default: exp."),
+    name: str = opt(RUN, "Run name prefix. Default: from arch and --qa, e.g. dpcrn_grl."),
+    device: str = opt(RUN, "auto | cpu | cuda[:N]; auto takes CUDA when present. Default: auto."),
+    amp: bool = opt(RUN, "Mixed precision (CUDA only; bfloat16 where supported). Default: off.",
+                    "--amp/--no-amp"),
+    num_workers: int = opt(RUN, "DataLoader worker processes. Default: 0."),
+    threads: int = opt(RUN, "torch CPU threads; 0 = torch's choice, split between DDP processes. "
+                       "Default: 0."),
+    train_list: Path = deprecated("--train"),
+    valid_list: Path = deprecated("--valid"),
+    clip_grad: float = deprecated("--grad-clip"),
+    monitor: str = deprecated("--early-stop-metric"),
 ):
-    """Train a speech-enhancement model (lstm | dpcrn), optionally guided by a quality model."""
-    from mosqa.train_se import resolve, train
-
-    if resume is not None:
-        train(resume=resume, epochs=epochs, device=device)
-        return
-    overrides = {k: v for k, v in locals().items() if k not in ("config", "resume", "resolve", "train")}
-    overrides = {k: str(v) if isinstance(v, Path) else v for k, v in overrides.items()}
-    run_dir = train(resolve(config, overrides))
-    typer.echo(str(run_dir))
+    """Train a speech-enhancement model (lstm | dpcrn), optionally guided by a quality model, e.g.
+    `mosqa train-se -c recipes/conf/se_dpcrn.yaml --train T --valid V --qa frozen --qa-model QA_RUN`."""
+    options = {k: v for k, v in locals().items() if k not in ("config", "resume")}
+    train_run("train_se", config, resume, options)

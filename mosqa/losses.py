@@ -1,4 +1,6 @@
-"""Training losses for quality models: a registry name -> fn(out, target, opts) -> scalar.
+"""Training losses: a registry per trainer, combined by the same weighted-term spec.
+
+Quality models (train-qa), LOSSES: name -> fn(out, target, opts) -> scalar.
 
 `out` is QualityModel's output dict (scores in MOS units), `target` the (B,) true MOS. Losses on
 the normalised 0–1 scale normalise here, once. Frame losses use out["mask"] so padding never
@@ -6,6 +8,9 @@ counts, and none of them detaches the prediction. Classifier losses read the num
 the logits, so they can never disagree with the model's `step`.
 
 A spec combines weighted terms: "norm-mse+edm", "10*norm-mse+ce", "mse+frame-mse".
+
+Enhancers (train-se), SPECTRAL_LOSSES: name -> fn(out, clean_spec, clean, lengths, c) -> scalar, where
+`out` is SEModel.run's dict and `c` the magnitude compression exponent; specs such as "mag+0.5*complex".
 """
 
 from dataclasses import dataclass
@@ -14,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from mosqa.errors import MosqaError
+from mosqa.frontend import FrontEnd, compress_complex, stft
 from mosqa.heads import MOS_MIN, MOS_RANGE, bin_centres, masked_mean
 
 EDM_TARGETS = ("onehot", "gaussian")
@@ -126,13 +132,13 @@ LOSSES = {
 NEEDS_CLS = ("ce", "edm", "frame-edm")
 
 
-def parse_spec(spec: str) -> list[tuple[float, str]]:
-    """ "10*norm-mse+ce" -> [(10.0, "norm-mse"), (1.0, "ce")]."""
+def parse_spec(spec: str, registry: dict = LOSSES) -> list[tuple[float, str]]:
+    """ "10*norm-mse+ce" -> [(10.0, "norm-mse"), (1.0, "ce")], names from `registry`."""
     terms = []
     for term in str(spec).replace(" ", "").split("+"):
         weight, _, name = term.rpartition("*")
-        if name not in LOSSES:
-            raise MosqaError(f"loss: unknown loss {name!r} in {spec!r}; choose from {', '.join(LOSSES)}")
+        if name not in registry:
+            raise MosqaError(f"loss: unknown loss {name!r} in {spec!r}; choose from {', '.join(registry)}")
         try:
             terms.append((float(weight) if weight else 1.0, name))
         except ValueError:
@@ -160,5 +166,81 @@ def build_loss(spec: str, opts: LossOptions | dict | None = None, head: str | No
             parts[name] = float(value.detach())
             total = total + weight * value
         return total, parts
+
+    return loss
+
+
+# ---------------------------------------------------------------- spectral losses (enhancers)
+
+
+def _masked_mean(err: torch.Tensor, fmask: torch.Tensor) -> torch.Tensor:
+    """Mean of (B, T, F) errors over valid frames only."""
+    return (err * fmask[..., None]).sum() / (fmask.sum() * err.shape[-1]).clamp(min=1)
+
+
+def loss_mag(out, clean_spec, clean, lengths, c):
+    """MSE of power-law compressed magnitudes."""
+    est = (out["spec"].abs() + 1e-8) ** c
+    ref = (clean_spec.abs() + 1e-8) ** c
+    return _masked_mean((est - ref) ** 2, out["frame_mask"])
+
+
+def loss_complex(out, clean_spec, clean, lengths, c):
+    """MSE of compressed complex spectra: also penalises phase errors."""
+    diff = compress_complex(out["spec"], c) - compress_complex(clean_spec, c)
+    return _masked_mean(diff.real**2 + diff.imag**2, out["frame_mask"])
+
+
+def loss_iam(out, clean_spec, clean, lengths, c):
+    """MSE between the predicted mask and the ideal amplitude mask |S|/|Y| (clipped at 1)."""
+    iam = (clean_spec.abs() / (out["noisy_spec"].abs() + 1e-8)).clamp(max=1.0)
+    return _masked_mean((out["mask"].abs() - iam) ** 2, out["frame_mask"])
+
+
+def si_snr_torch(ref: torch.Tensor, est: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-8):
+    """(B,) scale-invariant SNR in dB over each item's valid samples."""
+    m = (torch.arange(ref.shape[-1], device=ref.device)[None] < lengths[:, None].to(ref.device)).float()
+    n = m.sum(1, keepdim=True)
+    ref = (ref - (ref * m).sum(1, keepdim=True) / n) * m
+    est = (est - (est * m).sum(1, keepdim=True) / n) * m
+    target = (est * ref).sum(1, keepdim=True) / ((ref * ref).sum(1, keepdim=True) + eps) * ref
+    noise = est - target
+    return 10 * torch.log10((target.pow(2).sum(1) + eps) / (noise.pow(2).sum(1) + eps))
+
+
+def loss_sisnr(out, clean_spec, clean, lengths, c):
+    # Scaled down so that its size is comparable with the spectral MSEs at equal weights.
+    return -si_snr_torch(clean, out["wav"], lengths).mean() / 100.0
+
+
+SPECTRAL_LOSSES = {"mag": loss_mag, "complex": loss_complex, "sisnr": loss_sisnr, "iam": loss_iam}
+TARGETS = {"mag": None, "iam": "iam"}  # --target iam replaces the loss by the mask loss
+
+
+def spectral_terms(spec: str, weights=None, target: str = "mag") -> list[tuple[float, str]]:
+    """'mag+complex' with weights '1,0.5' -> [(1.0, 'mag'), (0.5, 'complex')]; target iam: the IAM loss."""
+    if target not in TARGETS:
+        raise MosqaError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if TARGETS[target] is not None:
+        return [(1.0, TARGETS[target])]
+    terms = parse_spec(spec, SPECTRAL_LOSSES)
+    if weights is None:
+        return terms
+    try:
+        values = [float(w) for w in str(weights).split(",")]
+    except ValueError:
+        raise MosqaError(f"--loss-weights {weights!r}: expected comma-separated numbers") from None
+    if len(values) != len(terms):
+        raise MosqaError(f"--loss-weights gives {len(values)} weights for {len(terms)} loss terms")
+    return [(w, name) for w, (_, name) in zip(values, terms, strict=True)]
+
+
+def build_spectral_loss(terms: list[tuple[float, str]], fe: FrontEnd, compress: float):
+    """callable(out, clean, lengths) -> weighted sum of the terms; the clean STFT stays in float32."""
+
+    def loss(out: dict, clean: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(clean.device.type, enabled=False):
+            clean_spec = stft(clean.float(), fe)
+        return sum(w * SPECTRAL_LOSSES[name](out, clean_spec, clean, lengths, compress) for w, name in terms)
 
     return loss

@@ -7,6 +7,8 @@ from scipy import stats
 
 from mosqa.errors import MosqaError
 
+PESQ_RATE = 16000  # PESQ-WB (and DNSMOS) are defined on 16 kHz audio
+
 
 def correlation_metrics(pred, true) -> dict:
     """MSE on the 1-5 and the normalised 0-1 scale, RMSE, LCC (Pearson), SRCC (Spearman), KTAU."""

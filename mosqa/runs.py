@@ -9,8 +9,11 @@ and are loaded with `weights_only=True`: loading one never runs pickled code.
 import csv
 import datetime
 import io
+import math
 import os
 import random
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,7 @@ import torch
 import torch.distributed as dist
 import yaml
 from rich.console import Console
+from rich.table import Table
 
 from mosqa.audio import atomic_path
 from mosqa.errors import MosqaError
@@ -40,22 +44,111 @@ def load_yaml(path) -> dict:
     return data
 
 
-def resolve_config(defaults: dict, config_file=None, overrides: dict | None = None) -> dict:
+# Flags that may change when resuming: they do not alter the trajectory (epochs only extends it).
+RESUMABLE = ("epochs", "device", "threads", "num_workers", "patience")
+
+
+def warn(message: str, console: Console | None = None) -> None:
+    (console or Console(stderr=True)).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def renamed_keys(data: dict, renamed: dict, where, console=None) -> dict:
+    """Old option names -> new ones, each with a warning (old names are accepted for one release)."""
+    out = {}
+    for key, value in data.items():
+        if key in renamed:
+            warn(f"{where}: {key!r} is deprecated, use {renamed[key]!r} (the old name goes in the next "
+                 "release)", console)
+            if value is None or out.get(renamed[key]) is not None:
+                continue
+            key = renamed[key]
+        out[key] = value
+    return out
+
+
+def check_kind(data: dict, kind: str, where) -> dict:
+    """Drop `kind` (written by the trainer into config.yaml), refusing another command's config."""
+    found = data.get("kind", kind)
+    if found != kind:
+        raise MosqaError(f"{where}: this is a train-{found} config; train-{kind} needs a train-{kind} one")
+    return {k: v for k, v in data.items() if k != "kind"}
+
+
+def resolve_config(defaults: dict, config_file=None, overrides: dict | None = None, kind: str = "qa",
+                   renamed: dict | None = None, console=None) -> tuple[dict, set]:
     """defaults < YAML file < explicit command-line values (None means 'not given').
 
-    Unknown keys in the file are refused so a typo never silently falls back to a default.
+    Returns the config and the keys the user set. Unknown keys in the file are refused so a typo
+    never silently falls back to a default; `renamed` old keys are accepted with a warning.
     """
-    cfg = dict(defaults)
+    cfg, explicit = dict(defaults), set()
     if config_file:
-        data = load_yaml(config_file)
+        data = {k.replace("-", "_"): v for k, v in load_yaml(config_file).items()}
+        data = renamed_keys(check_kind(data, kind, config_file), renamed or {}, config_file, console)
         unknown = sorted(set(data) - set(defaults))
         if unknown:
             raise MosqaError(f"{config_file}: unknown option(s) {', '.join(unknown)}")
-        cfg.update({k.replace("-", "_"): v for k, v in data.items()})
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            cfg[key] = value
-    return cfg
+        cfg.update(data)
+        explicit |= set(data)
+    given = renamed_keys({k: v for k, v in (overrides or {}).items() if v is not None}, renamed or {},
+                         "options", console)
+    cfg.update(given)
+    return cfg, explicit | set(given)
+
+
+def as_floats(cfg: dict, keys, where) -> None:
+    """Read options as floats even when YAML gives them as text or integers (PyYAML reads `1e-3` as text)."""
+    for key in keys:
+        if isinstance(cfg[key], str | int) and not isinstance(cfg[key], bool):
+            try:
+                cfg[key] = float(cfg[key])
+            except ValueError:
+                raise MosqaError(f"{where or 'options'}: {key} must be a number, got {cfg[key]!r}") from None
+
+
+def check_choice(cfg: dict, key: str, choices) -> None:
+    if cfg[key] not in choices:
+        raise MosqaError(f"{_flag(key)} must be one of {', '.join(choices)}, got {cfg[key]!r}")
+
+
+def check_training(cfg: dict) -> None:
+    """The settings every trainer shares: at least one epoch, one item per batch, a learning rate."""
+    for key in ("epochs", "batch_size"):
+        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise MosqaError(f"{_flag(key)} must be a positive integer, got {cfg[key]!r}")
+    if not cfg["lr"] > 0:
+        raise MosqaError(f"--lr must be > 0, got {cfg['lr']}")
+    if cfg["grad_clip"] < 0:
+        raise MosqaError(f"--grad-clip must be >= 0 (0 = off), got {cfg['grad_clip']}")
+
+
+def refuse_unused(explicit: set, options, uses, owner: str) -> None:
+    """An option `owner` does not use, set by the user, is an error rather than silently ignored."""
+    unused = sorted((explicit & set(options)) - set(uses))
+    if unused:
+        raise MosqaError(f"{', '.join(_flag(k) for k in unused)}: no effect on {owner} "
+                         f"(it uses: {', '.join(_flag(k) for k in uses) or 'none of these options'})")
+
+
+def resume_config(run_dir, kind: str, overrides: dict, renamed: dict | None = None, console=None) -> dict:
+    """A run's own config for --resume; only RESUMABLE flags may change it."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "last.pt").is_file():
+        raise MosqaError(f"{run_dir}: no last.pt to resume from (not a train-{kind} run directory?)")
+    cfg = check_kind(load_run_config(run_dir), kind, run_dir / "config.yaml")
+    cfg = renamed_keys(cfg, renamed or {}, run_dir / "config.yaml", console)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    fixed = sorted(set(given) - set(RESUMABLE))
+    if fixed:
+        raise MosqaError(
+            f"--resume continues {run_dir}'s own config; only {', '.join(map(_flag, RESUMABLE))} may "
+            f"change, not {', '.join(map(_flag, fixed))}"
+        )
+    return cfg | given
 
 
 def save_yaml(path, data: dict) -> None:
@@ -79,16 +172,23 @@ def _plain(value):
 # ---------------------------------------------------------------- run directories
 
 
-def new_run_dir(exp_dir, name: str) -> Path:
-    """`<exp_dir>/<name><YYYYmmdd_HHMMSS>/`, the log's naming; a suffix avoids same-second clashes."""
+def reserve_run_dir(exp_dir, name: str) -> tuple[Path, Path]:
+    """(final, partial): `<exp_dir>/<name><YYYYmmdd_HHMMSS>/`, the log's naming, and the hidden folder
+    the run lives in until its first checkpoint. A suffix avoids same-second clashes."""
     stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
-    base = Path(exp_dir) / f"{name}{stamp}"
-    run_dir, n = base, 1
-    while run_dir.exists():
-        run_dir = base.with_name(f"{base.name}_{n}")
+    exp_dir = Path(exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    n = 0
+    while True:
+        final = exp_dir / (f"{name}{stamp}" + (f"_{n}" if n else ""))
+        partial = exp_dir / f".{final.name}.partial"
+        if not final.exists():
+            try:
+                partial.mkdir()
+                return final, partial
+            except FileExistsError:
+                pass
         n += 1
-    run_dir.mkdir(parents=True)
-    return run_dir
 
 
 def find_checkpoint(path, prefer: str = "best.pt") -> tuple[Path, Path]:
@@ -127,8 +227,9 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         return torch.load(Path(path), map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise MosqaError(f"{path}: no such checkpoint") from None
-    except Exception as exc:
-        raise MosqaError(f"{path}: cannot load checkpoint ({str(exc).splitlines()[0]})") from None
+    except Exception:  # torch's own text advises weights_only=False, which would run pickled code
+        raise MosqaError(f"{path}: not a readable mosqa checkpoint (corrupt, truncated, or not saved by "
+                         "mosqa)") from None
 
 
 def seed_everything(seed: int) -> None:
@@ -212,8 +313,11 @@ class EarlyStopping:
     def should_stop(self) -> bool:
         return self.patience > 0 and self.bad_epochs >= self.patience
 
-    def state(self) -> dict:
+    def state_dict(self) -> dict:
         return {"best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.bad_epochs = state["best"], state["bad_epochs"]
 
 
 # ---------------------------------------------------------------- device and distributed
@@ -286,3 +390,184 @@ def autocast(device: torch.device, enabled: bool):
     """Mixed precision on CUDA only (bf16 where supported); a no-op context on CPU."""
     dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
     return torch.autocast(device.type, dtype=dtype, enabled=enabled and device.type == "cuda")
+
+
+def set_threads(threads: int, dist: Distributed) -> None:
+    """`threads` torch CPU threads; 0 = torch's choice, split between DDP processes on CPU."""
+    if threads:
+        torch.set_num_threads(threads)
+    elif dist.enabled and dist.device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world_size))
+
+
+def grad_scaler(amp: bool, device: torch.device) -> torch.amp.GradScaler:
+    """Loss scaling for float16 autocast; bfloat16 (where CUDA has it) and CPU need none."""
+    fp16 = amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    return torch.amp.GradScaler(device.type, enabled=fp16)
+
+
+# ---------------------------------------------------------------- one optimisation step
+
+
+def stop_if_not_finite(loss: torch.Tensor, dist: Distributed, run_dir, epoch: int) -> None:
+    """Every rank stops together, before the bad step is applied; last.pt stays the last good state."""
+    bad = float(not torch.isfinite(loss).item())
+    if dist.all_mean(bad) > 0:
+        raise MosqaError(
+            f"{run_dir}: loss became NaN/inf at epoch {epoch + 1}; stopped, the last "
+            f"good checkpoint is {Path(run_dir) / 'last.pt'} (try a lower --lr)"
+        )
+
+
+def optimiser_step(loss: torch.Tensor, scaler, steps, grad_clip: float) -> None:
+    """Backpropagate `loss`, then per (optimizer, parameters) in `steps`: clip the gradient norm to
+    `grad_clip` (0 = off) and step; one scaler update for all."""
+    for opt, _ in steps:
+        opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    for opt, params in steps:
+        if grad_clip > 0:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        scaler.step(opt)
+    scaler.update()
+
+
+# ---------------------------------------------------------------- the run skeleton
+
+
+class Run:
+    """One training run: directory, config.yaml, train.log, metrics.csv, early stopping and the named
+    state holders (model, optimizer, scheduler, scaler ...) that last.pt and best.pt save as one.
+
+    A new run lives in a hidden `.<name>.partial` folder until its first checkpoint, then takes its
+    name; a run that fails before that leaves nothing behind (a killed one, only the hidden folder).
+    Both trainers open it with `with Run(...) as run:` and drive it through `fit`; they bring only
+    their batches, losses and validation.
+    """
+
+    def __init__(self, kind: str, cfg: dict, stored: dict, dist: Distributed, mode: str, resume=None,
+                 console=None):
+        self.kind, self.cfg, self.dist = kind, cfg, dist
+        self.console = console or Console(stderr=True)
+        if resume is None:
+            made = [str(p) for p in reserve_run_dir(cfg["exp_dir"], cfg["name"])] if dist.is_main else None
+            self.final, self.path = (Path(p) for p in dist.broadcast_object(made))
+        else:
+            self.final = self.path = Path(resume)
+        if dist.is_main:  # on resume this records changed flags (e.g. a longer --epochs) with the run
+            save_yaml(self.path / "config.yaml", {"kind": kind} | stored)
+        self.log = RunLog(self.path / "train.log", dist.is_main, self.console)
+        self.metrics = MetricsLog(self.path / "metrics.csv")
+        self.stopper = EarlyStopping(cfg["early_stop_metric"], mode, cfg["patience"])
+        self.holders: dict = {}
+        self.start = 0
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and self.dist.is_main and not self.started:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    @property
+    def started(self) -> bool:
+        """True once the run directory has its final name (after the first checkpoint)."""
+        return self.path == self.final
+
+    def hold(self, **holders) -> int:
+        """Name the objects whose state is the run's state (None = not in this run); on resume,
+        restore them from last.pt. Returns the number of epochs already done."""
+        self.holders = {k: v for k, v in holders.items() if v is not None} | {"early_stop": self.stopper}
+        if not (self.started and (self.path / "last.pt").is_file()):
+            return 0
+        last = self.path / "last.pt"
+        state = load_checkpoint(last, map_location=self.dist.device)
+        state.setdefault("early_stop", state.get("early"))  # older train-se checkpoints
+        for name, holder in self.holders.items():
+            if state.get(name) is not None:
+                holder.load_state_dict(state[name])
+            elif holder.state_dict():  # e.g. a disabled scaler has nothing to restore
+                raise MosqaError(f"{last}: holds no {name} state to resume from")
+        self.start = int(state["epoch"])
+        if self.dist.is_main:
+            self.metrics.truncate(self.start)
+        self.log(f"resumed from {last} after epoch {self.start}")
+        return self.start
+
+    def end_epoch(self, epoch: int, row: dict, value: float) -> bool:
+        """Early stopping, checkpoints (best.pt when `value` improved), metrics and log line."""
+        improved = self.stopper.update(value)
+        if self.dist.is_main:
+            state = {name: h.state_dict() for name, h in self.holders.items()}
+            state |= {"epoch": epoch + 1, "metrics": {k: float(v) for k, v in row.items()}}
+            if improved:
+                save_checkpoint(self.path / "best.pt", state)
+            save_checkpoint(self.path / "last.pt", state)
+            if not self.started:
+                os.rename(self.path, self.final)
+        self.path = self.final
+        self.log.path, self.metrics.path = self.path / "train.log", self.path / "metrics.csv"
+        if self.dist.is_main:
+            self.metrics.append(row)
+        self.log(
+            f"epoch {epoch + 1}/{self.cfg['epochs']}: "
+            + "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds"))
+            + f"  {row['seconds']:.1f}s" + ("  *best" if improved else "")
+        )
+        self.dist.barrier()
+        return improved
+
+    def summary(self, columns) -> Table:
+        """metrics.csv as a table, the epoch best.pt holds marked."""
+        best = load_checkpoint(self.path / "best.pt")["epoch"] if (self.path / "best.pt").is_file() else None
+        table = Table(title=f"{self.path.name}  (* = best.pt)")
+        cols = ["epoch", *(c for c in columns if any(c in r for r in self.metrics.rows))]
+        for c in cols:
+            table.add_column(c, justify="right")
+        for r in self.metrics.rows:
+            mark = " *" if best is not None and int(r["epoch"]) == best else ""
+            table.add_row(f"{r['epoch']}{mark}", *(f"{float(r[c]):.4g}" for c in cols[1:]))
+        return table
+
+
+def fit(run: Run, train_epoch, validate, after_validation=None, columns=()) -> Path:
+    """The epoch loop both trainers share.
+
+    `train_epoch(epoch)` -> {"train_loss", "lr", ...}; `validate(epoch)` -> {"valid_<metric>", ...} on
+    every rank; `after_validation(value)` (e.g. a plateau scheduler) sees the early-stopping value.
+    The global RNG is re-seeded from seed and epoch at each epoch start, so dropout draws depend on the
+    epoch alone and a resumed run continues exactly where the interrupted one stopped.
+    """
+    for epoch in range(run.start, run.cfg["epochs"]):
+        if run.stopper.should_stop:
+            break
+        t0 = time.time()
+        torch.manual_seed(run.cfg["seed"] * 1_000_003 + epoch)
+        row = {"epoch": epoch + 1, **train_epoch(epoch), **validate(epoch)}
+        value = row[f"valid_{run.stopper.metric}"]
+        if not math.isfinite(value):  # a diverged epoch is never the best
+            value = -math.inf if run.stopper.mode == "max" else math.inf
+        if after_validation is not None:
+            after_validation(value)
+        run.end_epoch(epoch, row | {"seconds": time.time() - t0}, value)
+    if run.stopper.should_stop:
+        run.log(f"early stop: {run.stopper.metric} did not improve for {run.stopper.bad_epochs} epochs")
+    if run.dist.is_main:
+        run.console.print(run.summary(columns))
+    return run.path
+
+
+def start(kind: str, cfg: dict | None, resume, overrides: dict | None, body, renamed=None,
+          console=None) -> Path:
+    """Take a new run's `cfg`, or the config of the run directory `resume` (with the RESUMABLE
+    `overrides`), set up devices and processes, and return what `body(cfg, dist)` returns."""
+    if resume is not None:
+        cfg = resume_config(resume, kind, overrides or {}, renamed, console)
+    dist = Distributed(cfg["device"])
+    try:
+        set_threads(cfg["threads"], dist)
+        seed_everything(cfg["seed"])
+        return body(cfg, dist)
+    finally:
+        dist.close()

@@ -4,22 +4,19 @@ Config: defaults < YAML (--config) < flags. The resolved config saved in the run
 (front end, model options, loss options, training settings, list paths) and holds only options that
 apply to the architecture, so it both reloads the model and works again as a --config file.
 
-Exact resume: the batch order comes from a generator keyed by seed and epoch, and the global RNG
-(dropout) is re-seeded from seed and epoch at every epoch start, so restoring model, optimiser,
-scheduler and early-stopping state from last.pt continues exactly where the run stopped.
+The run directory, checkpoints, resume, metrics and early stopping are mosqa.runs' `Run`/`fit`,
+shared with train-se; this module brings the feature batches, the loss and the validation.
+Exact resume: the batch order comes from a generator keyed by seed and epoch (and `fit` re-seeds
+the global RNG per epoch), so restoring the run's state from last.pt continues exactly.
 """
 
-import math
-import os
-import time
 import typing
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 from rich.console import Console
-from rich.table import Table
 from torch.utils.data import DataLoader
 
 from mosqa.data import BucketBatchSampler, FeatureSet, collate, load_features
@@ -33,19 +30,19 @@ from mosqa.models import CLS_ONLY, COMMON, MODELS, ModelOptions, build_model
 from mosqa.progress import progress_bar
 from mosqa.runs import (
     Distributed,
-    EarlyStopping,
-    MetricsLog,
-    RunLog,
+    Run,
+    as_floats,
     autocast,
-    load_checkpoint,
-    load_run_config,
-    load_yaml,
-    new_run_dir,
+    check_choice,
+    check_training,
+    fit,
+    grad_scaler,
+    optimiser_step,
     resolve_config,
-    save_checkpoint,
-    save_yaml,
-    seed_everything,
+    start,
+    stop_if_not_finite,
     unwrap,
+    warn,
 )
 
 TRAINING = {
@@ -95,49 +92,30 @@ SCHEDULERS = {
         opt, mode=METRIC_MODES[cfg["early_stop_metric"]], factor=cfg["lr_factor"], patience=cfg["lr_patience"]
     ),
 }
-# Options read as floats even when YAML gives them as text or integers (PyYAML reads `1e-3` as a string).
+# Options read as floats even when YAML gives them as text or integers.
 FLOAT_KEYS = {k for k, v in TRAINING.items() if isinstance(v, float)} | {
     name for cls in (FrontEnd, ModelOptions, LossOptions)
     for name, hint in typing.get_type_hints(cls).items() if hint is float or float in typing.get_args(hint)}
-# Flags that may change when resuming: they do not alter the trajectory (epochs only extends it).
-RESUMABLE = ("epochs", "device", "threads", "num_workers", "patience")
+SUMMARY = ("train_loss", "valid_mse", "valid_lcc", "valid_srcc", "lr", "seconds")
 
 
 # ---------------------------------------------------------------- config
 
 
-def _choice(cfg: dict, key: str, choices) -> None:
-    if cfg[key] not in choices:
-        raise MosqaError(f"--{key.replace('_', '-')} must be one of {', '.join(choices)}, got {cfg[key]!r}")
-
-
-def resolve(config_file=None, overrides: dict | None = None) -> dict:
+def resolve(config_file=None, overrides: dict | None = None, console: Console | None = None) -> dict:
     """The complete, checked config of a new run: every value the run will use."""
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    explicit = set(overrides)
-    if config_file:
-        explicit |= {k.replace("-", "_") for k in load_yaml(config_file)}
-    cfg = resolve_config(DEFAULTS, config_file, overrides)
-    for key in FLOAT_KEYS:
-        if isinstance(cfg[key], str | int) and not isinstance(cfg[key], bool):
-            try:
-                cfg[key] = float(cfg[key])
-            except ValueError:
-                where = config_file or "options"
-                raise MosqaError(f"{where}: {key} must be a number, got {cfg[key]!r}") from None
-    _choice(cfg, "arch", MODELS)
-    _choice(cfg, "optimizer", OPTIMIZERS)
-    _choice(cfg, "scheduler", SCHEDULERS)
-    _choice(cfg, "early_stop_metric", METRIC_MODES)
+    cfg, explicit = resolve_config(DEFAULTS, config_file, overrides, kind="qa", console=console)
+    if "arch" not in explicit:
+        warn(f"no --arch (and none in a config): training the default architecture {cfg['arch']}", console)
+    as_floats(cfg, FLOAT_KEYS, config_file)
+    for key, registry in (("arch", MODELS), ("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS),
+                          ("early_stop_metric", METRIC_MODES)):
+        check_choice(cfg, key, registry)
     for key in ("train", "valid"):
         if not cfg[key]:
             raise MosqaError(f"--{key} LIST is required (a wav,score list)")
         cfg[key] = str(Path(cfg[key]).absolute())
-    for key in ("epochs", "batch_size"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise MosqaError(f"--{key.replace('_', '-')} must be a positive integer, got {cfg[key]!r}")
-    if not cfg["lr"] > 0:
-        raise MosqaError(f"--lr must be > 0, got {cfg['lr']}")
+    check_training(cfg)
 
     frontend = {**FrontEnd().to_dict(), **MODELS[cfg["arch"]].frontend}
     frontend.update({k: cfg[k] for k in FRONTEND_KEYS if cfg[k] is not None})
@@ -216,25 +194,23 @@ def validate(model, dataset: FeatureSet, cfg: dict, dist: Distributed) -> dict:
     }
 
 
-def _set_threads(cfg: dict, dist: Distributed) -> None:
-    if cfg["threads"]:
-        torch.set_num_threads(cfg["threads"])
-    elif dist.enabled and dist.device.type == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world_size))
-
-
-def summary_table(rows: list[dict], best_epoch: int | None, title: str) -> Table:
-    table = Table(title=title)
-    cols = ["epoch", "train_loss", "valid_mse", "valid_lcc", "valid_srcc", "lr", "seconds"]
-    for c in cols:
-        table.add_column(c, justify="right")
-    for r in rows:
-        mark = " *" if best_epoch is not None and int(r["epoch"]) == best_epoch else ""
-        table.add_row(*(f"{float(r[c]):.4g}" if c != "epoch" else f"{r[c]}{mark}" for c in cols))
-    return table
-
-
 # ---------------------------------------------------------------- training
+
+
+@dataclass
+class Step:
+    """What one training epoch needs besides the run: network, optimiser, scaler, loss and batches."""
+
+    cfg: dict
+    dist: Distributed
+    run: Run
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    loss_fn: typing.Callable
+    sampler: BucketBatchSampler
+    loader: DataLoader
+    console: Console
 
 
 def train(
@@ -242,161 +218,67 @@ def train(
 ) -> Path:
     """Train from a resolved `cfg`, or continue the run directory `resume`. Returns the run directory."""
     console = console or Console(stderr=True)
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    if resume is not None:
-        run_dir = Path(resume)
-        cfg = load_run_config(run_dir)
-        fixed = sorted(set(overrides) - set(RESUMABLE))
-        if fixed:
-            raise MosqaError(
-                f"--resume continues {run_dir}'s own config; only "
-                f"{', '.join('--' + k.replace('_', '-') for k in RESUMABLE)} may change, "
-                f"not {', '.join('--' + k.replace('_', '-') for k in fixed)}"
-            )
-        cfg.update(overrides)
-    dist = Distributed(cfg["device"])
-    try:
-        return _train(cfg, dist, console, resume)
-    finally:
-        dist.close()
+    return start("qa", cfg, resume, overrides, lambda cfg, dist: _train(cfg, dist, console, resume),
+                 console=console)
 
 
 def _train(cfg: dict, dist: Distributed, console: Console, resume) -> Path:
-    device = dist.device
-    _set_threads(cfg, dist)
-    if resume is None:
-        made = str(new_run_dir(cfg["exp_dir"], cfg["name"])) if dist.is_main else None
-        run_dir = Path(dist.broadcast_object(made))
-        if dist.is_main:
-            save_yaml(run_dir / "config.yaml", _stored(cfg))
-    else:
-        run_dir = Path(resume)
-        if dist.is_main:  # record changed flags (e.g. a longer --epochs) with the run
-            save_yaml(run_dir / "config.yaml", _stored(cfg))
-    log = RunLog(run_dir / "train.log", dist.is_main, console)
-    seed_everything(cfg["seed"])
-
     fe = FrontEnd.from_dict(cfg)
     cache_dir = Path(cfg["cache_dir"] or Path(cfg["exp_dir"]) / ".cache")
     train_items, valid_items = read_list(cfg["train"]), read_list(cfg["valid"])
     train_set = feature_set(train_items, fe, cache_dir, Path(cfg["train"]).stem, dist, console)
     valid_set = feature_set(valid_items, fe, cache_dir, Path(cfg["valid"]).stem, dist, console)
-
-    model = build_model(cfg, fe.n_bins).to(device)
-    n_params = sum(p.numel() for p in model.parameters())
+    model = build_model(cfg, fe.n_bins).to(dist.device)
     optimizer = OPTIMIZERS[cfg["optimizer"]](
         model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"]
     )
     scheduler = SCHEDULERS[cfg["scheduler"]](optimizer, cfg)
+    scaler = grad_scaler(cfg["amp"], dist.device)
     mode = METRIC_MODES[cfg["early_stop_metric"]]
-    stopper = EarlyStopping(cfg["early_stop_metric"], mode, cfg["patience"])
-    fp16 = cfg["amp"] and device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler(device.type, enabled=fp16)
-    metrics = MetricsLog(run_dir / "metrics.csv")
-    start = 0
-    if resume is not None and (run_dir / "last.pt").is_file():
-        state = load_checkpoint(run_dir / "last.pt", map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        stopper = EarlyStopping(cfg["early_stop_metric"], mode, cfg["patience"], **state["early_stop"])
-        start = int(state["epoch"])
-        if dist.is_main:
-            metrics.truncate(start)
-        log(f"resuming {run_dir} after epoch {start}")
-    net = dist.wrap(model)
-    loss_fn = build_loss(cfg["loss"], loss_options(cfg), head=cfg["head"])
-    sampler = BucketBatchSampler(
-        train_set.lengths,
-        cfg["batch_size"],
-        shuffle=True,
-        seed=cfg["seed"],
-        bucket_batches=cfg["bucket_batches"],
-        rank=dist.rank,
-        world_size=dist.world_size,
-    )
-    loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate, num_workers=cfg["num_workers"])
-    log(
-        f"run {run_dir}: {cfg['arch']} ({n_params:,} parameters), {len(train_set)} train / {len(valid_set)} "
-        f"valid clips, {fe.n_bins} bins, device {device}" + (f" x{dist.world_size}" if dist.enabled else "")
-    )
-
-    for epoch in range(start, cfg["epochs"]):
-        if stopper.should_stop:
-            break
-        t0 = time.time()
-        torch.manual_seed(cfg["seed"] * 1_000_003 + epoch)  # dropout draws depend on the epoch only
-        sampler.set_epoch(epoch)
-        train_loss = _train_epoch(net, loader, optimizer, scaler, loss_fn, cfg, dist, epoch, run_dir, console)
-        valid = validate(net, valid_set, cfg, dist)
-        value = valid[f"valid_{cfg['early_stop_metric']}"]
-        if not math.isfinite(value):
-            value = -math.inf if mode == "max" else math.inf
-        lr = optimizer.param_groups[0]["lr"]
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(value)
-        elif scheduler is not None:
-            scheduler.step()
-        improved = stopper.update(value)
-        row = {"epoch": epoch + 1, "train_loss": train_loss, **valid, "lr": lr, "seconds": time.time() - t0}
-        if dist.is_main:
-            state = {
-                "model": unwrap(net).state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                "scaler": scaler.state_dict(),
-                "epoch": epoch + 1,
-                "early_stop": stopper.state(),
-                "metrics": {k: float(v) for k, v in row.items()},
-            }
-            if improved:
-                save_checkpoint(run_dir / "best.pt", state)
-            save_checkpoint(run_dir / "last.pt", state)
-            metrics.append(row)
-        log(
-            f"epoch {epoch + 1}/{cfg['epochs']}: loss {train_loss:.4f}  valid mse {valid['valid_mse']:.4f} "
-            f"lcc {valid['valid_lcc']:.4f} srcc {valid['valid_srcc']:.4f}  lr {lr:.2e}  "
-            f"{row['seconds']:.1f}s" + ("  *best" if improved else "")
+    with Run("qa", cfg, _stored(cfg), dist, mode, resume, console) as run:
+        run.hold(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+        sampler = BucketBatchSampler(train_set.lengths, cfg["batch_size"], shuffle=True, seed=cfg["seed"],
+                                     bucket_batches=cfg["bucket_batches"], rank=dist.rank,
+                                     world_size=dist.world_size)
+        loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate,
+                            num_workers=cfg["num_workers"])
+        step = Step(cfg, dist, run, dist.wrap(model), optimizer, scaler,
+                    build_loss(cfg["loss"], loss_options(cfg), head=cfg["head"]), sampler, loader, console)
+        run.log(
+            f"run {run.final}: {cfg['arch']} ({sum(p.numel() for p in model.parameters()):,} parameters), "
+            f"{len(train_set)} train / {len(valid_set)} valid clips, {fe.n_bins} bins, device {dist.device}"
+            + (f" x{dist.world_size}" if dist.enabled else "")
         )
-        dist.barrier()
-    if stopper.should_stop:
-        log(f"early stop: {cfg['early_stop_metric']} did not improve for {stopper.bad_epochs} epochs")
-    if dist.is_main:
-        best = load_checkpoint(run_dir / "best.pt")["epoch"] if (run_dir / "best.pt").is_file() else None
-        rows = MetricsLog(run_dir / "metrics.csv").rows
-        console.print(summary_table(rows, best, f"{run_dir.name}  (* = best.pt)"))
-    return run_dir
+        return fit(run, lambda epoch: _train_epoch(step, epoch),
+                   lambda epoch: validate(step.net, valid_set, cfg, dist),
+                   _scheduler_step(scheduler), SUMMARY)
 
 
-def _train_epoch(net, loader, optimizer, scaler, loss_fn, cfg, dist, epoch, run_dir, console) -> float:
-    net.train()
-    device = dist.device
+def _scheduler_step(scheduler):
+    """Per-epoch learning-rate update after validation; plateau reads the early-stopping value."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        return scheduler.step
+    return None if scheduler is None else (lambda value: scheduler.step())
+
+
+def _train_epoch(step: Step, epoch: int) -> dict:
+    step.net.train()
+    step.sampler.set_epoch(epoch)
+    device, cfg = step.dist.device, step.cfg
     total, count = 0.0, 0
-    with progress_bar(console, dist.is_main) as prog:
+    with progress_bar(step.console, step.dist.is_main) as prog:
         desc = f"epoch {epoch + 1}/{cfg['epochs']}"
-        task = prog.add_task(desc, total=len(loader))
-        for x, lengths, y, _ in loader:
+        task = prog.add_task(desc, total=len(step.loader))
+        for x, lengths, y, _ in step.loader:
             x, lengths, y = x.to(device), lengths.to(device), y.to(device)
             with autocast(device, cfg["amp"]):
-                out = net(x, lengths)
+                out = step.net(x, lengths)
             out = {k: v.float() if v.is_floating_point() else v for k, v in out.items()}
-            loss, _ = loss_fn(out, y)
-            bad = float(not torch.isfinite(loss).item())
-            if dist.all_mean(bad) > 0:  # every rank stops together, before the bad step is applied
-                raise MosqaError(
-                    f"{run_dir}: loss became NaN/inf at epoch {epoch + 1}; stopped, the last "
-                    f"good checkpoint is {run_dir / 'last.pt'} (try a lower --lr)"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg["grad_clip"] > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg["grad_clip"])
-            scaler.step(optimizer)
-            scaler.update()
+            loss, _ = step.loss_fn(out, y)
+            stop_if_not_finite(loss, step.dist, step.run.path, epoch)
+            optimiser_step(loss, step.scaler, [(step.optimizer, step.net.parameters())], cfg["grad_clip"])
             total += loss.item() * len(y)
             count += len(y)
             prog.update(task, advance=1, description=f"{desc} loss {total / count:.4f}")
-    return dist.all_mean(total / max(count, 1))
+    loss = step.dist.all_mean(total / max(count, 1))
+    return {"train_loss": loss, "lr": step.optimizer.param_groups[0]["lr"]}

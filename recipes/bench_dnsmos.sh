@@ -3,14 +3,14 @@
 # then mosqa's onnx and torch engines (each checked against the reference to 1e-4), then the cost of the
 # differentiable DNSMOS as a training loss (forward + backward, 4 x 1 s crops, one thread).
 #   DNSMOS_BENCH_N=100     number of 10 s clips (built from $CORPUS/speech)
-#   CORPUS=../shared/corpus (relative to the repository)
+#   CORPUS=../shared/corpus (beside the repository)
 #   REFENV=/tmp/mosqa_dnsmos_refenv   throwaway venv for the reference, made here when missing
 #                                     (librosa is not a mosqa dependency)
 # Run it when the machine is quiet: the load average is printed before and after each part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${DNSMOS_BENCH_N:-100}
-CORPUS=${CORPUS:-$PWD/../shared/corpus}
+CORPUS=$(realpath -m "${CORPUS:-../shared/corpus}")  # beside the repository; absolute, as links point into it
 OUT=${BENCH_OUT:-bench_out}/dnsmos
 REFENV=${REFENV:-/tmp/mosqa_dnsmos_refenv}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"

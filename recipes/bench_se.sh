@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Enhancement benchmark on the real corpus (/work/shared/corpus): the se_log.sh table (noisy input,
-# lstm x3, dpcrn none/frozen/grl/joint) on held-out speakers and noises. Train = ast_en/es_allison,
-# ast_it_carlo, arctic_aew/axb with 5 recorded noises plus mosqa's generated white/pink/brown/babble
+# Enhancement benchmark on the real corpus (CORPUS, default ../shared/corpus beside the repository):
+# the se_log.sh table (noisy input, lstm x3, dpcrn none/frozen/grl/joint) on held-out speakers and
+# noises. Train = ast_en/es_allison, ast_it_carlo, arctic_aew/axb with 5 recorded noises plus mosqa's generated white/pink/brown/babble
 # noise (more noise variety is what carries an enhancer to unseen noises); test = every 6th
 # ast_fr_june prompt + arctic_unk_m (unseen voices) with running_tap, sb_noise2, sb_noise3 (unseen
 # noises), SNR 0-15 dB. The quality model (crn) is trained on a corpus simulated from the training
@@ -10,7 +10,8 @@
 # thread each, so the table takes about 2 hours on a 2-core machine. Budget knobs: SE_ARGS, LSTM_ARGS,
 # DPCRN_ARGS, QA_ARGS (see se_log.sh).
 set -euo pipefail
-CORPUS=${CORPUS:-/work/shared/corpus}
+# beside the repository; absolute, as links point into it
+CORPUS=$(realpath -m "${CORPUS:-$(dirname "$0")/../../shared/corpus}")
 OUT=${OUT:-bench_out/se}
 mkdir -p "$OUT"
 [ -d "$CORPUS/speech" ] || { echo "bench_se: no corpus at $CORPUS (set CORPUS)" >&2; exit 2; }

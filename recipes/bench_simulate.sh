@@ -2,13 +2,13 @@
 # Simulation throughput and label spread on the real DEV corpus (speech/noise/rir folders).
 #   SIM_BENCH_UTTS=60   clean utterances (a seeded subset spread over all speakers)
 #   SIM_BENCH_K=4       degraded versions per utterance
-#   CORPUS=/work/shared/corpus   JOBS=$(nproc)
+#   CORPUS=../shared/corpus (beside the repository)   JOBS=$(nproc)
 # ast_en_allison and ast_es_allison are the same voice talent: --speaker-map gives them one speaker
 # id, so prepare-list never splits her across train and test. speech_commands holds many
 # contributors but is one folder, so it counts as one speaker here (conservative for splitting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CORPUS=${CORPUS:-/work/shared/corpus}
+CORPUS=$(realpath -m "${CORPUS:-../shared/corpus}")  # beside the repository; absolute, as links point into it
 UTTS=${SIM_BENCH_UTTS:-60}
 K=${SIM_BENCH_K:-4}
 JOBS=${JOBS:-$(nproc)}

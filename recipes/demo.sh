@@ -40,8 +40,8 @@ if [ "$stage" -le 5 ]; then
   echo "== 5. train-se: a tiny LSTM mask enhancer, guided by the quality model (frozen)"
   head -n 8 "$DEMO/sim/pairs.list" > "$DEMO/sim/se_valid.list"
   tail -n +9 "$DEMO/sim/pairs.list" > "$DEMO/sim/se_train.list"
-  mosqa train-se -c recipes/conf/se_demo.yaml --train-list "$DEMO/sim/se_train.list" \
-      --valid-list "$DEMO/sim/se_valid.list" --exp-dir "$DEMO/exp" --qa frozen --qa-model "$QA_RUN" \
+  mosqa train-se -c recipes/conf/se_demo.yaml --train "$DEMO/sim/se_train.list" \
+      --valid "$DEMO/sim/se_valid.list" --exp-dir "$DEMO/exp" --qa frozen --qa-model "$QA_RUN" \
       | tail -n 1 > "$DEMO/se_run.txt"
 fi
 SE_RUN=$(cat "$DEMO/se_run.txt")

@@ -16,7 +16,7 @@ EXP=${EXP:-exp_se}
 mkdir -p "$EXP"
 
 if [ -n "${TRAIN_LIST:-}" ]; then
-    DATA=(--train-list "$TRAIN_LIST" --valid-list "$VALID_LIST")
+    DATA=(--train "$TRAIN_LIST" --valid "$VALID_LIST")
 else
     DATA=(--clean "$CLEAN" --noise "$NOISE" --valid-clean "$VALID_CLEAN" --valid-noise "$VALID_NOISE")
     [ -n "${RIR:-}" ] && DATA+=(--rir "$RIR")

@@ -4,15 +4,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import tone
 
 from mosqa.audio import atomic_path, is_silent, level_db, load_audio, load_audio_native, resample, write_audio
 from mosqa.errors import MosqaError
 from mosqa.frontend import FrontEnd, features, frame_lengths, istft, mel_filterbank, stft
-
-
-def tone(freq=1000.0, sr=16000, seconds=1.0, amp=0.5):
-    t = np.arange(int(sr * seconds)) / sr
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
 def peak_hz(wav, sr):
@@ -23,7 +19,7 @@ def peak_hz(wav, sr):
 @pytest.mark.parametrize("sr", [8000, 22050, 44100, 48000])
 def test_any_rate_is_resampled_to_16k(tmp_path, sr):
     path = tmp_path / f"t{sr}.wav"
-    sf.write(path, tone(1000, sr, 1.0), sr)
+    sf.write(path, tone(1000, sr, 1.0, 0.5), sr)
     wav = load_audio(path)
     assert wav.dtype == np.float32
     assert abs(len(wav) - 16000) <= 1
@@ -32,14 +28,14 @@ def test_any_rate_is_resampled_to_16k(tmp_path, sr):
 
 
 def test_native_rate_and_none_keep_the_file_rate(tmp_path):
-    sf.write(tmp_path / "a.wav", tone(440, 44100, 0.5), 44100)
+    sf.write(tmp_path / "a.wav", tone(440, 44100, 0.5, 0.5), 44100)
     wav, sr = load_audio_native(tmp_path / "a.wav")
     assert sr == 44100 and len(wav) == 22050
     assert len(load_audio(tmp_path / "a.wav", sr=None)) == 22050
 
 
 def test_stereo_is_downmixed_to_the_channel_mean(tmp_path):
-    left, right = tone(500), tone(1500, amp=0.2)
+    left, right = tone(500, amp=0.5), tone(1500, amp=0.2)
     sf.write(tmp_path / "st.wav", np.stack([left, right], axis=1), 16000, subtype="FLOAT")
     wav = load_audio(tmp_path / "st.wav")
     assert wav.ndim == 1
@@ -47,7 +43,7 @@ def test_stereo_is_downmixed_to_the_channel_mean(tmp_path):
 
 
 def test_resample_is_exact_rational_and_identity_at_same_rate():
-    x = tone(300, 48000, 0.1)
+    x = tone(300, 48000, 0.1, 0.5)
     assert resample(x, 48000, 48000) is x
     assert len(resample(x, 48000, 16000)) == 1600
     assert len(resample(x, 44100, 16000)) == int(np.ceil(len(x) * 160 / 441))
@@ -72,7 +68,7 @@ def test_empty_file_is_refused(tmp_path):
 
 
 def test_nan_samples_are_refused(tmp_path):
-    x = tone()
+    x = tone(1000, amp=0.5)
     x[100] = np.nan
     sf.write(tmp_path / "nan.wav", x, 16000, subtype="FLOAT")
     with pytest.raises(MosqaError, match="NaN or infinite"):
@@ -82,13 +78,13 @@ def test_nan_samples_are_refused(tmp_path):
 def test_silence_detection_and_level():
     assert is_silent(np.zeros(1000, np.float32))
     assert level_db(np.zeros(10)) == float("-inf")
-    assert not is_silent(tone(amp=0.01))
+    assert not is_silent(tone(1000, amp=0.01))
     assert level_db(np.ones(100)) == pytest.approx(0.0)
-    assert is_silent(tone(amp=1e-5))  # about -100 dBFS
+    assert is_silent(tone(1000, amp=1e-5))  # about -100 dBFS
 
 
 def test_write_audio_round_trip_and_no_temp_files(tmp_path):
-    x = tone(700, 16000, 0.3)
+    x = tone(700, 16000, 0.3, 0.5)
     write_audio(tmp_path / "sub" / "x.wav", x)
     write_audio(tmp_path / "x.flac", x)
     assert sf.info(tmp_path / "sub" / "x.wav").subtype == "PCM_16"

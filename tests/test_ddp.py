@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import TINY, make_corpus
+from conftest import QA_TINY, make_corpus
 
 
 @pytest.mark.slow
@@ -17,7 +17,7 @@ def test_two_process_gloo_run_completes(tmp_path):
     exp = tmp_path / "exp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "cli.main", "train-qa", "--train", str(corpus["train"]), "--valid", str(corpus["valid"]),
-           "--exp-dir", str(exp), *TINY, "--epochs", "2"]
+           "--exp-dir", str(exp), *QA_TINY, "--epochs", "2"]
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=150, env=env, cwd=root)

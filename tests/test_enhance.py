@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from typer.testing import CliRunner
+from conftest import SR, run_cli, speech
 
-from cli.main import app
 from mosqa.enhance import collect_inputs, crossfade, enhance_files, enhance_wave
 from mosqa.errors import MosqaError
 from mosqa.runs import save_checkpoint, save_yaml
@@ -14,7 +13,6 @@ from mosqa.se_models import build_se_model
 from mosqa.train_se import DEFAULTS
 
 torch.set_num_threads(1)
-SR = 16000
 
 
 class Recorder(torch.nn.Module):
@@ -29,11 +27,6 @@ class Recorder(torch.nn.Module):
         self.longest = max(self.longest, wav.shape[-1])
         self.calls += 1
         return wav * 1.0
-
-
-def _tone(seconds: float, sr: int = SR) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    return (0.2 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
 
 
 def _identity_run(tmp_path, arch: str = "dpcrn") -> str:
@@ -69,7 +62,7 @@ def test_chunked_matches_whole_file_for_identity_dpcrn(tmp_path):
     from mosqa.enhance import load_se
 
     model, _ = load_se(_identity_run(tmp_path))
-    wav = _tone(3.3)
+    wav = speech(3.3, 220)
     out = enhance_wave(model, wav, SR, 1600)
     assert np.allclose(out, wav, atol=1e-4)
 
@@ -77,7 +70,7 @@ def test_chunked_matches_whole_file_for_identity_dpcrn(tmp_path):
 def test_enhance_keeps_input_rate_and_length(tmp_path):
     run = _identity_run(tmp_path)
     for sr in (8000, 44100):
-        sf.write(tmp_path / f"in{sr}.wav", _tone(1.7, sr), sr)
+        sf.write(tmp_path / f"in{sr}.wav", speech(1.7, 220, sr), sr)
     rows = enhance_files(run, [tmp_path / "in8000.wav", tmp_path / "in44100.wav"], tmp_path / "out",
                          chunk_seconds=0.5, overlap_seconds=0.1)
     assert len(rows) == 2
@@ -90,13 +83,13 @@ def test_enhance_keeps_input_rate_and_length(tmp_path):
 
 def test_folders_lists_and_name_clashes(tmp_path):
     (tmp_path / "a" / "sub").mkdir(parents=True)
-    sf.write(tmp_path / "a" / "x.wav", _tone(0.5), SR)
-    sf.write(tmp_path / "a" / "sub" / "y.flac", _tone(0.5), SR)
+    sf.write(tmp_path / "a" / "x.wav", speech(0.5, 220), SR)
+    sf.write(tmp_path / "a" / "sub" / "y.flac", speech(0.5, 220), SR)
     (tmp_path / "files.txt").write_text("a/x.wav\n")
-    names = [str(n) for _, n in collect_inputs([tmp_path / "a"])]
+    names = [str(f.name) for f in collect_inputs([tmp_path / "a"])]
     assert names == ["sub/y.wav", "x.wav"]
-    assert [str(n) for _, n in collect_inputs([tmp_path / "files.txt"])] == ["x.wav"]
-    sf.write(tmp_path / "x.wav", _tone(0.5), SR)
+    assert [str(f.name) for f in collect_inputs([tmp_path / "files.txt"])] == ["x.wav"]
+    sf.write(tmp_path / "x.wav", speech(0.5, 220), SR)
     with pytest.raises(MosqaError, match="clashes"):
         collect_inputs([tmp_path / "a" / "x.wav", tmp_path / "x.wav"])
     with pytest.raises(MosqaError, match="no such audio file"):
@@ -105,9 +98,9 @@ def test_folders_lists_and_name_clashes(tmp_path):
 
 def test_cli_enhance_with_dnsmos_scores(tmp_path):
     run = _identity_run(tmp_path, "lstm")
-    sf.write(tmp_path / "in.wav", _tone(1.2), SR)
-    res = CliRunner().invoke(app, ["enhance", run, str(tmp_path / "in.wav"), "--out-dir", str(tmp_path / "o"),
-                                   "--score", "--device", "cpu"])
+    sf.write(tmp_path / "in.wav", speech(1.2, 220), SR)
+    res = run_cli("enhance", run, str(tmp_path / "in.wav"), "--out-dir", str(tmp_path / "o"),
+                                   "--score", "--device", "cpu")
     assert res.exit_code == 0, res.output
     assert (tmp_path / "o" / "in.wav").is_file()
     lines = (tmp_path / "o" / "dnsmos.csv").read_text().splitlines()
@@ -116,8 +109,8 @@ def test_cli_enhance_with_dnsmos_scores(tmp_path):
 
 
 def test_cli_enhance_bad_run_dir_is_one_line(tmp_path):
-    sf.write(tmp_path / "in.wav", _tone(0.5), SR)
-    res = CliRunner().invoke(app, ["enhance", str(tmp_path / "nope"), str(tmp_path / "in.wav"), "-o",
-                                   str(tmp_path / "o")])
+    sf.write(tmp_path / "in.wav", speech(0.5, 220), SR)
+    res = run_cli("enhance", str(tmp_path / "nope"), str(tmp_path / "in.wav"), "-o",
+                                   str(tmp_path / "o"))
     assert res.exit_code == 2
     assert "no such run directory" in res.output and len(res.output.strip().splitlines()) == 1

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from test_train import TINY, make_corpus, run_cli
+from conftest import QA_TINY, make_corpus, run_cli
 
 from mosqa import load_qa
 from mosqa.data import FeatureSet, load_features
@@ -25,11 +25,11 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("qa")
     corpus = make_corpus(root / "corpus")
     exp = root / "exp"
-    base = ["train-qa", "--train", corpus["train"], "--valid", corpus["valid"], "--exp-dir", exp, *TINY,
+    base = ["train-qa", "--train", corpus["train"], "--valid", corpus["valid"], "--exp-dir", exp, *QA_TINY,
             "--epochs", "3", "--lr", "0.01"]
-    reg = run_cli([*base, "--compress", "0.5"])
+    reg = run_cli(*base, "--compress", "0.5")
     assert reg.exit_code == 0, reg.output
-    cls = run_cli([*base, "--head", "cls", "--step", "0.5", "--loss", "norm-mse+ce", "--no-norm-output"])
+    cls = run_cli(*base, "--head", "cls", "--step", "0.5", "--loss", "norm-mse+ce", "--no-norm-output")
     assert cls.exit_code == 0, cls.output
     (reg_dir,) = exp.glob("qualitynet_cp_qn*")
     (cls_dir,) = exp.glob("qualitynetClass_qn*")
@@ -39,7 +39,7 @@ def trained(tmp_path_factory):
 @pytest.mark.slow
 def test_eval_cli_writes_metrics_predictions_scatter_and_comparison(trained, tmp_path):
     corpus, reg_dir, cls_dir = trained
-    result = run_cli(["eval-qa", reg_dir, cls_dir, "--list", corpus["test"], "--out-dir", tmp_path])
+    result = run_cli("eval-qa", reg_dir, cls_dir, "--list", corpus["test"], "--out-dir", tmp_path)
     assert result.exit_code == 0, result.output
     reg_out, cls_out = tmp_path / reg_dir.name, tmp_path / cls_dir.name
     assert (reg_out / "scatter_score.png").stat().st_size > 1000
@@ -137,7 +137,7 @@ def test_bad_run_dir_and_list_give_one_line(trained, tmp_path):
     corpus, reg_dir, _ = trained
     with pytest.raises(MosqaError, match="no such run directory"):
         load_qa(tmp_path / "nope")
-    result = run_cli(["eval-qa", reg_dir, "--list", tmp_path / "missing.list"])
+    result = run_cli("eval-qa", reg_dir, "--list", tmp_path / "missing.list")
     assert result.exit_code == 2 and "missing.list" in result.output
-    result = run_cli(["eval-qa", corpus["test"], "--list", corpus["test"]])
+    result = run_cli("eval-qa", corpus["test"], "--list", corpus["test"])
     assert result.exit_code == 2 and "not a run directory" in result.output

@@ -7,18 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from typer.testing import CliRunner
+from conftest import run_cli, tone
 
-from cli.main import app
 from mosqa.errors import MosqaError
 from mosqa.lists import Item, read_list
 from mosqa.prepare import assign_groups, balance, bin_edges, bin_index, parse_ratios, split_by_group, validate
-
-
-def tone(sr=16000, seconds=1.0, amp=0.3, channels=1):
-    t = np.arange(int(sr * seconds)) / sr
-    x = (amp * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-    return np.stack([x] * channels, axis=1) if channels > 1 else x
 
 
 def make_items(n_groups=12, seed=0):
@@ -139,13 +132,13 @@ def corpus(tmp_path, n_speakers=5, per_speaker=6):
             path = tmp_path / "data" / f"spk{s}" / f"u{i}.wav"
             path.parent.mkdir(parents=True, exist_ok=True)
             sr = (8000, 16000, 44100, 48000)[(s + i) % 4]
-            sf.write(path, tone(sr, channels=1 + (i % 2)), sr)
+            sf.write(path, tone(sr=sr, channels=1 + (i % 2)), sr)
             lines.append(f"data/spk{s}/u{i}.wav,{rng.uniform(1, 4.6):.3f}")
     return lines
 
 
 def invoke(*args):
-    return CliRunner().invoke(app, ["prepare-list", *map(str, args)])
+    return run_cli("prepare-list", *args)
 
 
 def test_cli_writes_the_logs_lists_and_keeps_speakers_apart(tmp_path):

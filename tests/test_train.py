@@ -6,63 +6,21 @@ noise at SNRs from -5 to 30 dB; the label rises with the SNR, so a tiny model le
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 import yaml
-from typer.testing import CliRunner
+from conftest import QA_TINY, run_cli
 
-from cli.main import app
 from mosqa.data import BucketBatchSampler, FeatureSet, collate, load_features
 from mosqa.errors import MosqaError
 from mosqa.frontend import FrontEnd
 from mosqa.lists import read_list
 
-SR = 16000
-# A model small enough for a CPU test (~3k parameters), still a real qualitynet.
-TINY = ["--arch", "qualitynet", "--lstm-hidden", "8", "--batch-size", "4", "--threads", "1",
-        "--device", "cpu"]
-
-
-def make_corpus(root, n: int = 24, seed: int = 0) -> dict:
-    """n clips (0.4-1.2 s) at SNRs spread over -5..30 dB; train/valid/test lists with conditions."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(n):
-        dur = rng.uniform(0.4, 1.2)
-        t = np.arange(int(dur * SR)) / SR
-        f0 = rng.uniform(100, 220)
-        voice = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 8))
-        voice *= 0.5 * (1 + np.sin(2 * np.pi * 4 * t + rng.uniform(0, 6)))
-        snr = -5 + 35 * i / (n - 1)
-        noise = rng.standard_normal(len(t))
-        noise *= np.sqrt(np.mean(voice**2) / np.mean(noise**2) / 10 ** (snr / 10))
-        wav = 0.3 * (voice + noise) / np.max(np.abs(voice + noise))
-        path = root / f"clip{i:02d}.wav"
-        sf.write(path, wav.astype(np.float32), SR)
-        rows.append((path.name, 1 + 4 * i / (n - 1), f"snr{int(snr // 10)}"))
-    lists = {}
-    splits = {"train": lambda i: i % 4 != 1, "valid": lambda i: i % 4 == 1, "test": lambda i: True}
-    for split, keep in splits.items():
-        lists[split] = root / f"{split}.list"
-        lines = ["path,score,condition"] + [f"{p},{s:.3f},{c}" for i, (p, s, c) in enumerate(rows) if keep(i)]
-        lists[split].write_text("\n".join(lines) + "\n")
-    return lists
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return make_corpus(tmp_path_factory.mktemp("corpus"))
+TINY = QA_TINY
 
 
 def train_args(corpus, exp, *extra):
     return ["train-qa", "--train", str(corpus["train"]), "--valid", str(corpus["valid"]),
             "--exp-dir", str(exp), *TINY, *extra]
-
-
-def run_cli(args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result
 
 
 # ---------------------------------------------------------------- data
@@ -134,7 +92,7 @@ def test_yaml_then_cli_override_precedence(corpus, tmp_path):
     (["--compress", "2"], "compress"),
 ])
 def test_bad_flags_exit_2_with_one_line(corpus, tmp_path, extra, needle):
-    result = run_cli(train_args(corpus, tmp_path, *extra))
+    result = run_cli(*train_args(corpus, tmp_path, *extra))
     assert result.exit_code == 2, result.output
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in result.output
@@ -143,7 +101,7 @@ def test_bad_flags_exit_2_with_one_line(corpus, tmp_path, extra, needle):
 def test_unknown_yaml_key_is_refused(corpus, tmp_path):
     conf = tmp_path / "bad.yaml"
     conf.write_text("arch: crn\nchanels: 3\n")
-    result = run_cli(train_args(corpus, tmp_path, "--config", conf))
+    result = run_cli(*train_args(corpus, tmp_path, "--config", conf))
     assert result.exit_code == 2 and "chanels" in result.output
 
 
@@ -219,8 +177,9 @@ def test_nan_loss_stops_cleanly_and_keeps_last_checkpoint(corpus, tmp_path, monk
 
 @pytest.mark.slow
 def test_cli_run_dir_holds_everything(corpus, tmp_path):
-    result = run_cli(train_args(corpus, tmp_path, "--epochs", "2", "--compress", "0.5", "--early-stop-metric",
-                                "srcc", "--optimizer", "rmsprop", "--scheduler", "plateau"))
+    extra = ["--epochs", "2", "--compress", "0.5", "--early-stop-metric", "srcc", "--optimizer", "rmsprop",
+             "--scheduler", "plateau"]
+    result = run_cli(*train_args(corpus, tmp_path, *extra))
     assert result.exit_code == 0, result.output
     (run_dir,) = tmp_path.glob("qualitynet_cp_qn*")
     names = {p.name for p in run_dir.iterdir()}
@@ -232,8 +191,8 @@ def test_cli_run_dir_holds_everything(corpus, tmp_path):
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert {"train_loss", "valid_mse", "valid_lcc", "valid_srcc", "lr"} <= set(rows[0])
     # The saved config works again as a --config file.
-    again = run_cli(["train-qa", "--config", run_dir / "config.yaml", "--epochs", "1",
-                     "--exp-dir", tmp_path / "x"])
+    again = run_cli("train-qa", "--config", run_dir / "config.yaml", "--epochs", "1",
+                    "--exp-dir", tmp_path / "x")
     assert again.exit_code == 0, again.output
 
 
