@@ -262,8 +262,8 @@ class TorchNetworks:
         self.batch = dnsmos.CPU_BATCH if on_cpu else dnsmos.GPU_BATCH
         path = dnsmos.model_path(dnsmos.P835_MODELS[personalized], model_dir)
         self.p835_net = P835Net(path, conv).to(self.device).eval()
-        self.p808_net = P808Net(dnsmos.model_path(dnsmos.P808_MODEL, model_dir), conv).to(self.device).eval()
-        self.p808_net = self.p808_net if p808 else None
+        p808_path = dnsmos.model_path(dnsmos.P808_MODEL, model_dir)
+        self.p808_net = P808Net(p808_path, conv).to(self.device).eval() if p808 else None
 
     @torch.inference_mode()
     def _run(self, net, segments: np.ndarray, prepare=None) -> np.ndarray:
@@ -295,7 +295,8 @@ class DNSMOS(nn.Module):
     Segmenting (mosqa.dnsmos.load_torch says how it differs from the reference's): up to 9.01 s the input
     is one segment of its own length; beyond, 9.01 s segments every 1 s (all hops). Each segment's raw
     P.835 scores go through the reference's calibration polynomials, then segments are averaged.
-    Direct convolutions only (Winograd has no backward here); frozen weights.
+    Direct convolutions (exact to float rounding, on any device; Winograd saves no time on CPU); the
+    weights are frozen buffers of the official graphs.
     """
 
     def __init__(self, personalized: bool = False, model_dir=None):
