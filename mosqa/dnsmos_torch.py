@@ -296,7 +296,7 @@ class DNSMOS(nn.Module):
     is one segment of its own length; beyond, 9.01 s segments every 1 s (all hops). Each segment's raw
     P.835 scores go through the reference's calibration polynomials, then segments are averaged.
     Direct convolutions (exact to float rounding, on any device; Winograd saves no time on CPU); the
-    weights are frozen buffers of the official graphs.
+    official graphs' weights, frozen.
     """
 
     def __init__(self, personalized: bool = False, model_dir=None):
