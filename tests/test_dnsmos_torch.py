@@ -124,7 +124,9 @@ def test_cli_torch_engine_writes_the_reference_numbers(tmp_path):
                                       "--engine", "torch", "--personalized", "--jobs", "2"])  # pool workers
     assert result.exit_code == 0, result.output
     for row, name in zip(csv.DictReader(out.open()), names, strict=True):
-        assert_matches({k: float(v) for k, v in row.items() if k != "filename"}, GOLDEN["personalized"][name])
+        expected = GOLDEN["personalized"][name]
+        assert_matches({k: float(row[k]) for k in expected}, expected)
+        assert row["warning"] == row["error"] == ""
 
 
 # ---------------------------------------------------------------- engine and device choice
