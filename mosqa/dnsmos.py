@@ -213,6 +213,8 @@ def _torch_networks(**options):
 
 
 def _torch_device(device: str) -> str:
+    if device == "cpu":  # nothing to check: spare the main process of a pool the torch import
+        return device
     from mosqa.dnsmos_torch import resolve_device as resolve_torch_device
 
     return resolve_torch_device(device)
