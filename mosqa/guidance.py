@@ -171,7 +171,6 @@ def check(cfg: dict) -> None:
                              f"--sample-rate {cfg['sample_rate']} and --crop-seconds {cfg['crop_seconds']:g}")
 
 
-
 def dnsmos_terms(spec: str) -> list[tuple[float, str]]:
     """'0.5*sig+bak' -> [(0.5, 'sig'), (1.0, 'bak')] (train-qa's loss syntax); positive weights."""
     try:
