@@ -66,7 +66,7 @@ if [ "$stage" -le 6 ]; then
       | tail -n 1 > "$DEMO/se_run.txt"
   mosqa train-se --init "$(cat "$DEMO/se_run.txt")" --qa frozen --qa-model "$QA_RUN" --qa-weight 0.1 \
       --clean "$DEMO/se/train_clean.txt" --noise "$DEMO/se/noise" --valid "$DEMO/se/test/pairs.list" \
-      --exp-dir "$DEMO/exp" --seed "$SEED" --threads 1 --crop-seconds 1 --batch-size 4 --epochs 1 \
+      --exp-dir "$DEMO/exp" --seed "$SEED" --threads 1 --crop-seconds 1 --batch-size 4 --epochs 1 --loss mag \
       --steps-per-epoch 60 --epoch-items 240 --lr 0.0005 --device cpu | tail -n 1 > "$DEMO/se_guided_run.txt"
 fi
 SE_RUN=$(cat "$DEMO/se_run.txt")
