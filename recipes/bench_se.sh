@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Does quality guidance make a better enhancer? The MetricGAN+ protocol on the real corpus (v2):
 #   0 split voices and noises: test voices and test noises are never trained on (nor validated on)
-#   1 write the held-out test set: ITEMS mixtures (default 120) of test voices and test noises, 0-15 dB SNR
+#   1 write the held-out test set: ITEMS mixtures (default 100, at most 6 s each) of test voices and test
+#     noises, 0-15 dB SNR
 #   2 train the dpcrn spectral baseline once (BASE_STEPS steps of 4 x 1 s crops, cosine learning rate)
 #   3 fine-tune it FT_STEPS steps, once per guidance in GUIDES and once spectral-only (the control), each
 #     from the same baseline checkpoint (train-se --init) with the same data order, for every seed in SEEDS
@@ -14,11 +15,13 @@
 # recordings with a quiet floor (qc.csv floor_rel_db <= -35 dB, or none measured): a noisy reference caps
 # PESQ. Noises: TEST_NOISES are held out; training adds mosqa's generated white/pink/brown/babble noise.
 #
-# Budget (2 cores, one thread per run): a dpcrn step measured 1.6 s spectral-only, 1.8 s guided by pesq-wb
-# frozen, 2.0 s grl or joint (true PESQ of every item), on a loaded 2-core machine. Defaults: BASE_STEPS
-# 2400 (about 65 min), FT_STEPS 150 x 5 guidances + control x 3 seeds (18 runs, JOBS=2 at once: about
-# 45 min), scoring 19 runs x 120 files (about 20 min): about 2.2 h. Larger runs: DEVICE=cuda and bigger
-# BASE_STEPS / FT_STEPS / SEEDS. Stages resume: `stage=N bash recipes/bench_se.sh` starts at stage N; a
+# Budget, measured on a 2-core machine shared with other jobs (one thread per run): a dpcrn step (4 x 1 s)
+# takes 1.6 s spectral-only, 1.8 s guided by pesq-wb frozen, 2.0 s grl or joint (true PESQ of each item),
+# 3.0 s guided by DNSMOS; scoring one test file (about 3.4 s of audio: enhance, PESQ, STOI, DNSMOS,
+# pesq-wb) about 5.5 s. Defaults: BASE_STEPS 2400 (about 67 min with validation), FT_STEPS 120 for the
+# control and 4 guidances x 3 seeds (15 runs, JOBS=2 at once: about 40 min), scoring 17 runs x 100 files
+# (about 75 min): about 3 h at those speeds, over the 2.5 h aim. DEVICE=cuda for larger runs (bigger
+# BASE_STEPS / FT_STEPS / SEEDS). Stages resume: `stage=N bash recipes/bench_se.sh` starts at stage N; a
 # run or a score already finished is kept, an interrupted run continues from its last.pt.
 set -euo pipefail
 CORPUS=${CORPUS:-../shared/corpus}
@@ -26,18 +29,18 @@ OUT=${OUT:-bench_out/se}
 DEVICE=${DEVICE:-cpu}
 JOBS=${JOBS:-2}
 THREADS=${THREADS:-1}
-ITEMS=${ITEMS:-120}
+ITEMS=${ITEMS:-100}
 BASE_STEPS=${BASE_STEPS:-2400}
-FT_STEPS=${FT_STEPS:-150}
+FT_STEPS=${FT_STEPS:-120}
 SEEDS=${SEEDS:-"1 2 3"}
 STEPS_PER_EPOCH=${STEPS_PER_EPOCH:-200}
 QA_MODEL=${QA_MODEL:-pesq-wb}
 TEST_NOISES=${TEST_NOISES:-"running_tap sb_noise2 sb_noise3 blanket_city blanket_rain alarmclock_waves ambient_water_urban"}
-# One guidance per line: a tag, then its train-se flags.
+# One guidance per line: a tag, then its train-se flags. (joint --no-qa-update with --qa-every 1 is frozen,
+# step for step: the small run gave identical tables; add it with another --qa-every.)
 GUIDES=${GUIDES:-"frozen_pesqwb --qa frozen --qa-model $QA_MODEL
 grl_pesqwb --qa grl --qa-model $QA_MODEL
 joint_pesqwb --qa joint --qa-model $QA_MODEL
-joint_fixed_pesqwb --qa joint --no-qa-update --qa-model $QA_MODEL
 frozen_dnsmos --qa frozen --qa-model dnsmos --dnsmos-target ovrl"}
 stage=${stage:-0}
 [ -d "$CORPUS/speech" ] || { echo "bench_se: no corpus at $CORPUS (set CORPUS)" >&2; exit 2; }
@@ -88,7 +91,7 @@ fi
 if [ "$stage" -le 1 ]; then
     echo "== 1. held-out test set: $ITEMS mixtures of unseen voices and unseen noises, 0-15 dB"
     python recipes/make_mixtures.py "$OUT/lists/test_clean.txt" "$OUT/lists/test_noise.txt" "$OUT/test" \
-        --items "$ITEMS" --snr-min 0 --snr-max 15 --seed 1234
+        --items "$ITEMS" --snr-min 0 --snr-max 15 --max-seconds 6 --seed 1234
 fi
 
 at_most_jobs() { while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done; }
@@ -146,8 +149,8 @@ if [ "$stage" -le 4 ]; then
         local name=$1 label=$2 run=${3:-} seed=${4:-}
         [ -f "$OUT/scores/$name.csv" ] && return 0
         python recipes/se_bench_table.py score "$OUT/test/pairs.list" "$OUT/scores/$name.csv" --label "$label" \
-            --qa-model "$QA_MODEL" --device "$DEVICE" ${run:+--run "$run"} ${seed:+--seed "$seed"} \
-            2> "$OUT/logs/score_$name.log"
+            --qa-model "$QA_MODEL" --device "$DEVICE" --threads "$THREADS" \
+            ${run:+--run "$run"} ${seed:+--seed "$seed"} 2> "$OUT/logs/score_$name.log"
     }
     score noisy noisy &
     at_most_jobs

@@ -28,7 +28,7 @@ DELTAS = ("pesq", "ovrl", "qa")
 
 
 def score(pairs, out_csv, label: str, seed: int | None, run=None, qa_model: str = "pesq-wb",
-          device: str = "cpu") -> list[dict]:
+          device: str = "cpu", threads: int = 1) -> list[dict]:
     """Per-file metrics of `run`'s enhancement of each noisy file of `pairs` (the noisy file itself without
     a run), against its clean reference."""
     import torch
@@ -41,6 +41,7 @@ def score(pairs, out_csv, label: str, seed: int | None, run=None, qa_model: str 
     from mosqa.qa import load_qa
     from mosqa.se_data import read_pairs
 
+    torch.set_num_threads(threads)  # the bench scores JOBS runs side by side
     model, cfg = load_se(run, device) if run else (None, {"sample_rate": PESQ_RATE})
     sr = cfg["sample_rate"]
     critic = load_qa(qa_model, device)
@@ -136,6 +137,7 @@ def main(argv=None) -> int:
     sc.add_argument("--run")
     sc.add_argument("--qa-model", default="pesq-wb")
     sc.add_argument("--device", default="cpu")
+    sc.add_argument("--threads", type=int, default=1)
     tb = sub.add_parser("table")
     tb.add_argument("scores_dir", type=Path)
     tb.add_argument("--control", default="control")
@@ -143,7 +145,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.command == "score":
-            score(args.pairs, args.out_csv, args.label, args.seed, args.run, args.qa_model, args.device)
+            score(args.pairs, args.out_csv, args.label, args.seed, args.run, args.qa_model, args.device,
+                  args.threads)
             return 0
         files = sorted(args.scores_dir.glob("*.csv"))
         if not files:
