@@ -7,22 +7,32 @@ import typer
 
 
 def command(
-    paths: list[Path] = typer.Argument(None, help="Audio files and folders (searched recursively)."),
-    list_files: list[Path] = typer.Option([], "--list", help="A list file of audio paths (repeatable)."),
-    out: Path = typer.Option(Path("dnsmos.csv"), "--out", "-o", help="Per-file scores (CSV)."),
-    summary_json: Path = typer.Option(None, "--summary-json", help="Also write the summary table as JSON."),
+    paths: list[Path] = typer.Argument(None, help="Audio files and folders (searched recursively, "
+                                       "symlinked folders followed). Default: none; then give --list."),
+    list_files: list[Path] = typer.Option([], "--list", help="A list of audio paths (repeatable): one path "
+                                          "per line, or any mosqa list or CSV with a path column; scores "
+                                          "in it are ignored. Default: none."),
+    out: Path = typer.Option(Path("dnsmos.csv"), "--out", "-o", help="Per-file scores (CSV), with a warning "
+                             "column for silent or under-1 s files and an error column for unreadable ones."),
+    summary_json: Path = typer.Option(None, "--summary-json", help="Also write the summary table as JSON. "
+                                      "Default: not written."),
     personalized: bool = typer.Option(False, "--personalized", help="Personalized DNSMOS (interfering "
-                                      "talkers count as noise)."),
-    no_p808: bool = typer.Option(False, "--no-p808", help="Skip the P.808 model (no P808_MOS column)."),
+                                      "talkers count as noise). Default: off."),
+    no_p808: bool = typer.Option(False, "--no-p808", help="Skip the P.808 model (no P808_MOS column). "
+                                 "Default: P.808 is scored."),
     all_hops: bool = typer.Option(False, "--all-hops", help="Score every 1 s hop; the default skips the hops "
                                   "the reference drops by float rounding, to match its numbers."),
     jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes (default: one per core when there "
-                             "are many files)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda (onnxruntime-gpu)."),
+                             "are 64 files or more on CPU, else one)."),
+    device: str = typer.Option("auto", "--device", help="auto (cuda when onnxruntime-gpu sees one) | cpu | "
+                               "cuda."),
     model_dir: Path = typer.Option(None, "--model-dir", help="Folder with dnsmos_models/ and pdnsmos_models/ "
                                    "(default: the installed speechmos package)."),
     sigmos_model: Path = typer.Option(None, "--sigmos-model", help="SIGMOS ONNX file: adds the seven MOS_* "
-                                      "P.804 columns."),
+                                      "P.804 columns. Default: none."),
+    shard: str = typer.Option(None, "--shard", help="K/N: score only the K-th of N contiguous blocks of the "
+                              "files (e.g. --shard $SLURM_ARRAY_TASK_ID/N); the N CSVs, headers dropped "
+                              "after the first, concatenate to the unsharded CSV. Default: all files."),
 ):
     """Score audio with DNSMOS P.835 (SIG/BAK/OVRL) and P.808, equal to Microsoft's reference."""
     # One BLAS thread, set before numpy loads, so it does not spin against onnxruntime's threads.
@@ -34,14 +44,19 @@ def command(
     from rich.table import Table
 
     from mosqa import dnsmos
+    from mosqa.checks import output_file
     from mosqa.errors import MosqaError
+    from mosqa.lists import shard as take_shard
     from mosqa.progress import progress_bar
 
     if not paths and not list_files:
         raise MosqaError("usage: mosqa dnsmos PATH... [--list FILE]: give audio files, folders or a list")
     if jobs is not None and jobs < 1:
         raise MosqaError(f"--jobs {jobs}: must be at least 1")
-    files = dnsmos.collect_inputs(paths or [], list_files)
+    output_file(out, "--out")
+    if summary_json is not None:
+        output_file(summary_json, "--summary-json")
+    files = take_shard(dnsmos.collect_inputs(paths or [], list_files), shard)
     console = Console(stderr=True)
     with progress_bar(console) as bar:
         task = bar.add_task("dnsmos", total=len(files))
@@ -64,6 +79,11 @@ def command(
         table.add_row(name, str(s["count"]), f"{s['mean']:.3f} ± {s['std']:.3f}",
                       f"{s['ci95_low']:.3f} – {s['ci95_high']:.3f}")
     Console().print(table)
+    warned = [r for r in rows if "warning" in r]
+    if warned:
+        console.print(f"[yellow]warning:[/] {len(warned)} file(s) silent or shorter than "
+                      f"{dnsmos.WARN_SECONDS:g} s, e.g. {warned[0]['filename']}: {warned[0]['warning']} "
+                      f"(the warning column of {out})", highlight=False, soft_wrap=True)
     failed = [r for r in rows if "error" in r]
     for r in failed:
         console.print(f"[red]failed:[/] {r['error']}", highlight=False, soft_wrap=True)

@@ -14,8 +14,6 @@ from rich.console import Console
 from mosqa.errors import MosqaError
 
 app = typer.Typer(
-    help="mosqa: train and evaluate non-intrusive speech quality models, train quality-guided speech "
-    "enhancement, and score audio with DNSMOS.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -49,6 +47,23 @@ def reports_errors(fn):
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def print_version(value: bool) -> None:
+    if value:
+        from mosqa import __version__
+
+        typer.echo(f"mosqa {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: bool = typer.Option(False, "--version", help="Print mosqa's version and exit.", is_eager=True,
+                                 callback=print_version),
+):
+    """mosqa: train and evaluate non-intrusive speech quality models, train quality-guided speech
+    enhancement, and score audio with DNSMOS."""
 
 
 for name, module, summary in COMMANDS:

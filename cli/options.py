@@ -23,6 +23,7 @@ def train(module: str, config, resume, options: dict) -> None:
     """Start a new run of mosqa.<module> (train or train_se) or resume one; print its directory."""
     import importlib
 
+    from mosqa.checks import checked_config
     from mosqa.errors import MosqaError
 
     trainer = importlib.import_module(f"mosqa.{module}")
@@ -32,5 +33,5 @@ def train(module: str, config, resume, options: dict) -> None:
             raise MosqaError("--resume uses the run's own config.yaml; drop --config")
         run_dir = trainer.train(resume=resume, overrides=options)
     else:
-        run_dir = trainer.train(trainer.resolve(config, options))
+        run_dir = trainer.train(checked_config(trainer.resolve(config, options), runs={"qa_model": "qa"}))
     typer.echo(str(run_dir))

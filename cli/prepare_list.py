@@ -27,25 +27,29 @@ def command(
                                        "header, e.g. NISQA's). A meta.csv beside a list supplies speakers."),
     out_dir: Path = typer.Option(..., "--out-dir", "-o", help="Where wav_{train,valid,test}_qn.list, "
                                  "wav_train_qn_rs.list, score_hist.png and prepare_summary.json go."),
-    seed: int = typer.Option(0, "--seed", help="Seed for the group split and the resampling."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the group split and the resampling. Default: 0."),
     split: str = typer.Option("0.8,0.1,0.1", "--split", help="TRAIN,VALID,TEST ratios (of items, split by "
                               "whole groups)."),
     group_col: str = typer.Option(None, "--group-col", help="CSV lists: the column that names the group, "
-                                  "e.g. filepath_ref to keep every version of one clean file together."),
+                                  "e.g. filepath_ref to keep every version of one clean file together. "
+                                  "Default: a group/speaker column, else meta.csv's speaker, else the parent "
+                                  "folder."),
     test_groups: str = typer.Option(None, "--test-groups", help="Comma-separated groups (speakers) that form "
-                                    "the test split, e.g. unseen speakers."),
+                                    "the test split, e.g. unseen speakers. Default: drawn by --seed."),
     valid_groups: str = typer.Option(None, "--valid-groups", help="Comma-separated groups that form the "
                                      "validation split (default: drawn by --seed)."),
     bin_width: float = typer.Option(0.25, "--bin-width", help="Score bin width for balancing."),
     score_range: str = typer.Option("1,5", "--score-range", help="LOW,HIGH of the balancing bins."),
     target: str = typer.Option("median", "--target", help="Items per bin after balancing: median | max | N. "
                                "Large bins are down-sampled, small ones up-sampled with replacement."),
-    min_dur: float = typer.Option(0.5, "--min-dur", help="Shortest accepted file, seconds."),
+    min_dur: float = typer.Option(0.5, "--min-dur", help="Shortest accepted file, seconds (not below 0.5, "
+                                  "the shortest train-qa and eval-qa accept)."),
     max_dur: float = typer.Option(60.0, "--max-dur", help="Longest accepted file, seconds."),
     silence_db: float = typer.Option(-70.0, "--silence-db", help="Files whose RMS level is below this "
-                                     "(dBFS) count as silent."),
+                                     "(dBFS) count as silent (not below -70, train-qa's and eval-qa's "
+                                     "limit)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Drop bad lines and files (reported, and listed "
-                                  "in bad_files.csv) instead of stopping at the first."),
+                                  "in bad_files.csv) instead of stopping at the first. Default: off."),
 ):
     """Validate lists, split them by speaker, and write a score-balanced train list.
 
@@ -57,10 +61,12 @@ def command(
     from rich.console import Console
     from rich.table import Table
 
+    from mosqa.checks import output_dir
     from mosqa.errors import MosqaError
     from mosqa.prepare import prepare
     from mosqa.progress import progress_bar
 
+    output_dir(out_dir)
     try:
         low, high = (float(v) for v in score_range.split(","))
     except ValueError:

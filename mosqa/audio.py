@@ -4,6 +4,7 @@ Kept free of torch so that `mosqa dnsmos` starts fast; the STFT front end models
 frontend.py.
 """
 
+import io
 import os
 import tempfile
 from contextlib import contextmanager
@@ -17,6 +18,11 @@ from scipy.signal import resample_poly
 from mosqa.errors import MosqaError
 
 SAMPLE_RATE = 16000
+# What every command accepts as usable audio (prepare-list, train-qa, eval-qa, train-se refuse the rest;
+# dnsmos and enhance warn): shorter clips give a quality model a handful of frames, and a clip below
+# -70 dBFS is digital silence or nearly so, whose label means nothing.
+MIN_SECONDS = 0.5
+SILENCE_DB = -70.0
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -32,8 +38,22 @@ AUDIO_SUFFIXES = _readable_suffixes()
 
 
 def find_audio(folder) -> list[Path]:
-    """Every readable audio file below `folder`, recursively, in a stable (sorted) order."""
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    """Every readable audio file below `folder`, recursively, in a stable (sorted) order.
+
+    Symlinked folders are followed (Kaldi-style data dirs link speakers in); each real folder is
+    walked once, so a link loop cannot recurse forever and two links to one folder do not double it.
+    """
+    found, walked = [], {Path(folder).resolve()}
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        here = Path(root)
+        fresh = {}
+        for d in sorted(dirs):
+            fresh.setdefault((here / d).resolve(), d)
+        dirs[:] = [d for real, d in fresh.items() if real not in walked]
+        walked.update(fresh)
+        found += [here / f for f in files
+                  if Path(f).suffix.lower() in AUDIO_SUFFIXES and (here / f).is_file()]
+    return sorted(found)
 
 
 def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -76,8 +96,37 @@ def level_db(wav: np.ndarray) -> float:
     return 20 * np.log10(rms) if rms > 0 else float("-inf")
 
 
-def is_silent(wav: np.ndarray, threshold_db: float = -70.0) -> bool:
+def is_silent(wav: np.ndarray, threshold_db: float = SILENCE_DB) -> bool:
     return level_db(wav) < threshold_db
+
+
+def audio_problem(wav: np.ndarray, sr: int, min_seconds: float = MIN_SECONDS,
+                  max_seconds: float | None = None, silence_db: float = SILENCE_DB) -> str | None:
+    """Why a decoded clip is unusable (too short, too long, silent), or None when it is fine."""
+    seconds = len(wav) / sr
+    if max_seconds is not None and not min_seconds <= seconds <= max_seconds:
+        return f"duration {seconds:.2f} s outside {min_seconds:g}..{max_seconds:g} s"
+    if seconds < min_seconds:
+        return f"duration {seconds:.2f} s, shorter than {min_seconds:g} s"
+    if is_silent(wav, silence_db):
+        return f"silent (level {level_db(wav):.0f} dBFS, below {silence_db:g})"
+    return None
+
+
+def load_checked(path, sr: int | None = SAMPLE_RATE, where: str = "", **limits) -> np.ndarray:
+    """load_audio, refusing what audio_problem refuses; errors start with `where` (list:line) if given.
+
+    `limits` are audio_problem's min_seconds / max_seconds / silence_db.
+    """
+    prefix = f"{where}: " if where else ""
+    try:
+        wav, file_sr = load_audio_native(path)
+    except MosqaError as exc:
+        raise MosqaError(f"{prefix}{exc}") from None
+    problem = audio_problem(wav, file_sr, **limits)
+    if problem is not None:
+        raise MosqaError(f"{prefix}{path}: {problem}")
+    return wav if sr is None else resample(wav, file_sr, sr)
 
 
 @contextmanager
@@ -97,9 +146,18 @@ def atomic_path(path):
 
 
 def write_audio(path, wav: np.ndarray, sr: int = SAMPLE_RATE, subtype: str | None = None) -> None:
-    """Write atomically; the format follows the suffix (.wav -> 16-bit PCM unless `subtype`)."""
+    """Write atomically; the format follows the suffix (.wav -> 16-bit PCM unless `subtype`).
+
+    WAV and FLAC are encoded in memory first: libsndfile fsyncs a file it closes, which costs more than
+    encoding a clip, and the atomic rename already keeps a crash from leaving a torn file.
+    """
     path = Path(path)
     fmt = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
-    subtype = subtype or "PCM_16"
+    wav = np.asarray(wav, dtype=np.float32)
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), np.asarray(wav, dtype=np.float32), sr, format=fmt, subtype=subtype)
+        if fmt is None:
+            sf.write(str(tmp), wav, sr, subtype=subtype or "PCM_16")
+            return
+        buffer = io.BytesIO()
+        sf.write(buffer, wav, sr, format=fmt, subtype=subtype or "PCM_16")
+        tmp.write_bytes(buffer.getvalue())

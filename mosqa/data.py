@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from mosqa.audio import atomic_path, load_audio
+from mosqa.audio import atomic_path, load_checked
 from mosqa.errors import MosqaError
 from mosqa.frontend import FrontEnd, features
 from mosqa.lists import Item
@@ -31,9 +31,13 @@ def cache_path(cache_dir, fe: FrontEnd, items: list[Item], tag: str = "list") ->
     return Path(cache_dir) / f"{tag}_{h.hexdigest()[:20]}.npz"
 
 
-def clip_features(path, fe: FrontEnd) -> np.ndarray:
-    """(frames, n_bins) float32 features of one file, exactly as the model sees them at inference."""
-    wav = torch.from_numpy(load_audio(path, fe.sample_rate))
+def clip_features(path, fe: FrontEnd, where: str = "") -> np.ndarray:
+    """(frames, n_bins) float32 features of one file, exactly as the model sees them at inference.
+
+    The clip must pass audio.load_checked, the check prepare-list makes: a clip prepare-list would
+    drop is never trained on or scored.
+    """
+    wav = torch.from_numpy(load_checked(path, fe.sample_rate, where))
     with torch.no_grad():
         return features(wav[None], fe)[0].numpy()
 
@@ -47,7 +51,7 @@ def load_features(items: list[Item], fe: FrontEnd, cache_dir, tag: str = "list",
     chunks = []
     task = progress.add_task(f"features {tag}", total=len(items)) if progress is not None else None
     for it in items:
-        f = clip_features(it.path, fe)
+        f = clip_features(it.path, fe, it.where)
         if not np.all(np.isfinite(f)):
             raise MosqaError(f"{it.where or it.path}: features of {it.path} are not finite")
         chunks.append(f.astype(np.float16))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mosqa.audio import atomic_path, find_audio, load_audio_native, resample
+from mosqa.audio import atomic_path, audio_problem, find_audio, load_audio_native, resample
 from mosqa.errors import MosqaError
 
 FS = 16000
@@ -56,6 +56,9 @@ P808_MODEL = "dnsmos_models/model_v8.onnx"
 META_COLUMNS = ["filename", "len_in_sec", "sr", "num_hops"]
 COLUMNS = META_COLUMNS + ["OVRL_raw", "SIG_raw", "BAK_raw", "OVRL", "SIG", "BAK"]
 P808_COLUMN = "P808_MOS"
+NOTE_COLUMNS = ["warning", "error"]
+# Shorter clips are repeated to fill the model's input, so their scores describe a loop, not the clip.
+WARN_SECONDS = 1.0
 ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -282,10 +285,13 @@ class Scorer:
         return {k: row[k] for k in self.columns if k in row}
 
     def score_file(self, path) -> dict:
-        """One CSV row; a file that cannot be scored gets an `error` naming the reason instead of scores."""
+        """One CSV row; a file that cannot be scored gets an `error` naming the reason instead of scores,
+        a silent or short one (scored, but the number means little) a `warning`."""
         try:
             audio, sr = load_audio_native(path)
-            return {"filename": str(path), **self.score(audio, sr)}
+            row = {"filename": str(path), **self.score(audio, sr)}
+            problem = audio_problem(audio, sr, min_seconds=WARN_SECONDS)
+            return row | ({"warning": problem} if problem else {})
         except MosqaError as exc:
             reason = str(exc)
             return {"filename": str(path), "error": reason if str(path) in reason else f"{path}: {reason}"}
@@ -423,9 +429,9 @@ def _format(value) -> str:
 
 
 def write_csv(path, rows: list[dict], columns: list[str]) -> None:
-    """Atomically; an `error` column is added only when a file failed."""
-    if any("error" in r for r in rows):
-        columns = [*columns, "error"]
+    """Atomically. The `warning` and `error` columns are always there (empty for a clean file): the same
+    header whatever the files, so shards' CSVs concatenate into the unsharded one."""
+    columns = [*columns, *NOTE_COLUMNS]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(columns)

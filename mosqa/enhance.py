@@ -8,15 +8,25 @@ stays flat whatever the file length.
 
 import csv
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
 
-from mosqa.audio import AUDIO_SUFFIXES, atomic_path, find_audio, load_audio_native, resample, write_audio
+from mosqa.audio import (
+    AUDIO_SUFFIXES,
+    atomic_path,
+    audio_problem,
+    find_audio,
+    load_audio_native,
+    resample,
+    write_audio,
+)
+from mosqa.checks import not_an_input, output_dir, require_kind
 from mosqa.errors import MosqaError
-from mosqa.lists import read_list
+from mosqa.lists import parse_shard, read_list, shard
 from mosqa.progress import progress_bar
 from mosqa.runs import find_checkpoint, load_checkpoint, load_run_config
 from mosqa.se_models import build_se_model
@@ -24,6 +34,7 @@ from mosqa.se_models import build_se_model
 
 def load_se(run_dir, device="cpu") -> tuple[torch.nn.Module, dict]:
     """A train-se run directory (or checkpoint) -> (model in eval mode, its config)."""
+    require_kind(run_dir, "se", "enhance")
     run_dir, ckpt = find_checkpoint(run_dir)
     cfg = load_run_config(run_dir)
     if "arch" not in cfg or "n_fft" not in cfg:
@@ -66,8 +77,16 @@ def enhance_wave(model, wav: np.ndarray, chunk: int, overlap: int, device="cpu")
     return out
 
 
-def collect_inputs(inputs) -> list[tuple[Path, Path]]:
-    """(audio path, relative output name) for files, folders (recursive) and list files."""
+class Input(NamedTuple):
+    """One file to enhance: where it is, its output name below --out-dir, and its list:line (or path)."""
+
+    path: Path
+    name: Path
+    where: str
+
+
+def collect_inputs(inputs) -> list[Input]:
+    """Files, folders (recursive) and list files (one path per line, or any list with a path column)."""
     found = []
     for raw in inputs:
         src = Path(raw)
@@ -75,22 +94,43 @@ def collect_inputs(inputs) -> list[tuple[Path, Path]]:
             files = find_audio(src)
             if not files:
                 raise MosqaError(f"{src}: folder holds no audio files")
-            found += [(p, p.relative_to(src).with_suffix(".wav")) for p in files]
+            found += [Input(p, p.relative_to(src).with_suffix(".wav"), str(p)) for p in files]
         elif src.suffix.lower() in AUDIO_SUFFIXES:
             if not src.is_file():
                 raise MosqaError(f"{src}: no such audio file")
-            found.append((src, Path(src.name).with_suffix(".wav")))
+            found.append(Input(src, Path(src.name).with_suffix(".wav"), str(src)))
         else:
             for it in read_list(src, require_score=False, score_range=None):
                 if not it.path.is_file():
                     raise MosqaError(f"{it.where}: no such audio file {it.path}")
-                found.append((it.path, Path(it.path.name).with_suffix(".wav")))
+                found.append(Input(it.path, Path(it.path.name).with_suffix(".wav"), it.where))
     seen: dict[Path, Path] = {}
-    for path, name in found:
+    for path, name, _ in found:
         if name in seen and seen[name] != path:
             raise MosqaError(f"{path}: output name {name} clashes with {seen[name]}; enhance them separately")
         seen[name] = path
     return found
+
+
+def check_inputs(files: list[Input], console: Console) -> None:
+    """Decode every input before the first is enhanced: a bad file stops the run before any output.
+
+    Silent or very short files are enhanced anyway (there is no label to spoil), with a warning.
+    """
+    for f in files:
+        try:
+            wav, sr = load_audio_native(f.path)
+        except MosqaError as exc:
+            raise MosqaError(f"{f.where}: {exc}" if f.where != str(f.path) else str(exc)) from None
+        problem = audio_problem(wav, sr)
+        if problem:
+            console.print(f"[yellow]warning:[/] {f.where}: {problem}", highlight=False, soft_wrap=True)
+
+
+def scores_name(shard_spec: str | None) -> str:
+    """dnsmos.csv, or dnsmos_K-of-N.csv so that shards sharing --out-dir keep their own table."""
+    parsed = parse_shard(shard_spec)
+    return "dnsmos.csv" if parsed is None else "dnsmos_{}-of-{}.csv".format(*parsed)
 
 
 def enhance_files(
@@ -102,15 +142,25 @@ def enhance_files(
     chunk_seconds: float = 10.0,
     overlap_seconds: float = 0.5,
     score: bool = False,
+    shard_spec: str | None = None,
     console: Console | None = None,
 ) -> list[dict]:
-    """Enhance every input into `out_dir` at the input's own rate; optionally DNSMOS-score the results."""
+    """Enhance every input into `out_dir` at the input's own rate; optionally DNSMOS-score the results.
+
+    Inputs are never overwritten: an output that resolves to an input file is refused. `shard_spec`
+    ('K/N') enhances only the K-th of N contiguous blocks of the inputs (lists.shard).
+    """
+    console = console or Console(stderr=True)
     if chunk_seconds <= 0 or overlap_seconds < 0:
         raise MosqaError("--chunk-seconds must be > 0 and --overlap-seconds >= 0")
+    out_dir = output_dir(out_dir, "--out-dir")
     model, cfg = load_se(run_dir, device)
+    files = shard(collect_inputs(inputs), shard_spec)
+    scores_csv = out_dir / scores_name(shard_spec)
+    outputs = [out_dir / f.name for f in files] + ([scores_csv] if score else [])
+    not_an_input(outputs, [f.path for f in files] + [p for p in map(Path, inputs) if p.is_file()])
+    check_inputs(files, console)
     sr = cfg["sample_rate"]
-    files = collect_inputs(inputs)
-    out_dir = Path(out_dir)
     scorer = None
     if score:
         from mosqa.dnsmos import Scorer
@@ -118,28 +168,28 @@ def enhance_files(
         scorer = Scorer()
     chunk, overlap = int(chunk_seconds * sr), int(overlap_seconds * sr)
     rows = []
-    with progress_bar() as prog:
+    with progress_bar(console) as prog:
         task = prog.add_task("enhance", total=len(files))
-        for path, name in files:
-            wav, file_sr = load_audio_native(path)
+        for f in files:
+            wav, file_sr = load_audio_native(f.path)
             est = enhance_wave(model, resample(wav, file_sr, sr), chunk, overlap, device)
             est = np.clip(resample(est, sr, file_sr)[: len(wav)], -1.0, 1.0)
-            target = out_dir / name
+            target = out_dir / f.name
             write_audio(target, est, file_sr)
-            row = {"input": str(path), "output": str(target)}
+            row = {"input": str(f.path), "output": str(target)}
             if scorer is not None:
                 s = scorer.score(resample(est, file_sr, 16000), 16000)
                 row |= {k: s[k] for k in ("OVRL", "SIG", "BAK", "P808_MOS")}
             rows.append(row)
             prog.advance(task)
-    if scorer is not None:
-        write_scores(out_dir / "dnsmos.csv", rows)
-        table = Table(title=f"DNSMOS of enhanced files ({out_dir / 'dnsmos.csv'})")
+    if scorer is not None and rows:
+        write_scores(scores_csv, rows)
+        table = Table(title=f"DNSMOS of enhanced files ({scores_csv})")
         for col in ("output", "OVRL", "SIG", "BAK", "P808_MOS"):
             table.add_column(col, justify="left" if col == "output" else "right")
         for r in rows:
             table.add_row(Path(r["output"]).name, *(f"{r[k]:.3f}" for k in list(r)[2:]))
-        (console or Console()).print(table)
+        Console().print(table)
     return rows
 
 

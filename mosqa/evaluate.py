@@ -21,6 +21,7 @@ from rich.table import Table
 from torch.utils.data import DataLoader
 
 from mosqa.audio import atomic_path, resample
+from mosqa.checks import RUN_KINDS, has_checkpoint, output_dir, output_file, require_kind, run_kind
 from mosqa.data import BucketBatchSampler, FeatureSet, collate, load_features
 from mosqa.errors import MosqaError
 from mosqa.lists import read_list
@@ -81,26 +82,14 @@ def _in_order(pred: dict) -> dict:
     return {k: v[order] for k, v in pred.items() if k != "index"}
 
 
-def evaluate_run(
-    path,
-    list_path,
-    out_dir=None,
-    batch_size: int = 16,
-    device: str = "cpu",
-    cache_dir=None,
-    console: Console | None = None,
-) -> dict:
-    """Score `list_path` with one run; write predictions.csv, metrics.yaml and scatter PNGs."""
-    console = console or Console(stderr=True)
-    run_dir, ckpt = find_checkpoint(path)
-    dev = pick_device(device)
-    scorer = load_qa(path, dev)
-    items = read_list(list_path)
+def score_run(run_dir, ckpt, items, list_path, batch_size: int, device, cache_dir, console) -> dict:
+    """Predictions and metrics of one run on `items`; writes nothing but the feature cache."""
+    scorer = load_qa(ckpt, device)
     cache = Path(cache_dir) if cache_dir else run_dir.parent / ".cache"
     with progress_bar(console) as prog:
         feats, offsets = load_features(items, scorer.frontend, cache, Path(list_path).stem, prog)
     dataset = FeatureSet(feats, offsets, [it.score for it in items])
-    pred = _in_order(predict(scorer.model, dataset, batch_size, dev))
+    pred = _in_order(predict(scorer.model, dataset, batch_size, device))
     true = dataset.scores.astype(np.float64)
     modes = prediction_modes(pred)
     conditions = [it.condition for it in items]
@@ -110,21 +99,23 @@ def evaluate_run(
         if all(c is not None for c in conditions):
             m.update(per_condition_metrics(p, true, conditions))
         results[mode] = m
+    return {"run_dir": run_dir, "checkpoint": ckpt, "metrics": results, "true": true, "modes": modes,
+            "columns": {**modes, **pred}}
 
-    out = Path(out_dir) if out_dir else run_dir / f"eval_{Path(list_path).stem}"
-    _write_predictions(out / "predictions.csv", items, true, {**modes, **pred})
-    save_yaml(
-        out / "metrics.yaml",
-        {"run": str(run_dir), "checkpoint": str(ckpt), "list": str(Path(list_path)), "metrics": results},
-    )
-    for mode, p in modes.items():
-        m = results[mode]
+
+def write_run_outputs(result: dict, out: Path, items, list_path) -> None:
+    """predictions.csv, metrics.yaml and one scatter PNG per prediction mode into `out`."""
+    run_dir, true = result["run_dir"], result["true"]
+    _write_predictions(out / "predictions.csv", items, true, result["columns"])
+    save_yaml(out / "metrics.yaml", {"run": str(run_dir), "checkpoint": str(result["checkpoint"]),
+                                     "list": str(Path(list_path)), "metrics": result["metrics"]})
+    for mode, p in result["modes"].items():
+        m = result["metrics"][mode]
         title = (
             f"{run_dir.name} [{mode}]\nMSE {m['mse']:.4f} ({m['mse_norm']:.4f} norm)  "
             f"LCC {m['lcc']:.4f}  SRCC {m['srcc']:.4f}"
         )
         scatter_png(out / f"scatter_{mode.replace('+', '_')}.png", p, true, title)
-    return {"run_dir": run_dir, "out_dir": out, "metrics": results}
 
 
 def _write_predictions(path: Path, items, true, columns: dict) -> None:
@@ -199,32 +190,69 @@ def write_rows(path: Path, rows: list[dict]) -> None:
         w.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()} for r in rows)
 
 
+def usable_runs(paths: list, console: Console) -> list[tuple[Path, Path]]:
+    """(run_dir, checkpoint) of each train-qa run given.
+
+    With several paths (a glob such as exp/*/, where train-se runs may live too), a folder with no
+    checkpoint (a failed or unfinished run, an eval output folder) or a run of the other kind is
+    skipped with a warning; a single path must be a usable train-qa run.
+    """
+    runs = []
+    for p in map(Path, paths):
+        if p.is_file() and p.suffix != ".pt":
+            raise MosqaError(f"{p}: not a run directory or .pt checkpoint")
+        if len(paths) > 1 and p.is_dir():
+            kind = run_kind(p)
+            reason = ("no best.pt or last.pt (not a finished run)" if not has_checkpoint(p) else
+                      f"a {RUN_KINDS[kind]} run, not a quality model" if kind not in (None, "qa") else None)
+            if reason:
+                console.print(f"[yellow]warning:[/] {p}: {reason}; skipped", highlight=False, soft_wrap=True)
+                continue
+        require_kind(p, "qa", "eval-qa")
+        runs.append(find_checkpoint(p))
+    if not runs:
+        raise MosqaError(f"{', '.join(map(str, paths))}: no train-qa run with a checkpoint")
+    return runs
+
+
 def evaluate(
     paths: list,
     list_path,
     out_dir=None,
     table_path=None,
     batch_size: int = 16,
-    device: str = "cpu",
+    device: str = "auto",
     cache_dir=None,
     console: Console | None = None,
 ) -> list[dict]:
-    """Evaluate every run on `list_path`; print one table (and save it as CSV)."""
+    """Evaluate every run on `list_path`; print one table (and save it as CSV).
+
+    Everything that can fail (runs, list, audio, checkpoints) fails before the first output is
+    written, so a bad run in a glob never leaves half a comparison behind.
+    """
     console = console or Console(width=None if sys.stdout.isatty() else 160)  # logs keep whole names
-    several = len(paths) > 1
-    results = []
-    for p in paths:
-        if Path(p).is_file() and Path(p).suffix != ".pt":
-            raise MosqaError(f"{p}: not a run directory or .pt checkpoint")
-        run_dir, _ = find_checkpoint(p)
-        sub = (Path(out_dir) / run_dir.name if several else Path(out_dir)) if out_dir else None
-        results.append(evaluate_run(p, list_path, sub, batch_size, device, cache_dir, console))
-    rows = comparison_rows(results)
+    runs = usable_runs(paths, console)
+    several = len(paths) > 1  # the layout follows what was asked for, not how many runs were usable
     stem = Path(list_path).stem
-    if table_path is None and several:
-        common = Path(os.path.commonpath([r["run_dir"].absolute() for r in results]))
-        table_path = (Path(out_dir) if out_dir else common) / f"compare_{stem}.csv"
-    table_path = table_path or results[0]["out_dir"] / "metrics.csv"
+    outs = [run_dir / f"eval_{stem}" if not out_dir else Path(out_dir) / run_dir.name if several
+            else Path(out_dir) for run_dir, _ in runs]
+    if table_path is None:
+        if several:
+            common = Path(os.path.commonpath([run_dir.absolute() for run_dir, _ in runs]))
+            table_path = (Path(out_dir) if out_dir else common) / f"compare_{stem}.csv"
+        else:
+            table_path = outs[0] / "metrics.csv"
+    for out in outs:
+        output_dir(out, "--out-dir")
+    output_file(table_path, "--table")
+    items = read_list(list_path)
+    dev = pick_device(device)
+    results = [score_run(run_dir, ckpt, items, list_path, batch_size, dev, cache_dir, Console(stderr=True))
+               for run_dir, ckpt in runs]
+    for result, out in zip(results, outs, strict=True):
+        write_run_outputs(result, out, items, list_path)
+        result["out_dir"] = out
+    rows = comparison_rows(results)
     write_rows(Path(table_path), rows)
     console.print(comparison_table(rows, f"{stem}: {len(results)} run(s)"))
     console.print(f"table: {table_path}")

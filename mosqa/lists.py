@@ -5,7 +5,8 @@ Formats (auto-detected from the first non-comment line):
   noisy,clean,score               the log's SE lists (score optional: noisy,clean)
   wav score                       whitespace separated (Kaldi/ESPnet style)
   CSV with a header               NISQA's filepath_deg/mos, or any columns named by the caller
-A bare path per line is accepted where scores are not needed (dnsmos, enhance).
+A bare path per line, or a CSV with only a path column, is accepted where scores are not needed
+(dnsmos, enhance, train-se's clean/noise lists).
 Relative paths resolve against the list's own folder, so lists travel with their data.
 """
 
@@ -64,6 +65,11 @@ def _is_number(text: str) -> bool:
         return False
 
 
+def _is_header_word(line: str) -> bool:
+    """A one-column header such as `path` or `filepath_deg` (a path-only CSV)."""
+    return line.strip().lower() in PATH_COLUMNS
+
+
 def _pick(header: list[str], wanted: str | None, candidates, where: str, required: bool):
     lowered = [h.strip().lower() for h in header]
     if wanted is not None:
@@ -108,7 +114,7 @@ def read_list(
         raise MosqaError(f"{list_path}: list is empty")
     first = lines[0][1]
     named = any(c is not None for c in (path_col, score_col, clean_col, condition_col, group_col))
-    if "," in first or named:
+    if "," in first or named or _is_header_word(first):
         fields = next(csv.reader([first]))
         # A header names columns; a data line holds at least one audio path (which has a suffix).
         if named or not any(Path(f.strip()).suffix for f in fields if not _is_number(f)):
@@ -120,6 +126,8 @@ def read_list(
             where = f"{list_path}:{n}"
             fields = next(csv.reader([line])) if "," in line else line.split()
             fields = [f.strip() for f in fields]
+            if not require_score and len(fields) > 1 and _resolve(base, line).is_file():
+                fields = [line.strip()]  # one path with spaces or commas in it
             if len(fields) == 1:
                 if require_score:
                     raise MosqaError(f"{where}: expected 'wav,score', got one field {fields[0]!r}")
@@ -196,18 +204,55 @@ def _portable(path: Path, base: Path) -> str:
 
 
 def write_list(list_path, items: list[Item], *, with_clean: bool | None = None) -> None:
-    """Write `wav,score` (or `noisy,clean,score` when items carry clean paths), atomically."""
+    """Write `wav,score` (or `noisy,clean,score` when items carry clean paths), atomically.
+
+    Items with a condition or group become a CSV with a header (`path,score,condition,group`), so a
+    list passed through prepare-list keeps what eval-qa's per-condition metrics and later splits need.
+    """
     list_path = Path(list_path)
     base = list_path.parent
     if with_clean is None:
         with_clean = any(it.clean is not None for it in items)
-    lines = []
+    with_score = any(it.score is not None for it in items)
+    labels = [name for name in ("condition", "group") if any(getattr(it, name) for it in items)]
+    rows = [["path", *(["clean"] if with_clean else []), *(["score"] if with_score else []), *labels]]
     for it in items:
         fields = [_portable(it.path, base)]
         if with_clean:
             fields.append(_portable(it.clean, base))
-        if it.score is not None:
-            fields.append(f"{it.score:.4f}")
-        lines.append(",".join(fields))
+        if with_score:
+            fields.append(f"{it.score:.4f}" if it.score is not None else "")
+        fields += [getattr(it, name) or "" for name in labels]
+        rows.append(fields)
+    if not labels:
+        rows = rows[1:]  # the log's header-less format
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
     with atomic_path(list_path) as tmp:
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.write_text(buffer.getvalue(), encoding="utf-8")
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """`K/N` (1 <= K <= N) -> (K, N); None stays None."""
+    if text is None:
+        return None
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise MosqaError(f"--shard {text!r}: expected K/N, e.g. 3/8") from None
+    if not 1 <= k <= n:
+        raise MosqaError(f"--shard {text}: need 1 <= K <= N")
+    return k, n
+
+
+def shard(items: list, spec: str | None) -> list:
+    """Shard K of N: the K-th of N contiguous, near-equal blocks of `items` (all of them without `spec`).
+
+    Contiguous blocks, not every N-th item, so that the shards' outputs concatenated in order 1..N are
+    the unsharded output, row for row. K is 1-based like Slurm's --array=1-N (SLURM_ARRAY_TASK_ID).
+    """
+    parsed = parse_shard(spec)
+    if parsed is None:
+        return list(items)
+    k, n = parsed
+    return list(items[(k - 1) * len(items) // n : k * len(items) // n])

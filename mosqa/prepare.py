@@ -13,39 +13,31 @@ from pathlib import Path
 
 import numpy as np
 
-from mosqa.audio import atomic_path, is_silent, load_audio_native
+from mosqa.audio import MIN_SECONDS, SILENCE_DB, atomic_path, load_checked
 from mosqa.errors import MosqaError
 from mosqa.lists import Item, read_list, write_list
 from mosqa.plots import histogram_png
 
 SPLITS = ("train", "valid", "test")
+MAX_SECONDS = 60.0  # longer files are usually unsegmented recordings, not clips with one label
 
 
-def check_file(item: Item, min_dur: float, max_dur: float, silence_db: float) -> str | None:
-    """The reason `item`'s audio is unusable, or None when it is fine."""
-    try:
-        wav, sr = load_audio_native(item.path)
-    except MosqaError as exc:
-        return str(exc)
-    dur = len(wav) / sr
-    if not min_dur <= dur <= max_dur:
-        return f"{item.path}: duration {dur:.2f} s outside {min_dur:g}..{max_dur:g} s"
-    if is_silent(wav, silence_db):
-        return f"{item.path}: silent (level below {silence_db:g} dBFS)"
-    return None
+def validate(items, *, min_dur=MIN_SECONDS, max_dur=MAX_SECONDS, silence_db=SILENCE_DB, skip_bad=False,
+             progress=None):
+    """(good items, [(list:line, reason)]); without `skip_bad` the first bad file raises MosqaError.
 
-
-def validate(items, *, min_dur=0.5, max_dur=60.0, silence_db=-70.0, skip_bad=False, progress=None):
-    """(good items, [(list:line, reason)]); without `skip_bad` the first bad file raises MosqaError."""
+    The decision is audio.load_checked's, the one train-qa and eval-qa make when they load a clip.
+    """
     good, bad = [], []
     for item in items:
-        reason = check_file(item, min_dur, max_dur, silence_db)
-        if reason is None:
+        try:
+            load_checked(item.path, None, item.where, min_seconds=min_dur, max_seconds=max_dur,
+                         silence_db=silence_db)
             good.append(item)
-        elif skip_bad:
-            bad.append((item.where, reason))
-        else:
-            raise MosqaError(f"{item.where}: {reason} (use --skip-bad to drop bad files)")
+        except MosqaError as exc:
+            if not skip_bad:
+                raise MosqaError(f"{exc} (use --skip-bad to drop bad files)") from None
+            bad.append((item.where, str(exc).removeprefix(f"{item.where}: ")))
         if progress:
             progress()
     return good, bad
@@ -200,14 +192,19 @@ OUTPUT_NAMES = {"train": "wav_train_qn.list", "train_rs": "wav_train_qn_rs.list"
 
 def prepare(list_paths, out_dir, *, seed: int = 0, split: str = "0.8,0.1,0.1", test_groups=None,
             valid_groups=None, bin_width: float = 0.25, score_range=(1.0, 5.0), target="median",
-            min_dur: float = 0.5, max_dur: float = 60.0, silence_db: float = -70.0, skip_bad: bool = False,
-            group_col=None, progress=None) -> dict:
+            min_dur: float = MIN_SECONDS, max_dur: float = MAX_SECONDS, silence_db: float = SILENCE_DB,
+            skip_bad: bool = False, group_col=None, progress=None) -> dict:
     """Validate, split by group, balance, and write the lists, score_hist.png and prepare_summary.json.
 
     `progress(total)` is called once with the file count, then `progress()` after each file.
     """
     ratios = parse_ratios(split)
     edges = bin_edges(score_range, bin_width)
+    # Looser limits would write lists that train-qa and eval-qa then refuse (audio.load_checked).
+    if min_dur < MIN_SECONDS or silence_db < SILENCE_DB:
+        raise MosqaError(f"--min-dur {min_dur:g} / --silence-db {silence_db:g}: train-qa and eval-qa "
+                         f"refuse clips under {MIN_SECONDS:g} s or {SILENCE_DB:g} dBFS, so these can only be "
+                         "tightened")
     bad_lines: list | None = [] if skip_bad else None
     items = read_lists(list_paths, bad_lines, group_col)
     if progress:

@@ -8,6 +8,7 @@ gradients reach the waveform: the enhancement trainer uses it as a loss. A run d
 import torch
 from torch import nn
 
+from mosqa.checks import require_kind
 from mosqa.errors import MosqaError
 from mosqa.frontend import FrontEnd, features, frame_lengths
 from mosqa.heads import MOS_MIN, MOS_RANGE
@@ -49,6 +50,7 @@ def scorer_from_config(cfg: dict) -> QAScorer:
 
 def load_qa(run_dir, device="cpu", checkpoint: str = "best.pt") -> QAScorer:
     """The trained scorer of a train-qa run directory (or one of its checkpoint files), in eval mode."""
+    require_kind(run_dir, "qa", "load_qa")
     run_dir, ckpt = find_checkpoint(run_dir, prefer=checkpoint)
     scorer = scorer_from_config(load_run_config(run_dir))
     state = load_checkpoint(ckpt)

@@ -227,8 +227,9 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         return torch.load(Path(path), map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise MosqaError(f"{path}: no such checkpoint") from None
-    except Exception as exc:
-        raise MosqaError(f"{path}: cannot load checkpoint ({str(exc).splitlines()[0]})") from None
+    except Exception:  # torch's own text advises weights_only=False, which would run pickled code
+        raise MosqaError(f"{path}: not a readable mosqa checkpoint (corrupt, truncated, or not saved by "
+                         "mosqa)") from None
 
 
 def seed_everything(seed: int) -> None:

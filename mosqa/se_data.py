@@ -13,30 +13,31 @@ import soundfile as sf
 import torch
 from scipy.signal import fftconvolve
 
-from mosqa.audio import AUDIO_SUFFIXES, find_audio, load_audio
+from mosqa.audio import AUDIO_SUFFIXES, find_audio, load_audio, load_checked
 from mosqa.errors import MosqaError
 from mosqa.lists import read_list
 
 VALID_EPOCH = -1
 
 
-def audio_files(source) -> list[Path]:
-    """A folder (searched recursively), a list file (first column) or one audio file -> audio paths."""
+def audio_files(source) -> dict[Path, str]:
+    """A folder (searched recursively), a list file (first column) or one audio file -> audio paths, each
+    with where it was named (`list:line` for a list, else "") for error messages."""
     source = Path(source)
     if source.is_dir():
         files = find_audio(source)
         if not files:
             raise MosqaError(f"{source}: folder holds no audio files")
-        return files
+        return dict.fromkeys(files, "")
     if source.suffix.lower() in AUDIO_SUFFIXES:
         if not source.is_file():
             raise MosqaError(f"{source}: no such audio file")
-        return [source]
+        return {source: ""}
     items = read_list(source, require_score=False, score_range=None)
     for it in items:
         if not it.path.is_file():
             raise MosqaError(f"{it.where}: no such audio file {it.path}")
-    return [it.path for it in items]
+    return {it.path: it.where for it in items}
 
 
 def read_pairs(list_path) -> list[tuple[Path, Path, str]]:
@@ -83,7 +84,7 @@ class PairDataset(torch.utils.data.Dataset):
     ):
         self.pairs = read_pairs(list_path)
         self.sr, self.crop, self.seed, self.epoch = sample_rate, crop_samples, seed, VALID_EPOCH
-        self.load = lru_cache(maxsize=cache)(lambda p: load_audio(p, sample_rate))
+        self.load = lru_cache(maxsize=cache)(lambda p, where: load_checked(p, sample_rate, where))
 
     def __len__(self):
         return len(self.pairs)
@@ -93,7 +94,7 @@ class PairDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         noisy, clean, where = self.pairs[i]
-        y, s = self.load(noisy), self.load(clean)
+        y, s = self.load(noisy, where), self.load(clean, where)
         n = min(len(y), len(s))  # header check allowed one sample of rounding
         y, s = crop(_rng(self.seed, self.epoch, i), [y[:n], s[:n]], self.crop)
         return y, s
@@ -119,6 +120,7 @@ class MixDataset(torch.utils.data.Dataset):
         level_range=(-35.0, -15.0),
         rir_prob: float = 0.5,
         cache: int = 512,
+        where: dict | None = None,
     ):
         if not clean_files or not noise_files:
             raise MosqaError("on-the-fly mixing needs at least one clean and one noise file")
@@ -126,7 +128,11 @@ class MixDataset(torch.utils.data.Dataset):
         self.sr, self.crop, self.snr, self.level = sample_rate, crop_samples, snr_range, level_range
         self.items = items or len(self.clean)
         self.seed, self.epoch, self.rir_prob = seed, VALID_EPOCH, rir_prob
-        self.load = lru_cache(maxsize=cache)(lambda p: load_audio(p, sample_rate))
+        # Speech and noise pass the check every command makes (errors name `where[path]`, a list:line);
+        # RIRs are short and mostly quiet by nature.
+        where = where or {}
+        self.load = lru_cache(maxsize=cache)(lambda p: load_checked(p, sample_rate, where.get(p, "")))
+        self.load_rir = lru_cache(maxsize=cache)(lambda p: load_audio(p, sample_rate))
 
     def __len__(self):
         return self.items
@@ -141,7 +147,7 @@ class MixDataset(torch.utils.data.Dataset):
         speech = self.load(self.clean[ci])
         (speech,) = crop(rng, [speech], self.crop)
         if self.rirs and rng.random() < self.rir_prob:
-            rir = self.load(self.rirs[int(rng.integers(len(self.rirs)))])
+            rir = self.load_rir(self.rirs[int(rng.integers(len(self.rirs)))])
             rir = rir / (np.max(np.abs(rir)) + 1e-9)
             speech = fftconvolve(speech, rir)[: len(speech)].astype(np.float32)
         noise = self.load(self.noise[int(rng.integers(len(self.noise)))])
@@ -201,16 +207,18 @@ def build_dataset(cfg: dict, split: str) -> torch.utils.data.Dataset:
     if list_path:
         return PairDataset(list_path, sr, crop_samples, seed)
     if clean and noise:
-        rirs = audio_files(cfg["rir"]) if cfg.get("rir") else []
+        rirs = list(audio_files(cfg["rir"])) if cfg.get("rir") else []
+        speech, noises = audio_files(clean), audio_files(noise)
         return MixDataset(
-            audio_files(clean),
-            audio_files(noise),
+            list(speech),
+            list(noises),
             sr,
             crop_samples,
             (cfg["snr_min"], cfg["snr_max"]),
             rirs,
             items,
             seed,
+            where=speech | noises,
         )
     flag = (
         "--train LIST or --clean and --noise"

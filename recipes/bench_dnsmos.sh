@@ -2,13 +2,13 @@
 # DNSMOS throughput: Microsoft's reference (speechmos + librosa) against mosqa on the same 10 s clips,
 # in one Python process, checking that every score agrees to 1e-4.
 #   DNSMOS_BENCH_N=100     number of 10 s clips (built from $CORPUS/speech)
-#   CORPUS=/work/shared/corpus
+#   CORPUS=../shared/corpus (beside the repository)
 #   REFENV=/tmp/mosqa_dnsmos_refenv   throwaway venv for librosa + speechmos, made here if librosa is
 #                                     not importable by `python` (librosa is not a mosqa dependency)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${DNSMOS_BENCH_N:-100}
-CORPUS=${CORPUS:-/work/shared/corpus}
+CORPUS=$(realpath -m "${CORPUS:-../shared/corpus}")  # beside the repository; absolute, as links point into it
 OUT=${BENCH_OUT:-bench_out}/dnsmos
 REFENV=${REFENV:-/tmp/mosqa_dnsmos_refenv}
 

@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CORPUS=${CORPUS:-/work/shared/corpus}
+CORPUS=$(realpath -m "${CORPUS:-../shared/corpus}")  # beside the repository; absolute, as links point into it
 OUT=${OUT:-bench_out/qa}
 MAX_UTTS=${MAX_UTTS:-500}          # clean utterances drawn from $CORPUS/speech
 PER_UTT=${PER_UTT:-4}              # degraded copies of each

@@ -24,7 +24,8 @@
 # BASE_STEPS / FT_STEPS / SEEDS). Stages resume: `stage=N bash recipes/bench_se.sh` starts at stage N; a
 # run or a score already finished is kept, an interrupted run continues from its last.pt.
 set -euo pipefail
-CORPUS=${CORPUS:-../shared/corpus}
+# beside the repository; absolute, as the lists name files by absolute path
+CORPUS=$(realpath -m "${CORPUS:-$(dirname "$0")/../../shared/corpus}")
 OUT=${OUT:-bench_out/se}
 DEVICE=${DEVICE:-cpu}
 JOBS=${JOBS:-2}
@@ -44,7 +45,6 @@ joint_pesqwb --qa joint --qa-model $QA_MODEL
 frozen_dnsmos --qa frozen --qa-model dnsmos --dnsmos-target ovrl"}
 stage=${stage:-0}
 [ -d "$CORPUS/speech" ] || { echo "bench_se: no corpus at $CORPUS (set CORPUS)" >&2; exit 2; }
-CORPUS=$(cd "$CORPUS" && pwd)
 mkdir -p "$OUT/lists" "$OUT/logs" "$OUT/runs" "$OUT/scores"
 OUT=$(cd "$OUT" && pwd)  # lists name files by absolute path
 # Every run: same crops, batch and validation; only the steps, the start and the guidance differ.

@@ -33,8 +33,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sample-rate", type=int, default=16000)
     args = ap.parse_args(argv)
     try:
-        mixtures = MixDataset(audio_files(args.clean), audio_files(args.noise), args.sample_rate, None,
-                              (args.snr_min, args.snr_max), items=args.items, seed=args.seed)
+        clean, noise = audio_files(args.clean), audio_files(args.noise)
+        mixtures = MixDataset(list(clean), list(noise), args.sample_rate, None, (args.snr_min, args.snr_max),
+                              items=args.items, seed=args.seed, where=clean | noise)
     except MosqaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -43,13 +44,16 @@ def main(argv=None) -> int:
     lines = []
     for kind in ("noisy", "clean"):
         (args.out_dir / kind).mkdir(parents=True, exist_ok=True)
-    for i in range(len(mixtures)):
-        name = f"mix{i:04d}.wav"
-        if not all((args.out_dir / kind / name).is_file() for kind in ("noisy", "clean")):
-            noisy, clean = mixtures[i]
-            for kind, wav in (("noisy", noisy), ("clean", clean)):
-                write_audio(args.out_dir / kind / name, wav[:keep], args.sample_rate)
-        lines.append(f"noisy/{name},clean/{name}")
+    try:
+        for i in range(len(mixtures)):
+            name = f"mix{i:04d}.wav"
+            if not all((args.out_dir / kind / name).is_file() for kind in ("noisy", "clean")):
+                for kind, wav in zip(("noisy", "clean"), mixtures[i], strict=True):
+                    write_audio(args.out_dir / kind / name, wav[:keep], args.sample_rate)
+            lines.append(f"noisy/{name},clean/{name}")
+    except MosqaError as exc:  # a corrupt or silent file, named by list:line
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     (args.out_dir / "pairs.list").write_text("\n".join(lines) + "\n")
     print(f"{len(lines)} mixtures ({args.snr_min:g}-{args.snr_max:g} dB SNR) in {args.out_dir}/pairs.list")
     return 0

@@ -29,13 +29,13 @@ def speech(seconds: float, f0: float, sr: int = SR) -> np.ndarray:
 
 
 def make_corpus(root, n: int = 24, seed: int = 0) -> dict:
-    """n clips (0.4-1.2 s), a speech-like tone in white noise at SNRs spread over -5..30 dB, labelled
+    """n clips (0.5-1.2 s), a speech-like tone in white noise at SNRs spread over -5..30 dB, labelled
     with a score rising with the SNR; train/valid/test lists with conditions."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(n):
-        dur = rng.uniform(0.4, 1.2)
+        dur = rng.uniform(0.5, 1.2)  # 0.5 s: the shortest clip train-qa accepts (audio.MIN_SECONDS)
         t = np.arange(int(dur * SR)) / SR
         f0 = rng.uniform(100, 220)
         voice = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 8))

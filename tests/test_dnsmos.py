@@ -170,12 +170,13 @@ def test_cli_reports_bad_files_and_scores_the_rest(tmp_path):
     assert result.exit_code == 1, result.output
     rows = list(csv.DictReader(out.open()))
     assert [Path(r["filename"]).name for r in rows] == sorted(files)
-    assert list(rows[0]) == dnsmos.COLUMNS + ["P808_MOS", "error"]
+    assert list(rows[0]) == dnsmos.COLUMNS + ["P808_MOS", "warning", "error"]
     reasons = {Path(r["filename"]).name: r["error"] for r in rows}
     assert "empty" in reasons["a_empty.wav"] and "cannot decode" in reasons["b_corrupt.wav"]
     assert "NaN" in reasons["c_nan.wav"] and "a_empty.wav" in reasons["a_empty.wav"]
     assert reasons["d_short.wav"] == reasons["e_stereo44k.flac"] == ""
     short = next(r for r in rows if r["filename"].endswith("d_short.wav"))
+    assert "shorter than 1 s" in short["warning"]
     assert float(short["len_in_sec"]) == 0.5 and int(short["num_hops"]) == 7
     stats = json.loads(summary.read_text())
     assert stats["files"] == 5 and stats["scores"]["OVRL"]["count"] == 2
@@ -200,11 +201,11 @@ def test_pool_only_for_many_files_on_cpu(monkeypatch):
     assert dnsmos.plan_jobs(1000, 2, "cpu") == (2, 2) and dnsmos.plan_jobs(3, 8, "cpu") == (3, 1)
 
 
-def test_csv_written_atomically_with_error_column_only_when_needed(tmp_path):
+def test_csv_written_atomically_with_the_same_header_whatever_the_files(tmp_path):
     good = {"filename": "a.wav", **GOLDEN["normal"]["speech_3s.flac"]}
     dnsmos.write_csv(tmp_path / "ok.csv", [good], dnsmos.output_columns())
-    header = (tmp_path / "ok.csv").read_text().splitlines()[0]
-    assert header == ",".join(dnsmos.COLUMNS + ["P808_MOS"])
+    header, row = (tmp_path / "ok.csv").read_text().splitlines()
+    assert header == ",".join(dnsmos.COLUMNS + ["P808_MOS", "warning", "error"]) and row.endswith(",,")
     assert list(tmp_path.iterdir()) == [tmp_path / "ok.csv"]  # no temporary left behind
 
 

@@ -86,9 +86,9 @@ def test_folders_lists_and_name_clashes(tmp_path):
     sf.write(tmp_path / "a" / "x.wav", speech(0.5, 220), SR)
     sf.write(tmp_path / "a" / "sub" / "y.flac", speech(0.5, 220), SR)
     (tmp_path / "files.txt").write_text("a/x.wav\n")
-    names = [str(n) for _, n in collect_inputs([tmp_path / "a"])]
+    names = [str(f.name) for f in collect_inputs([tmp_path / "a"])]
     assert names == ["sub/y.wav", "x.wav"]
-    assert [str(n) for _, n in collect_inputs([tmp_path / "files.txt"])] == ["x.wav"]
+    assert [str(f.name) for f in collect_inputs([tmp_path / "files.txt"])] == ["x.wav"]
     sf.write(tmp_path / "x.wav", speech(0.5, 220), SR)
     with pytest.raises(MosqaError, match="clashes"):
         collect_inputs([tmp_path / "a" / "x.wav", tmp_path / "x.wav"])

@@ -1,0 +1,431 @@
+"""Issue 12's matrix: every bad input and output path, over every command.
+
+Each case runs one command line and asserts its exit code, that no traceback is shown, that one
+`error:` line names the offending file (and list line), and that nothing on disk changed: no
+partial output, no stale run directory, no input touched (caches aside).
+"""
+
+import csv
+import functools
+import hashlib
+import io
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import SR, speech
+from typer.testing import CliRunner
+
+from cli.main import app
+from mosqa.audio import find_audio
+from mosqa.errors import MosqaError
+from mosqa.lists import read_list, shard
+
+
+def make_qa_run(run_dir: Path) -> None:
+    """A train-qa run as older versions wrote it (no `kind` key): untrained qualitynet, config + best.pt."""
+    from mosqa.frontend import FrontEnd
+    from mosqa.qa import scorer_from_config
+    from mosqa.runs import save_checkpoint, save_yaml
+
+    torch.manual_seed(0)
+    scorer = scorer_from_config({"arch": "qualitynet", "lstm_hidden": 8, **FrontEnd().to_dict()})
+    run_dir.mkdir(parents=True)
+    save_yaml(run_dir / "config.yaml", scorer.config)
+    save_checkpoint(run_dir / "best.pt", {"model": scorer.model.state_dict(), "epoch": 1})
+
+
+def make_se_run(run_dir: Path) -> None:
+    """A train-se run holding the identity dpcrn (mask = 1)."""
+    from mosqa.runs import save_checkpoint, save_yaml
+    from mosqa.se_models import build_se_model
+    from mosqa.train_se import DEFAULTS
+
+    cfg = DEFAULTS | {"arch": "dpcrn", "identity_init": True}
+    run_dir.mkdir(parents=True)
+    save_yaml(run_dir / "config.yaml", cfg)
+    save_checkpoint(run_dir / "best.pt", {"model": build_se_model(cfg).state_dict(), "epoch": 1})
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    w = tmp_path_factory.mktemp("bad")
+    (w / "file.txt").write_text("a regular file\n")
+    (w / "adir").mkdir()
+    (w / "audio").mkdir()
+    for i in range(3):
+        sf.write(w / "audio" / f"clip{i}.wav", speech(1.0, 120 + 40 * i), SR)
+    (w / "bad").mkdir()
+    sf.write(w / "bad" / "silent.wav", np.zeros(SR, np.float32), SR)
+    sf.write(w / "bad" / "short.wav", speech(0.2, 150), SR)
+    (w / "bad" / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEjunkjunkjunk")
+    sf.write(w / "bad" / "nan.wav", np.full(SR, np.nan, np.float32), SR, subtype="FLOAT")
+    (w / "qa.list").write_text("path,score,condition\naudio/clip0.wav,1.5,a\naudio/clip1.wav,3.0,b\n"
+                               "audio/clip2.wav,4.5,a\n")
+    (w / "pairs.list").write_text("audio/clip0.wav,audio/clip1.wav\naudio/clip1.wav,audio/clip2.wav\n")
+    for bad in ("silent", "short", "corrupt", "nan"):
+        (w / f"{bad}.list").write_text(f"audio/clip0.wav,3.0\nbad/{bad}.wav,2.0\naudio/clip1.wav,4.0\n")
+        (w / f"{bad}_paths.list").write_text(f"audio/clip0.wav\nbad/{bad}.wav\n")
+    (w / "silent_pairs.list").write_text("audio/clip0.wav,audio/clip1.wav\naudio/clip1.wav,bad/silent.wav\n")
+    (w / "badscore.list").write_text("audio/clip0.wav,3.0\naudio/clip1.wav,4.0\naudio/clip2.wav,7.5\n")
+    (w / "missing.list").write_text("audio/clip0.wav,3.0\naudio/nope.wav,2.0\n")
+    make_qa_run(w / "runs" / "qa")
+    make_se_run(w / "runs" / "se")
+    for kind in ("qa", "se"):  # a config that loads, a checkpoint that does not
+        (w / "runs" / f"broken_{kind}").mkdir()
+        shutil.copy(w / "runs" / kind / "config.yaml", w / "runs" / f"broken_{kind}" / "config.yaml")
+        (w / "runs" / f"broken_{kind}" / "best.pt").write_bytes(b"PK\x03\x04 not a zip archive")
+    (w / "runs" / "failed").mkdir()  # what a run that died before its first epoch left behind
+    shutil.copy(w / "runs" / "qa" / "config.yaml", w / "runs" / "failed" / "config.yaml")
+    clean = w / "clean_with_bad" / "spk1"
+    clean.mkdir(parents=True)
+    sf.write(clean / "good.wav", speech(1.5, 150), SR)
+    sf.write(clean / "quiet.wav", np.zeros(SR, np.float32), SR)
+    return w
+
+
+CACHES = {".cache", ".input_metrics"}  # features and the noisy input's scores, shared by every run
+
+
+def snapshot(root: Path) -> dict:
+    """path -> content hash of every file below `root`, caches excepted."""
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and not CACHES & set(p.parts)}
+
+
+def invoke(args):
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=True)
+
+
+QA_TINY = ["--arch", "qualitynet", "--lstm-hidden", "8", "--batch-size", "2", "--epochs", "1",
+           "--device", "cpu", "--threads", "1"]
+SE_TINY = ["--arch", "lstm", "--hidden", "8", "--conv-channels", "8", "--layers", "1", "--epochs", "1",
+           "--batch-size", "2", "--crop-seconds", "0.5", "--no-dnsmos", "--device", "cpu", "--threads", "1"]
+
+
+def eval_qa(run: str, test_list: str, *extra) -> list:
+    return ["eval-qa", "{W}/runs/" + run, "--list", "{W}/" + test_list, "--device", "cpu", *extra]
+
+
+def train_qa(train: str, *extra) -> list:
+    return ["train-qa", "--train", "{W}/" + train, "--valid", "{W}/qa.list", *QA_TINY, *extra]
+
+
+def train_se(train: str, *extra) -> list:
+    return ["train-se", "--train", "{W}/" + train, "--valid", "{W}/pairs.list", *SE_TINY, *extra]
+
+
+def enhance(run: str, *inputs_and_options) -> list:
+    return ["enhance", "{W}/runs/" + run, *inputs_and_options, "--device", "cpu"]
+
+
+CLIP, EV, ENH, EXP = "{W}/audio/clip0.wav", ["--out-dir", "{W}/ev"], ["--out-dir", "{W}/enh"], "{W}/exp"
+UNDER_FILE = "{W}/file.txt/x"
+
+
+def case(name: str, args: list, fragments: list):
+    """One row: a command line ({W} is the work folder) and what its one error line must name."""
+    return pytest.param(args, fragments, id=name)
+
+
+CASES = [
+    # ---- output locations, checked before any work
+    case("simulate-out-under-file", ["simulate", "--builtin", "--out-dir", UNDER_FILE], ["file.txt"]),
+    case("simulate-out-is-file", ["simulate", "--builtin", "--out-dir", "{W}/file.txt"],
+         ["file.txt", "not a folder"]),
+    case("prepare-out-under-file", ["prepare-list", "{W}/qa.list", "--out-dir", UNDER_FILE], ["file.txt"]),
+    case("prepare-out-is-file", ["prepare-list", "{W}/qa.list", "--out-dir", "{W}/file.txt"],
+         ["file.txt", "not a folder"]),
+    case("train-qa-exp-under-file", train_qa("qa.list", "--exp-dir", UNDER_FILE), ["--exp-dir", "file.txt"]),
+    case("train-qa-cache-under-file", train_qa("qa.list", "--exp-dir", EXP, "--cache-dir", UNDER_FILE),
+         ["--cache-dir", "file.txt"]),
+    case("eval-qa-out-under-file", eval_qa("qa", "qa.list", "--out-dir", UNDER_FILE),
+         ["--out-dir", "file.txt"]),
+    case("eval-qa-table-under-file", eval_qa("qa", "qa.list", *EV, "--table", UNDER_FILE),
+         ["--table", "file.txt"]),
+    case("eval-qa-table-is-folder", eval_qa("qa", "qa.list", *EV, "--table", "{W}/adir"),
+         ["--table", "adir", "folder"]),
+    case("train-se-exp-under-file", train_se("pairs.list", "--exp-dir", UNDER_FILE),
+         ["--exp-dir", "file.txt"]),
+    case("enhance-out-under-file", enhance("se", CLIP, "--out-dir", UNDER_FILE), ["--out-dir", "file.txt"]),
+    case("enhance-out-is-file", enhance("se", CLIP, "--out-dir", "{W}/file.txt"),
+         ["--out-dir", "file.txt", "not a folder"]),
+    case("enhance-out-is-input-folder", enhance("se", "{W}/audio", "--out-dir", "{W}/audio"),
+         ["overwrite", "clip0.wav"]),
+    case("enhance-list-out-is-input-folder",
+         enhance("se", "{W}/corrupt_paths.list", "--out-dir", "{W}/audio"),
+         ["overwrite", "clip0.wav"]),
+    case("enhance-compare-out-under-file", ["enhance", "--compare", "{W}/runs/se", "--out-dir", UNDER_FILE],
+         ["--out-dir", "file.txt"]),
+    case("dnsmos-out-under-file", ["dnsmos", CLIP, "--out", UNDER_FILE], ["--out", "file.txt"]),
+    case("dnsmos-out-is-folder", ["dnsmos", CLIP, "--out", "{W}/adir"], ["--out", "adir", "is a folder"]),
+    case("dnsmos-summary-under-file", ["dnsmos", CLIP, "--out", "{W}/d.csv", "--summary-json", UNDER_FILE],
+         ["--summary-json", "file.txt"]),
+    # ---- one command given another command's run, or a broken one
+    case("eval-qa-given-se-run", eval_qa("se", "qa.list"),
+         ["runs/se", "train-se run", "eval-qa needs a train-qa"]),
+    case("train-se-qa-model-is-se-run",
+         train_se("pairs.list", "--qa", "frozen", "--qa-model", "{W}/runs/se", "--exp-dir", EXP),
+         ["runs/se", "train-se run", "--qa-model needs a train-qa run"]),
+    case("enhance-given-qa-run", enhance("qa", CLIP, *ENH),
+         ["runs/qa", "train-qa run", "enhance needs a train-se"]),
+    case("enhance-compare-given-qa-run", ["enhance", "--compare", "{W}/runs/se", "{W}/runs/qa"],
+         ["runs/qa", "train-qa run", "enhance --compare needs a train-se"]),
+    case("eval-qa-corrupt-checkpoint", eval_qa("broken_qa", "qa.list", *EV),
+         ["broken_qa/best.pt", "corrupt"]),
+    case("enhance-corrupt-checkpoint", enhance("broken_se", CLIP, *ENH), ["broken_se/best.pt", "corrupt"]),
+    case("eval-qa-failed-run", eval_qa("failed", "qa.list"), ["runs/failed", "no best.pt"]),
+    case("eval-qa-glob-with-broken-run", [*eval_qa("qa", "qa.list", *EV), "{W}/runs/broken_qa"],
+         ["broken_qa/best.pt"]),
+    case("train-se-zero-epochs", train_se("pairs.list", "--epochs", "0", "--exp-dir", EXP), ["--epochs"]),
+    # ---- audio: one decision everywhere, list:line wherever a list is involved
+    case("prepare-silent", ["prepare-list", "{W}/silent.list", "--out-dir", "{W}/p"],
+         ["silent.list:2", "silent.wav", "silent"]),
+    case("prepare-short", ["prepare-list", "{W}/short.list", "--out-dir", "{W}/p"],
+         ["short.list:2", "short.wav", "duration 0.20 s"]),
+    case("train-qa-silent", train_qa("silent.list", "--exp-dir", EXP),
+         ["silent.list:2", "silent.wav", "silent"]),
+    case("train-qa-corrupt", train_qa("corrupt.list", "--exp-dir", EXP),
+         ["corrupt.list:2", "corrupt.wav", "cannot decode"]),
+    case("eval-qa-silent", eval_qa("qa", "silent.list", *EV), ["silent.list:2", "silent.wav", "silent"]),
+    case("eval-qa-short", eval_qa("qa", "short.list", *EV),
+         ["short.list:2", "short.wav", "shorter than 0.5 s"]),
+    case("eval-qa-corrupt", eval_qa("qa", "corrupt.list", *EV),
+         ["corrupt.list:2", "corrupt.wav", "cannot decode"]),
+    case("eval-qa-nan", eval_qa("qa", "nan.list", *EV), ["nan.list:2", "nan.wav", "NaN"]),
+    case("eval-qa-missing-file", eval_qa("qa", "missing.list", *EV), ["missing.list:2", "nope.wav"]),
+    case("train-se-silent-pair", train_se("silent_pairs.list", "--exp-dir", EXP),
+         ["silent_pairs.list:2", "silent.wav"]),
+    case("enhance-corrupt-in-list", enhance("se", "{W}/corrupt_paths.list", *ENH),
+         ["corrupt_paths.list:2", "corrupt.wav"]),
+    case("enhance-nan-in-list", enhance("se", "{W}/nan_paths.list", *ENH), ["nan_paths.list:2", "nan.wav"]),
+    case("enhance-missing-input", enhance("se", "{W}/audio/nope.wav", *ENH), ["nope.wav"]),
+    case("dnsmos-missing-list", ["dnsmos", "--list", "{W}/nope.list", "--out", "{W}/d.csv"], ["nope.list"]),
+    # ---- lists and options
+    case("eval-qa-bad-score", eval_qa("qa", "badscore.list", *EV), ["badscore.list:3", "7.5"]),
+    case("prepare-looser-than-train-qa",
+         ["prepare-list", "{W}/qa.list", "--out-dir", "{W}/p", "--min-dur", "0.1"],
+         ["--min-dur 0.1", "can only be tightened"]),
+    case("prepare-bad-score", ["prepare-list", "{W}/badscore.list", "--out-dir", "{W}/p"],
+         ["badscore.list:3", "7.5"]),
+    case("dnsmos-bad-shard", ["dnsmos", "{W}/audio", "--out", "{W}/d.csv", "--shard", "4/3"], ["--shard"]),
+    case("enhance-bad-shard", enhance("se", "{W}/audio", *ENH, "--shard", "x"), ["--shard"]),
+]
+
+
+@pytest.mark.parametrize("args, fragments", CASES)
+def test_bad_input_matrix(work, args, fragments):
+    before = snapshot(work)
+    result = invoke([a.format(W=work) for a in args])
+    out = result.output
+    assert "Traceback" not in out, out
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 2, out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, out
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    assert snapshot(work) == before, "the failed command changed files on disk"
+
+
+def test_simulate_names_skipped_clean_files(work, tmp_path):
+    result = invoke(["simulate", work / "clean_with_bad", "--out-dir", tmp_path / "sim", "--per-utt", "1",
+                     "--no-codecs", "--jobs", "1"])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "quiet.wav" in result.output
+
+
+# ---------------------------------------------------------------- inputs are never overwritten
+
+
+def test_enhance_into_the_input_folder_leaves_every_input_byte_identical(work, tmp_path):
+    folder = tmp_path / "in"
+    shutil.copytree(work / "audio", folder)
+    sf.write(folder / "other.flac", speech(1.0, 150), SR)
+    (folder / "files.list").write_text("clip0.wav\nother.flac\n")
+    before = snapshot(folder)
+    for inputs in ([folder], [folder / "clip1.wav"], [folder / "files.list"]):
+        result = invoke(["enhance", work / "runs" / "se", *inputs, "--out-dir", folder, "--device", "cpu"])
+        assert result.exit_code == 2 and "would overwrite the input" in result.output, result.output
+        assert snapshot(folder) == before
+    # A flac becomes a .wav beside it: no input is touched, so that is allowed.
+    result = invoke(["enhance", work / "runs" / "se", folder / "other.flac", "--out-dir", folder, "--device",
+                     "cpu"])
+    assert result.exit_code == 0, result.output
+    after = snapshot(folder)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert set(after) - set(before) == {"other.wav"}
+
+
+# ---------------------------------------------------------------- --shard
+
+
+def test_shard_blocks_cover_every_item_once_in_order():
+    items = list(range(10))
+    blocks = [shard(items, f"{k}/3") for k in (1, 2, 3)]
+    assert sum(blocks, []) == items and sorted(map(len, blocks)) == [3, 3, 4]
+    assert shard(items, None) == items and shard(items[:2], "3/3") == [1] and shard(items[:2], "1/3") == []
+    for bad in ("0/3", "4/3", "3", "a/b"):
+        with pytest.raises(MosqaError, match="--shard"):
+            shard(items, bad)
+
+
+@pytest.fixture
+def one_dnsmos_session(monkeypatch):
+    """Every dnsmos command of a test shares one Scorer and each file's row.
+
+    These tests are about the file loop (shards, columns, lists), not the scores (test_dnsmos.py checks
+    those), and one DNSMOS pass costs about a second per file on a busy 2-core machine.
+    """
+    from mosqa import dnsmos
+
+    memo = functools.lru_cache(maxsize=None)
+    monkeypatch.setattr(dnsmos.Scorer, "score_file", memo(dnsmos.Scorer.score_file))
+    monkeypatch.setattr(dnsmos, "Scorer", memo(dnsmos.Scorer))
+
+
+def test_dnsmos_three_shards_concatenate_to_the_unsharded_csv(work, tmp_path, one_dnsmos_session):
+    folder = tmp_path / "in"
+    shutil.copytree(work / "audio", folder)
+    sf.write(folder / "quiet.wav", np.zeros(SR // 2, np.float32), SR)  # a row with a warning
+    fast = ["--no-p808", "--jobs", "1", "--device", "cpu"]
+    whole = tmp_path / "all.csv"
+    assert invoke(["dnsmos", folder, "--out", whole, *fast]).exit_code == 0
+    parts = []
+    for k in (1, 2, 3):
+        part = tmp_path / f"shard{k}.csv"
+        result = invoke(["dnsmos", folder, "--out", part, "--shard", f"{k}/3", *fast])
+        assert result.exit_code == 0, result.output
+        lines = part.read_text().splitlines(keepends=True)
+        parts += lines if k == 1 else lines[1:]
+    assert "".join(parts) == whole.read_text()
+    assert len(parts) == 1 + 4 and "shorter than 1 s" in parts[-1]
+
+
+def test_enhance_shards_split_the_inputs(work, tmp_path):
+    for k in (1, 2):
+        result = invoke(["enhance", work / "runs" / "se", work / "audio", "--out-dir", tmp_path / "o",
+                         "--shard", f"{k}/2", "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["clip0.wav", "clip1.wav", "clip2.wav"][
+            : 1 if k == 1 else 3]
+
+
+# ---------------------------------------------------------------- runs
+
+
+def test_eval_qa_glob_skips_unfinished_and_enhancement_runs_with_a_warning(work, tmp_path):
+    result = invoke(["eval-qa", work / "runs" / "qa", work / "runs" / "failed", work / "runs" / "se",
+                     "--list", work / "qa.list", "--out-dir", tmp_path / "ev", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert "runs/failed: no best.pt" in warnings[0] and "runs/se: a train-se run" in warnings[1]
+    assert sorted(p.name for p in (tmp_path / "ev").iterdir()) == ["compare_qa.csv", "qa"]
+    assert (tmp_path / "ev" / "qa" / "predictions.csv").is_file()
+
+
+def test_load_qa_names_the_kind_of_run_it_got(work):
+    from mosqa.qa import load_qa
+
+    with pytest.raises(MosqaError, match="this is a train-se run; load_qa needs a train-qa run"):
+        load_qa(work / "runs" / "se")
+
+
+def test_run_kind_from_the_kind_key_or_inferred(work, tmp_path):
+    from mosqa.checks import run_kind
+
+    assert run_kind(work / "runs" / "qa") == "qa" and run_kind(work / "runs" / "se") == "se"
+    (tmp_path / "config.yaml").write_text("kind: se\narch: crn\nfeature: mag\n")
+    assert run_kind(tmp_path) == "se" and run_kind(tmp_path / "nothing") is None
+
+
+# ---------------------------------------------------------------- audio and lists
+
+
+def test_dnsmos_warns_about_silent_and_short_files_and_reads_path_only_lists(work, tmp_path,
+                                                                             one_dnsmos_session):
+    (tmp_path / "paths.csv").write_text(f"path\n{work}/audio/clip0.wav\n{work}/bad/silent.wav\n"
+                                        f"{work}/bad/short.wav\n")
+    result = invoke(["dnsmos", "--list", tmp_path / "paths.csv", "--out", tmp_path / "d.csv", "--no-p808",
+                     "--jobs", "1", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "d.csv").read_text())))
+    warnings = {Path(r["filename"]).name: r["warning"] for r in rows}
+    assert warnings["clip0.wav"] == "" and "silent" in warnings["silent.wav"]
+    assert "shorter than 1 s" in warnings["short.wav"] and "warning:" in result.output
+
+
+def test_one_path_per_line_lists_with_spaces_need_no_score(tmp_path):
+    sf.write(tmp_path / "my clip.wav", speech(1.0, 150), SR)
+    (tmp_path / "plain.txt").write_text("my clip.wav\n")
+    assert [it.path.name for it in read_list(tmp_path / "plain.txt", require_score=False)] == ["my clip.wav"]
+    with pytest.raises(MosqaError, match=r"plain\.txt:1"):
+        read_list(tmp_path / "plain.txt")  # a QA list does need its score
+
+
+def test_prepare_list_keeps_condition_and_group_for_eval_qa(work, tmp_path):
+    rows = ["path,score,condition,speaker"]
+    for i in range(12):
+        name = f"c{i}.wav"
+        sf.write(tmp_path / name, speech(0.6, 100 + 10 * i), SR)
+        rows.append(f"{name},{1 + i / 3:.2f},cond{i % 3},spk{i % 4}")
+    (tmp_path / "in.list").write_text("\n".join(rows) + "\n")
+    result = invoke(["prepare-list", tmp_path / "in.list", "--out-dir", tmp_path / "lists", "--test-groups",
+                     "spk3"])
+    assert result.exit_code == 0, result.output
+    test_items = read_list(tmp_path / "lists" / "wav_test_qn.list")
+    assert {it.group for it in test_items} == {"spk3"} and {it.condition for it in test_items} == {"cond0",
+                                                                                                      "cond1",
+                                                                                                      "cond2"}
+    assert all(it.condition for it in read_list(tmp_path / "lists" / "wav_train_qn_rs.list"))
+
+
+def test_find_audio_follows_symlinked_folders_without_looping(work, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    os.symlink(work / "audio", data / "spk1")  # Kaldi-style: speakers linked in
+    os.symlink(work / "audio", data / "spk1_again")  # the same folder twice is listed once
+    (data / "sub").mkdir()
+    os.symlink(data, data / "sub" / "back")  # a link cycle
+    found = find_audio(data)
+    assert [p.name for p in found] == ["clip0.wav", "clip1.wav", "clip2.wav"]
+
+
+# ---------------------------------------------------------------- help
+
+
+HELPED = ("simulate", "prepare-list", "eval-qa", "enhance", "dnsmos")
+
+
+@pytest.mark.parametrize("name", HELPED)
+def test_every_option_has_a_sentence_and_its_default(name):
+    import typer.main
+
+    command = typer.main.get_command(app).commands[name]
+    for param in command.params:
+        text = (param.help or "").strip()
+        assert text.endswith(".") and len(text) > 10, f"{name} {param.name}: {text!r}"
+        shown = param.default is not None and param.default is not False and param.default != [] and \
+            not getattr(param, "is_flag", False)  # Typer shows these defaults itself
+        assert shown or "default" in text.lower() or param.required, f"{name} {param.name}: no default stated"
+
+
+def test_version():
+    from mosqa import __version__
+
+    result = invoke(["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"mosqa {__version__}"
+
+
+def test_train_se_mixing_names_the_list_line_of_a_silent_clean_file(work):
+    from mosqa.se_data import MixDataset, audio_files
+
+    clean, noise = audio_files(work / "silent_paths.list"), audio_files(work / "audio" / "clip2.wav")
+    mixtures = MixDataset(list(clean), list(noise), SR, None, where=clean | noise)  # files in order
+    assert len(mixtures[0][0]) == SR
+    with pytest.raises(MosqaError, match=r"silent_paths\.list:2: .*silent\.wav: silent"):
+        mixtures[1]
