@@ -36,7 +36,9 @@ FT_STEPS=${FT_STEPS:-120}
 SEEDS=${SEEDS:-"1 2 3"}
 STEPS_PER_EPOCH=${STEPS_PER_EPOCH:-200}
 QA_MODEL=${QA_MODEL:-pesq-wb}
-TEST_NOISES=${TEST_NOISES:-"running_tap sb_noise2 sb_noise3 blanket_city blanket_rain alarmclock_waves ambient_water_urban"}
+VALID_ITEMS=${VALID_ITEMS:-24}
+TEST_NOISES=${TEST_NOISES:-"running_tap sb_noise2 sb_noise3 blanket_city blanket_rain alarmclock_waves
+ambient_water_urban"}
 # One guidance per line: a tag, then its train-se flags. (joint --no-qa-update with --qa-every 1 is frozen,
 # step for step: the small run gave identical tables; add it with another --qa-every.)
 GUIDES=${GUIDES:-"frozen_pesqwb --qa frozen --qa-model $QA_MODEL
@@ -50,14 +52,16 @@ OUT=$(cd "$OUT" && pwd)  # lists name files by absolute path
 # Every run: same crops, batch and validation; only the steps, the start and the guidance differ.
 COMMON=(--device "$DEVICE" --threads "$THREADS" --snr-min 0 --snr-max 15 --crop-seconds 1 --batch-size 4
         --clean "$OUT/lists/train_clean.txt" --noise "$OUT/lists/train_noise.txt"
-        --valid-clean "$OUT/lists/valid_clean.txt" --valid-noise "$OUT/lists/train_noise.txt" --valid-items "${VALID_ITEMS:-24}"
+        --valid-clean "$OUT/lists/valid_clean.txt" --valid-noise "$OUT/lists/train_noise.txt"
+        --valid-items "$VALID_ITEMS"
         --valid-crop-seconds 4 --patience 0)
 
 if [ "$stage" -le 0 ]; then
     echo "== 0. voices and noises: train / validation / test"
     ls "$CORPUS/speech" | grep -v '^speech_commands$' | sort |
         awk '$1 ~ /^ast_e[ns]_allison$/ {print $1, "train"; next}
-             {n++; s = (n % 8 == 4) ? "test" : (n % 8 == 7) ? "valid" : "train"; print $1, s}' > "$OUT/lists/voices.txt"
+             {n++; s = (n % 8 == 4) ? "test" : (n % 8 == 7) ? "valid" : "train"; print $1, s}' \
+        > "$OUT/lists/voices.txt"
     # quiet-floor recordings (floor_rel_db, column 18 of qc.csv) for validation and test references
     awk -F, 'NR > 1 && $2 == "speech" && ($18 == "" || $18 <= -35) {print $1}' "$CORPUS/qc.csv" |
         sort > "$OUT/lists/quiet.txt"
@@ -120,6 +124,15 @@ fine_tunes() {  # every (seed, tag) of the fine-tune stage, one per line
     done
 }
 
+all_left() {  # all_left PATH_FORMAT MESSAGE_FORMAT: every fine-tune (%s = its name) left PATH, or stop
+    local name
+    while read -r seed tag _; do
+        name=${tag}_s$seed
+        # shellcheck disable=SC2059  # the formats are this script's own
+        [ -f "$(printf "$1" "$name")" ] || { printf "bench_se: $2\n" "$name" "$name" >&2; exit 1; }
+    done < <(fine_tunes)
+}
+
 if [ "$stage" -le 2 ]; then
     echo "== 2. baseline: dpcrn, spectral loss, $BASE_STEPS steps (log: $OUT/logs/baseline.log)"
     train baseline -c recipes/conf/se_dpcrn.yaml --steps-per-epoch "$STEPS_PER_EPOCH" \
@@ -129,8 +142,8 @@ fi
 
 if [ "$stage" -le 3 ]; then
     echo "== 3. fine-tune $FT_STEPS steps from the baseline: control and each guidance, seeds $SEEDS"
-    FT=(--init "$(run_dir baseline)" --epochs 1 --steps-per-epoch "$FT_STEPS" --epoch-items $(( FT_STEPS * 4 ))
-        --lr 0.0005)
+    FT=(--init "$(run_dir baseline)" --epochs 1 --steps-per-epoch "$FT_STEPS"
+        --epoch-items $(( FT_STEPS * 4 )) --lr 0.0005)
     while read -r seed tag flags; do
         at_most_jobs
         echo "   ${tag}_s$seed (log: $OUT/logs/${tag}_s$seed.log)"
@@ -138,9 +151,7 @@ if [ "$stage" -le 3 ]; then
         train "${tag}_s$seed" "${FT[@]}" --seed "$seed" "${extra[@]}" &
     done < <(fine_tunes)
     wait
-    while read -r seed tag _; do
-        [ -f "$OUT/runs/${tag}_s$seed.done" ] || { echo "bench_se: ${tag}_s$seed failed; see $OUT/logs/${tag}_s$seed.log" >&2; exit 1; }
-    done < <(fine_tunes)
+    all_left "$OUT/runs/%s.done" "training %s failed; see $OUT/logs/%s.log"
 fi
 
 if [ "$stage" -le 4 ]; then
@@ -148,8 +159,8 @@ if [ "$stage" -le 4 ]; then
     score() {  # score NAME LABEL [RUN [SEED]]: one CSV per run, kept once written
         local name=$1 label=$2 run=${3:-} seed=${4:-}
         [ -f "$OUT/scores/$name.csv" ] && return 0
-        python recipes/se_bench_table.py score "$OUT/test/pairs.list" "$OUT/scores/$name.csv" --label "$label" \
-            --qa-model "$QA_MODEL" --device "$DEVICE" --threads "$THREADS" \
+        python recipes/se_bench_table.py score "$OUT/test/pairs.list" "$OUT/scores/$name.csv" \
+            --label "$label" --qa-model "$QA_MODEL" --device "$DEVICE" --threads "$THREADS" \
             ${run:+--run "$run"} ${seed:+--seed "$seed"} 2> "$OUT/logs/score_$name.log"
     }
     score noisy noisy &
@@ -160,9 +171,7 @@ if [ "$stage" -le 4 ]; then
         score "${tag}_s$seed" "$tag" "$(run_dir "${tag}_s$seed")" "$seed" &
     done < <(fine_tunes)
     wait
-    while read -r seed tag _; do
-        [ -f "$OUT/scores/${tag}_s$seed.csv" ] || { echo "bench_se: scoring ${tag}_s$seed failed; see $OUT/logs/score_${tag}_s$seed.log" >&2; exit 1; }
-    done < <(fine_tunes)
+    all_left "$OUT/scores/%s.csv" "scoring %s failed; see $OUT/logs/score_%s.log"
 fi
 
 if [ "$stage" -le 5 ]; then

@@ -55,11 +55,13 @@ for split, voices in (("train", speakers[:-1]), ("test", speakers[-1:])):
     files = [str(f) for v in voices for f in sorted(v.glob("*.flac"))]
     (out / f"{split}_clean.txt").write_text("\n".join(files) + "\n")
 PY
-  python recipes/make_mixtures.py "$DEMO/se/test_clean.txt" "$DEMO/se/noise" "$DEMO/se/test" --items 6 --seed "$SEED"
+  python recipes/make_mixtures.py "$DEMO/se/test_clean.txt" "$DEMO/se/noise" "$DEMO/se/test" --items 6 \
+      --seed "$SEED"
 fi
 
 if [ "$stage" -le 6 ]; then
-  echo "== 6. train-se: a tiny LSTM mask enhancer (300 steps, spectral loss), then 60 steps guided by the quality model"
+  echo "== 6. train-se: a tiny LSTM mask enhancer (300 steps, spectral loss), then 60 steps guided by the"
+  echo "      quality model"
   # One epoch each, so the held-out set is only reported, never used to pick a checkpoint.
   mosqa train-se -c recipes/conf/se_demo.yaml --clean "$DEMO/se/train_clean.txt" --noise "$DEMO/se/noise" \
       --valid "$DEMO/se/test/pairs.list" --exp-dir "$DEMO/exp" --seed "$SEED" --threads 1 \
@@ -86,8 +88,10 @@ print("What this shows, on the 6 held-out files (an unseen voice):")
 print(f"  the enhancer against the noisy input: {change(enhanced, 'pesq')}, {change(enhanced, 'ovrl')}")
 print(f"  the guided fine-tune against the noisy input: {change(guided, 'pesq')}, {change(guided, 'ovrl')}")
 print("  It shows the pipeline runs end to end. Six files and a few hundred CPU steps cannot say whether")
-print("  quality guidance helps: recipes/bench_se.sh measures that (seeds, a control, held-out voices and noises).")
+print("  quality guidance helps: recipes/bench_se.sh measures that (seeds, a control, held-out voices and")
+print("  noises).")
 PY
   mosqa enhance "$SE_RUN" "$DEMO/se/test/pairs.list" --out-dir "$DEMO/enhanced" --score --device cpu
-  echo "demo done: lists in $DEMO/lists, runs in $DEMO/exp, table in $DEMO/compare, enhanced audio and dnsmos.csv in $DEMO/enhanced"
+  echo "demo done: lists in $DEMO/lists, runs in $DEMO/exp, table in $DEMO/compare, enhanced audio and"
+  echo "dnsmos.csv in $DEMO/enhanced"
 fi
