@@ -1,9 +1,19 @@
-"""`mosqa simulate`: parse options, run mosqa.simulate with a progress bar, print the label histogram."""
+"""`mosqa simulate`: parse options, run mosqa.simulate with a progress bar, print its reports."""
 
 import os
 from pathlib import Path
 
 import typer
+
+from mosqa.errors import MosqaError
+from mosqa.ranges import Ranges, RoomRanges
+
+DEFAULT = Ranges()
+RANGES = "Degradation ranges (drawn per clip; the drawn values go to meta.csv)"
+
+
+def _pair(values) -> str:
+    return ",".join(f"{v:g}" for v in values)
 
 
 def command(
@@ -13,97 +23,164 @@ def command(
     builtin: bool = typer.Option(False, "--builtin", help="Use the built-in demo speech (6 speakers x "
                                  "6 sentences). Default: off, unless CLEAN_DIR is omitted."),
     out_dir: Path = typer.Option(Path("simulated"), "--out-dir", "-o", help="Where wav/, clean/, all.list, "
-                                 "pairs.list and meta.csv go. Rerunning into it resumes."),
+                                 "pairs.list, meta.csv and the reports go. Rerunning into it resumes."),
     noise_dir: Path = typer.Option(None, "--noise-dir", help="Noise folder (default: generated white, pink, "
                                    "brown and babble noise)."),
-    rir_dir: Path = typer.Option(None, "--rir-dir", help="Room impulse response folder (default: synthetic "
-                                 "exponential-decay RIRs)."),
+    rir_dir: Path = typer.Option(None, "--rir-dir", help="Room impulse response folder, mixed with synthetic "
+                                 "rooms (see --synthetic-rooms). Default: synthetic rooms only."),
     per_utt: int = typer.Option(4, "--per-utt", "-k", help="Degraded versions per clean utterance."),
     seed: int = typer.Option(0, "--seed", help="Clip (utterance i, copy k) is drawn from (seed, i, k): "
                              "the same seed gives the same corpus with any --jobs. Default: 0."),
-    max_utts: int = typer.Option(None, "--max-utts", help="Use a seeded random subset of N "
-                                 "utterances. Default: all."),
+    max_utts: int = typer.Option(None, "--max-utts", help="Use a seeded random subset of N utterances "
+                                 "(default: all)."),
     jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes (default: one per core)."),
-    snr_range: str = typer.Option("5,55", "--snr-range", help="Additive-noise SNR range in dB, LOW,HIGH. "
-                                  "Wideband PESQ is ~1.05 below 10 dB, so the default reaches high to "
-                                  "spread labels over 1-4.6."),
     with_stoi: bool = typer.Option(False, "--stoi", help="Also compute STOI (a meta.csv column). "
                                    "Default: off."),
     speaker_map: str = typer.Option(None, "--speaker-map", help="FOLDER=SPEAKER,... for folders that are the "
                                     "same person, e.g. ast_en_allison=allison,ast_es_allison=allison. "
                                     "Default: each folder is its own speaker."),
-    no_codecs: bool = typer.Option(False, "--no-codecs", help="No ffmpeg codecs (numpy mu-law only). "
-                                 "Default: ffmpeg's codecs when ffmpeg is installed."),
+    codecs: str = typer.Option("in-process", "--codecs", help="Codecs drawn besides numpy mu-law: "
+                               "in-process (PyAV's: opus, mp3, aac, amr-nb, g722, g723.1), all (also gsm, "
+                               "g726, speex, codec2, vorbis when the ffmpeg program has them: a process "
+                               "start per use, 2-4x the CPU), none, or NAME,NAME,..."),
+    no_codecs: bool = typer.Option(False, "--no-codecs", help="Same as --codecs none. Default: off."),
     voice_perturb: float = typer.Option(0.0, "--voice-perturb", help="Speed each clean utterance up or down "
                                         "by a random factor within +-AMOUNT (e.g. 0.2) before degrading it: "
                                         "pitch and formants move, so few recorded voices become many. "
-                                        "Default: 0 (off)."),
+                                        "Default 0 (off)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh even if OUT holds another run. "
                                    "Default: off (rerunning resumes)."),
+    snr_range: str = typer.Option(
+        _pair(DEFAULT.snr), "--snr-range", rich_help_panel=RANGES, help="Additive-noise SNR, dB, LOW,HIGH. "
+        "Wideband PESQ is ~1.05 below 10 dB, so the range reaches high to spread labels over 1-4.6."),
+    drr_range: str = typer.Option(
+        _pair(DEFAULT.drr), "--drr-range", rich_help_panel=RANGES, help="Direct-to-reverberant ratio, dB: "
+        "recorded RIRs are rescaled to it, synthetic rooms place the talker to give it."),
+    rt60_range: str = typer.Option(
+        _pair(DEFAULT.room.rt60), "--rt60-range", rich_help_panel=RANGES,
+        help="Synthetic rooms: reverberation time RT60, seconds (log-uniform)."),
+    room_size_range: str = typer.Option(
+        _pair(DEFAULT.room.length), "--room-size-range", rich_help_panel=RANGES, help="Synthetic rooms: "
+        "longest side, metres (log-uniform; width 40-100 % of it, height 2.4 m up to a third of it)."),
+    synthetic_rooms: float = typer.Option(
+        DEFAULT.synthetic_rooms, "--synthetic-rooms", rich_help_panel=RANGES, help="With --rir-dir: share "
+        "of reverberant clips in a synthetic room instead of a recorded RIR (without it all are synthetic)."),
+    clip_range: str = typer.Option(
+        _pair(DEFAULT.clip), "--clip-range", rich_help_panel=RANGES,
+        help="Clipping level as a fraction of the peak."),
+    band_high_range: str = typer.Option(
+        _pair(DEFAULT.band_high), "--band-high-range", rich_help_panel=RANGES,
+        help="Band-limiting: upper edge, Hz (log-uniform)."),
+    band_low_range: str = typer.Option(
+        _pair(DEFAULT.band_low), "--band-low-range", rich_help_panel=RANGES, help="Band-limiting: lower "
+        "edge, Hz (below 50 Hz: no high-pass); 300 with an upper edge of 3400 is the telephone band."),
+    loss_range: str = typer.Option(
+        _pair(DEFAULT.loss), "--loss-range", rich_help_panel=RANGES,
+        help="Packet loss: share of lost 20 ms frames (log-uniform)."),
+    burst_range: str = typer.Option(
+        _pair(DEFAULT.burst), "--burst-range", rich_help_panel=RANGES,
+        help="Packet loss: mean burst length, frames (1 = independent losses)."),
+    tandem_prob: float = typer.Option(
+        DEFAULT.tandem, "--tandem-prob", rich_help_panel=RANGES,
+        help="Probability that a codec clip goes through two codecs in a chain."),
+    combine_probs: str = typer.Option(
+        _pair(DEFAULT.combine), "--combine-probs", rich_help_panel=RANGES,
+        help="Weights of 1, 2 and 3 degradations in one clip, P1,P2,P3."),
 ):
     """Build a PESQ-labelled corpus the Quality-Net way.
 
-    Each clean utterance gets K degraded versions drawn from additive noise, reverberation, clipping,
-    band-limiting, low bit-rate codecs (through ffmpeg when installed; numpy mu-law always) and packet
-    loss, singly and combined. Label = wideband PESQ against the clean reference. Writes OUT/wav/*.wav,
-    OUT/clean/*.wav (16 kHz references), OUT/all.list (wav,score), OUT/pairs.list (noisy,clean,score),
-    OUT/meta.csv (speaker, every degradation parameter, PESQ) and OUT/pesq_hist.png.
+    Each clean utterance gets K degraded versions drawn from reverberation (recorded RIRs and synthetic
+    rooms), additive noise, clipping, band-limiting, low bit-rate codecs alone or in tandem (through
+    ffmpeg when installed; numpy mu-law always) and bursty packet loss, singly and combined. Label =
+    wideband PESQ against the clean reference. Writes OUT/wav/*.wav, OUT/clean/*.wav (16 kHz references),
+    OUT/all.list (wav,score), OUT/pairs.list (noisy,clean,score), OUT/meta.csv (speaker, every drawn
+    parameter, PESQ), OUT/pesq_hist.png, the coverage report OUT/coverage.csv and OUT/coverage.png
+    (labels per impairment kind), OUT/skipped.csv and OUT/summary.json. A clip prepare-list would refuse
+    (silent, too short) is not written; it is named in skipped.csv and in the output.
     """
-    import json
-
-    import numpy as np
     from rich.console import Console
 
     from cli.prepare_list import histogram_table
     from mosqa import simulate as sim
-    from mosqa.audio import atomic_path
     from mosqa.checks import output_dir
-    from mosqa.degrade import CODECS, ffmpeg_codecs
-    from mosqa.errors import MosqaError
-    from mosqa.plots import histogram_png
-    from mosqa.prepare import histogram
+    from mosqa.codecs import codec_backends, select_codecs
     from mosqa.progress import progress_bar
 
     output_dir(out_dir)
     if builtin and clean_dir is not None:
         raise MosqaError("give either CLEAN_DIR or --builtin, not both")
-    try:
-        low, high = (float(v) for v in snr_range.split(","))
-    except ValueError:
-        raise MosqaError(f"--snr-range: expected LOW,HIGH in dB, got {snr_range!r}") from None
     if jobs is not None and jobs < 1:
         raise MosqaError(f"--jobs {jobs}: must be at least 1")
+    ranges = Ranges(
+        snr=_parse(snr_range, "--snr-range", 2), drr=_parse(drr_range, "--drr-range", 2),
+        room=RoomRanges(rt60=_parse(rt60_range, "--rt60-range", 2),
+                        length=_parse(room_size_range, "--room-size-range", 2)),
+        synthetic_rooms=synthetic_rooms, clip=_parse(clip_range, "--clip-range", 2),
+        band_high=_parse(band_high_range, "--band-high-range", 2),
+        band_low=_parse(band_low_range, "--band-low-range", 2), loss=_parse(loss_range, "--loss-range", 2),
+        burst=_parse(burst_range, "--burst-range", 2), tandem=tandem_prob,
+        combine=_parse(combine_probs, "--combine-probs", 3))
     console = Console(stderr=True)
-    codecs = () if no_codecs else ffmpeg_codecs()
-    if no_codecs:
-        console.print("codecs: numpy mu-law only (--no-codecs)")
-    elif not codecs:
-        console.print("[yellow]note:[/] ffmpeg not found: the codec degradation uses numpy mu-law only; "
-                      "install ffmpeg for opus, mp3, gsm, ... ")
-    else:
-        missing = sorted(set(CODECS) - set(codecs))
-        console.print(f"codecs: mulaw, {', '.join(codecs)}" + (f" (this ffmpeg lacks {', '.join(missing)})"
-                                                               if missing else ""))
+    codecs = "none" if no_codecs else codecs
+    chosen, backends = select_codecs(codecs), codec_backends()
+    spawned = [name for name in chosen if backends[name] == "ffmpeg"]
+    unused = sorted(set(backends) - set(chosen))
+    console.print(f"codecs: mulaw{''.join(', ' + n for n in chosen)}"
+                  + (f" ({', '.join(spawned)} through the ffmpeg program)" if spawned else "")
+                  + (f"; also available (--codecs): {', '.join(unused)}" if unused else ""), highlight=False)
+    if not backends:
+        console.print("[yellow]note:[/] neither PyAV nor ffmpeg found: the codec degradation uses numpy "
+                      "mu-law only; `pip install av` for opus, mp3, aac, AMR, G.722, G.723.1")
     with progress_bar(console) as bar:
         task = bar.add_task("simulate", total=None)
         summary = sim.simulate(clean_dir, out_dir=out_dir, noise_dir=noise_dir, rir_dir=rir_dir,
                                per_utt=per_utt, seed=seed, max_utts=max_utts,
-                               jobs=jobs or os.cpu_count() or 1,
-                               snr_range=(low, high), with_stoi=with_stoi,
+                               jobs=jobs or os.cpu_count() or 1, ranges=ranges, with_stoi=with_stoi,
                                speaker_map=sim.parse_speaker_map(speaker_map), overwrite=overwrite,
-                               use_codecs=not no_codecs, voice_perturb=voice_perturb,
+                               codecs=codecs, voice_perturb=voice_perturb,
                                progress=lambda done, total: bar.update(task, completed=done, total=total))
-    scores = summary.pop("pesq")
-    edges = np.round(np.arange(1.0, 5.0001, 0.25), 2)
-    Console().print(histogram_table("PESQ-WB labels", {"clips": histogram(scores, edges)}, edges))
-    histogram_png(out_dir / "pesq_hist.png", {"PESQ-WB": scores}, edges)
-    summary.update(pesq_mean=float(np.mean(scores)), pesq_std=float(np.std(scores)),
-                   pesq_min=float(np.min(scores)), pesq_max=float(np.max(scores)))
-    with atomic_path(out_dir / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    out = Console()
+    hist = summary["pesq_hist"]
+    out.print(histogram_table("PESQ-WB labels", {"clips": hist["counts"]}, hist["edges"]))
+    out.print(coverage_table(summary["coverage"]))
     rate = summary["clips_per_second"]
     console.print(f"{summary['clips']} clips labelled ({summary['new_clips']} new"
                   + (f", {rate:.2f} clips/s" if rate else "") + f"); PESQ mean "
-                  f"{summary['pesq_mean']:.2f} ± {summary['pesq_std']:.2f}; written to {out_dir}")
-    for reason, count in summary["skipped"].items():
-        console.print(f"[yellow]skipped {count}:[/] {reason}", highlight=False)
+                  f"{summary['pesq_mean']:.2f} ± {summary['pesq_std']:.2f}; written to {out_dir} "
+                  "(coverage.csv/png, pesq_hist.png, summary.json)")
+    by_source: dict = {}
+    for s in summary["skipped"]:
+        by_source.setdefault((s["source"], s["reason"]), []).append(s["clip"])
+    for (source, reason), clips in by_source.items():
+        console.print(f"[yellow]skipped {len(clips)} clip(s) of[/] {source}: {reason}", highlight=False,
+                      soft_wrap=True)
+    if by_source:
+        console.print(f"skipped clips are listed in {out_dir / 'skipped.csv'}", highlight=False)
+
+
+def coverage_table(rows: list):
+    """Rich table of the coverage report: per kind, counts, label quantiles and a bar per half-point bin."""
+    from rich.table import Table
+
+    bins = [key for key in rows[0] if "-" in key]
+    table = Table(title="Label coverage per impairment kind (clips carrying it, alone or combined)")
+    for column in ("kind", "clips", "alone", "p10", "median", "p90"):
+        table.add_column(column, justify="left" if column == "kind" else "right")
+    table.add_column(f"labels {bins[0].split('-')[0]}→{bins[-1].split('-')[1]}")
+    for row in rows:
+        peak = max(max(row[b] for b in bins), 1)
+        bars = "".join(" ▁▂▃▄▅▆▇█"[round(8 * row[b] / peak)] for b in bins)
+        table.add_row(*(str(row[k]) for k in ("kind", "clips", "alone", "p10", "median", "p90")), bars)
+    return table
+
+
+def _parse(text: str, option: str, count: int) -> tuple:
+    """'A,B' -> (A, B) as floats, or one line naming the option."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        shape = "LOW,HIGH" if count == 2 else ",".join(f"P{i + 1}" for i in range(count))
+        raise MosqaError(f"{option}: expected {shape}, got {text!r}")
+    return values

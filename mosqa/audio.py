@@ -4,6 +4,7 @@ Kept free of torch so that `mosqa dnsmos` starts fast; the STFT front end models
 frontend.py.
 """
 
+import io
 import os
 import tempfile
 from contextlib import contextmanager
@@ -145,9 +146,18 @@ def atomic_path(path):
 
 
 def write_audio(path, wav: np.ndarray, sr: int = SAMPLE_RATE, subtype: str | None = None) -> None:
-    """Write atomically; the format follows the suffix (.wav -> 16-bit PCM unless `subtype`)."""
+    """Write atomically; the format follows the suffix (.wav -> 16-bit PCM unless `subtype`).
+
+    WAV and FLAC are encoded in memory first: libsndfile fsyncs a file it closes, which costs more than
+    encoding a clip, and the atomic rename already keeps a crash from leaving a torn file.
+    """
     path = Path(path)
     fmt = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
-    subtype = subtype or "PCM_16"
+    wav = np.asarray(wav, dtype=np.float32)
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), np.asarray(wav, dtype=np.float32), sr, format=fmt, subtype=subtype)
+        if fmt is None:
+            sf.write(str(tmp), wav, sr, subtype=subtype or "PCM_16")
+            return
+        buffer = io.BytesIO()
+        sf.write(buffer, wav, sr, format=fmt, subtype=subtype or "PCM_16")
+        tmp.write_bytes(buffer.getvalue())

@@ -2,7 +2,7 @@
 
 Built-in speech: six espeak-ng "speakers" x six sentences under mosqa/speech/<speaker>/ (made by
 recipes/make_builtin_speech.py). Noises: white, pink and brown noise and a babble of built-in
-utterances, generated deterministically; synthetic room impulse responses on request.
+utterances, generated deterministically (synthetic rooms: rooms.py).
 """
 
 from pathlib import Path
@@ -55,14 +55,3 @@ def generated_noises(sr: int = SAMPLE_RATE, seconds: float = NOISE_SECONDS, seed
         out[name] = (wav * (0.1 / np.sqrt(np.mean(wav ** 2)))).astype(np.float32)
     return out
 
-
-def synthetic_rir(rng: np.random.Generator, rt60: float, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Exponentially decaying noise tail after a unit direct path: a crude but honest room."""
-    n = int(rt60 * sr)
-    t = np.arange(n) / sr
-    tail = rng.standard_normal(n) * 10 ** (-3 * t / rt60)  # -60 dB at t = rt60; reverb() sets its level
-    delay = int(0.002 * sr)  # first reflections arrive a few ms after the direct sound
-    rir = np.zeros(n + delay)
-    rir[0] = 1.0
-    rir[delay:] += 0.3 * tail
-    return rir.astype(np.float32)

@@ -30,6 +30,20 @@ def histogram_png(path, series: dict, edges) -> None:
     _save(fig, path, plt)
 
 
+def coverage_png(path, by_kind: dict, edges) -> None:
+    """One histogram row per impairment kind over the same label bins: which kind reaches which scores."""
+    plt = _pyplot()
+    height = 1.1 * len(by_kind) + 0.8
+    fig, axes = plt.subplots(len(by_kind), 1, figsize=(7, height), sharex=True, squeeze=False)
+    for ax, (kind, scores) in zip(axes[:, 0], by_kind.items(), strict=True):
+        ax.hist(np.asarray(scores, float), bins=edges, color="C0")
+        ax.set_ylabel(f"{kind}\nn={len(scores)}", rotation=0, ha="right", va="center", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("label (PESQ-WB)")
+    _save(fig, path, plt)
+
+
 def scatter_png(path, pred, true, title: str) -> None:
     """Predicted vs true with the identity line; the metrics go in the title."""
     plt = _pyplot()

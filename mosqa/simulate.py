@@ -2,28 +2,49 @@
 
 Every clean utterance yields K degraded clips. Clip (utterance i, copy k) is drawn from a
 generator seeded with (seed, i, k), so the corpus does not depend on worker count or order.
-Each finished clip is appended to OUT/progress.jsonl; a rerun skips what is recorded there, and
-the final lists and meta.csv are rewritten atomically from that journal. Torch-free.
+A worker takes one utterance at a time (its file is read once for all K copies). Each finished clip
+is appended to OUT/progress.jsonl; a rerun skips what is recorded there, and the final lists,
+meta.csv, the label histogram and the per-impairment coverage report are rewritten atomically from
+that journal. A clip is written only if prepare-list would accept it. Torch-free.
 """
 
 import csv
+import ctypes
 import json
+import multiprocessing
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import MISSING, asdict, dataclass, fields
+from itertools import groupby
 from pathlib import Path
 
 import numpy as np
 
-from mosqa.audio import SAMPLE_RATE, atomic_path, find_audio, is_silent, load_audio, resample, write_audio
+from mosqa.audio import (
+    SAMPLE_RATE,
+    SILENCE_DB,
+    atomic_path,
+    find_audio,
+    is_silent,
+    load_audio,
+    load_checked,
+    resample,
+    write_audio,
+)
+from mosqa.codecs import select_codecs
 from mosqa.defaults import builtin_speech_dir, generated_noises
-from mosqa.degrade import SNR_RANGE, Sources, degrade, ffmpeg_codecs, normalise_rir
+from mosqa.degrade import DEGRADATIONS, Sources, degrade, normalise_rir
 from mosqa.errors import MosqaError
 from mosqa.lists import Item, write_list
 from mosqa.metrics import pesq_wb, stoi
+from mosqa.plots import coverage_png, histogram_png
+from mosqa.prepare import MAX_SECONDS, histogram
+from mosqa.ranges import Ranges, check_ranges, ranges_from_dict
 
 JOURNAL = "progress.jsonl"
+LABEL_EDGES = np.round(np.arange(1.0, 5.0001, 0.25), 2)
+COVERAGE_EDGES = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)
 
 
 @dataclass
@@ -35,7 +56,7 @@ class Settings:
     rir_dir: str | None
     per_utt: int
     seed: int
-    snr_range: tuple
+    ranges: dict
     with_stoi: bool
     speaker_map: dict
     codecs: tuple
@@ -73,7 +94,7 @@ def plan(clean_dir: Path, per_utt: int, seed: int, max_utts: int | None, speaker
     Files under `exclude` (the output folder, when it lies inside the clean folder) are not clean speech.
     """
     files = find_audio(clean_dir)
-    if exclude is not None:
+    if exclude is not None and exclude.resolve().is_relative_to(clean_dir.resolve()):
         files = [f for f in files if not f.resolve().is_relative_to(exclude.resolve())]
     if not files:
         raise MosqaError(f"{clean_dir}: no audio files found")
@@ -107,16 +128,30 @@ def load_folder(folder: str | None, transform=None) -> dict:
 
 def load_sources(s: Settings) -> Sources:
     noises = load_folder(s.noise_dir) or generated_noises(seed=s.seed)
-    return Sources(noises, load_folder(s.rir_dir, normalise_rir), tuple(s.codecs), tuple(s.snr_range))
+    return Sources(noises, load_folder(s.rir_dir, normalise_rir), tuple(s.codecs), ranges_from_dict(s.ranges))
 
 
 _worker: dict = {}
 
 
-def _init_worker(settings: Settings, out_dir: str) -> None:
-    _worker["settings"] = settings
-    _worker["out_dir"] = Path(out_dir)
-    _worker["sources"] = load_sources(settings)
+def _keep_freed_memory() -> None:
+    """Stop glibc from handing PESQ's large per-call buffers back to the OS after every clip.
+
+    The ITU code allocates and frees several megabytes per call; above glibc's mmap threshold each
+    one is a fresh mapping whose pages fault in again, about 7 % of PESQ's time. Elsewhere a no-op.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 256 << 20)
+    libc.mallopt(m_trim_threshold, 512 << 20)
+
+
+def _init_worker(settings: Settings, out_dir: str, sources: Sources) -> None:
+    _worker.update(settings=settings, out_dir=Path(out_dir), sources=sources)
+    _keep_freed_memory()
 
 
 def perturb_voice(wav: np.ndarray, rng: np.random.Generator, amount: float) -> tuple[np.ndarray, float]:
@@ -130,15 +165,42 @@ def perturb_voice(wav: np.ndarray, rng: np.random.Generator, amount: float) -> t
     return resample(wav, round(SAMPLE_RATE * factor), SAMPLE_RATE), factor
 
 
-def run_item(task: Task) -> dict:
+def write_accepted(path: Path, wav: np.ndarray) -> str | None:
+    """Write `path`, then take it back if prepare-list would refuse the file as written (16-bit): the reason.
+
+    The decision is prepare-list's own check (audio.load_checked) on the very file, so the two never
+    disagree.
+    """
+    write_audio(path, wav, SAMPLE_RATE)
+    try:  # prepare-list's defaults: --min-dur, --max-dur, --silence-db
+        load_checked(path, None, max_seconds=MAX_SECONDS)
+    except MosqaError as exc:
+        path.unlink()
+        return str(exc).removeprefix(f"{path}: ")
+    return None
+
+
+def utterance_clips(tasks: list[Task]):
+    """(task, meta row or skip) for the pending copies of one clean utterance, its file read once."""
+    try:
+        clean = load_audio(tasks[0].clean, SAMPLE_RATE)
+    except MosqaError as exc:
+        yield from ((t, {"skipped": f"unreadable clean file ({exc})"}) for t in tasks)
+        return
+    for task in tasks:
+        yield task, run_item(task, clean)
+
+
+def run_utterance(tasks: list[Task]) -> list[tuple[Task, dict]]:
+    """utterance_clips as one result, the unit of work a pool worker sends back."""
+    return list(utterance_clips(tasks))
+
+
+def run_item(task: Task, clean: np.ndarray) -> dict:
     """Degrade, label and write one clip. Returns the meta row, or {'skipped': reason}."""
     s, out_dir, sources = _worker["settings"], _worker["out_dir"], _worker["sources"]
-    try:
-        clean = load_audio(task.clean, SAMPLE_RATE)
-    except MosqaError as exc:
-        return {"skipped": f"unreadable clean file ({exc})"}
     if is_silent(clean):
-        return {"skipped": "silent clean file"}
+        return {"skipped": f"silent clean file (below {SILENCE_DB:g} dBFS)"}
     rng = np.random.default_rng([s.seed, task.index, task.k])
     # A perturbed voice is a new reference, so it gets its own clean file; unperturbed copies share one.
     clean_name, voice = task.clean_id, {}
@@ -151,10 +213,14 @@ def run_item(task: Task) -> dict:
     except MosqaError as exc:
         return {"skipped": str(exc)}
     clean_path = out_dir / "clean" / f"{clean_name}.wav"
-    if not clean_path.exists():  # identical content from any worker, written atomically
-        write_audio(clean_path, clean, SAMPLE_RATE)
+    if not clean_path.exists():
+        reason = write_accepted(clean_path, clean)
+        if reason is not None:
+            return {"skipped": f"clean reference refused: {reason}"}
     wav_path = out_dir / "wav" / f"{task.name}.wav"
-    write_audio(wav_path, deg, SAMPLE_RATE)
+    reason = write_accepted(wav_path, deg)
+    if reason is not None:
+        return {"skipped": f"degraded clip refused: {reason}"}
     row = {"wav": f"wav/{wav_path.name}", "clean": f"clean/{clean_path.name}", "clean_id": task.clean_id,
            "speaker": task.speaker, "k": task.k, **voice, **params, "pesq": round(score, 4)}
     if s.with_stoi:
@@ -193,10 +259,18 @@ def _check_settings(out_dir: Path, settings: Settings, overwrite: bool) -> None:
 
 
 def simulate(clean_dir=None, *, out_dir, noise_dir=None, rir_dir=None, per_utt: int = 4, seed: int = 0,
-             max_utts: int | None = None, jobs: int = 1, snr_range=SNR_RANGE, with_stoi: bool = False,
-             speaker_map: dict | None = None, overwrite: bool = False, use_codecs: bool = True,
+             max_utts: int | None = None, jobs: int = 1, ranges: Ranges | None = None,
+             with_stoi: bool = False, speaker_map: dict | None = None, overwrite: bool = False,
+             codecs: str = "in-process",
              voice_perturb: float = 0.0, progress=None) -> dict:
-    """Run (or resume) a simulation; returns a summary dict. `progress(done, total)` is called per clip."""
+    """Run (or resume) a simulation and write its reports; returns the summary (also OUT/summary.json).
+
+    `codecs`: "in-process" (PyAV's, the default), "all" (also those only the ffmpeg program has, each
+    use paying a process start), "none" (numpy mu-law only) or NAME,NAME,...
+
+    `progress(done, total)` is called per clip.
+    """
+    ranges = ranges or Ranges()
     clean_dir = Path(clean_dir) if clean_dir is not None else builtin_speech_dir()
     if not clean_dir.is_dir():
         raise MosqaError(f"{clean_dir}: clean speech folder not found")
@@ -205,27 +279,34 @@ def simulate(clean_dir=None, *, out_dir, noise_dir=None, rir_dir=None, per_utt: 
             raise MosqaError(f"{folder}: {name} folder not found")
     if per_utt < 1:
         raise MosqaError(f"--per-utt must be >= 1, got {per_utt}")
+    if jobs < 1:
+        raise MosqaError(f"--jobs must be >= 1, got {jobs}")
     if not 0.0 <= voice_perturb < 0.5:
         raise MosqaError(f"--voice-perturb must be in [0, 0.5), got {voice_perturb}")
-    if not snr_range[0] < snr_range[1]:
-        raise MosqaError(f"--snr-range: low must be below high, got {snr_range}")
+    check_ranges(ranges)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    existing = next(f for f in (out_dir.absolute(), *out_dir.absolute().parents) if f.exists())
+    if not existing.is_dir():
+        raise MosqaError(f"--out-dir {out_dir}: {existing} is a file, not a folder")
     settings = Settings(str(clean_dir.resolve()), noise_dir and str(Path(noise_dir).resolve()),
-                        rir_dir and str(Path(rir_dir).resolve()), per_utt, seed, tuple(snr_range), with_stoi,
-                        dict(speaker_map or {}), ffmpeg_codecs() if use_codecs else (), voice_perturb)
-    _check_settings(out_dir, settings, overwrite)
+                        rir_dir and str(Path(rir_dir).resolve()), per_utt, seed,
+                        json.loads(json.dumps(asdict(ranges))), with_stoi, dict(speaker_map or {}),
+                        select_codecs(codecs), voice_perturb)
+    # Every input is found and read before anything is written: a bad file leaves no output behind.
     tasks = plan(clean_dir, per_utt, seed, max_utts, settings.speaker_map, exclude=out_dir)
+    start = time.perf_counter()  # loading noises and RIRs counts: every run pays for it
+    sources = load_sources(settings)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_settings(out_dir, settings, overwrite)
     journal_path = out_dir / JOURNAL
     done = read_journal(journal_path)
     todo = [t for t in tasks if t.name not in done or ("skipped" not in done[t.name] and not all(
         (out_dir / done[t.name][key]).is_file() for key in ("wav", "clean")))]
-    start = time.perf_counter()
     finished = len(tasks) - len(todo)
     with open(journal_path, "a", encoding="utf-8") as journal:
         if journal.tell() and not journal_path.read_bytes().endswith(b"\n"):
             journal.write("\n")  # end a line torn by a crash, so the next record starts clean
-        for task, result in _results(todo, jobs, settings, out_dir):
+        for task, result in _results(todo, jobs, settings, out_dir, sources):
             done[task.name] = result
             journal.write(json.dumps({"name": task.name, "result": result}) + "\n")
             journal.flush()
@@ -236,18 +317,26 @@ def simulate(clean_dir=None, *, out_dir, noise_dir=None, rir_dir=None, per_utt: 
     return _finish(out_dir, tasks, done, len(todo), seconds, settings)
 
 
-def _results(todo: list[Task], jobs: int, settings: Settings, out_dir: Path):
-    """(task, result) as clips finish: in this process for one job, else from a process pool."""
+def _results(todo: list[Task], jobs: int, settings: Settings, out_dir: Path, sources: Sources):
+    """(task, result) as clips finish: in this process for one job, else from a process pool.
+
+    The pool's workers are forked where the platform allows, so they share the noises and RIRs
+    loaded once here instead of each decoding them again.
+    """
+    utterances = [list(group) for _, group in groupby(todo, key=lambda t: t.index)]
     if jobs <= 1:
-        _init_worker(settings, str(out_dir))
-        for task in todo:
-            yield task, run_item(task)
+        _init_worker(settings, str(out_dir), sources)
+        for group in utterances:
+            yield from utterance_clips(group)  # clip by clip, so an interrupt loses at most one
         return
-    with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(settings, str(out_dir))) as pool:
-        futures = {pool.submit(run_item, t): t for t in todo}
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    with ProcessPoolExecutor(min(jobs, len(utterances)), mp_context=context, initializer=_init_worker,
+                             initargs=(settings, str(out_dir), sources)) as pool:
+        futures = [pool.submit(run_utterance, group) for group in utterances]
         try:
             for fut in as_completed(futures):
-                yield futures[fut], fut.result()
+                yield from fut.result()
         except BaseException:  # Ctrl-C or a failure: do not work through the whole queue first
             pool.shutdown(wait=False, cancel_futures=True)
             raise
@@ -255,25 +344,69 @@ def _results(todo: list[Task], jobs: int, settings: Settings, out_dir: Path):
 
 def _finish(out_dir: Path, tasks: list[Task], done: dict, n_new: int, seconds: float,
             settings: Settings) -> dict:
-    """Rewrite all.list, pairs.list, meta.csv (task order, so reruns give identical files) and summarise."""
+    """Rewrite the lists, meta.csv, skipped.csv, the label histogram and the coverage report (task order,
+    so reruns give identical files) and return the summary, also written to summary.json."""
     rows = [done[t.name] for t in tasks if "skipped" not in done[t.name]]
-    skipped: dict = {}
-    for t in tasks:
-        if "skipped" in done[t.name]:
-            skipped[done[t.name]["skipped"]] = skipped.get(done[t.name]["skipped"], 0) + 1
+    skipped = [{"clip": t.name, "source": t.clean, "reason": done[t.name]["skipped"]}
+               for t in tasks if "skipped" in done[t.name]]
     if not rows:
-        raise MosqaError(f"{out_dir}: no clip could be labelled ({skipped})")
+        reasons = sorted({f"{Path(s['source']).name}: {s['reason']}" for s in skipped})
+        raise MosqaError(f"{out_dir}: no clip could be labelled ({'; '.join(reasons[:3])}"
+                         + (f"; {len(reasons) - 3} more" if len(reasons) > 3 else "") + ")")
     items = [Item(out_dir / r["wav"], float(r["pesq"]), clean=out_dir / r["clean"]) for r in rows]
     write_list(out_dir / "all.list", items, with_clean=False)
     write_list(out_dir / "pairs.list", items, with_clean=True)
     fixed = ["wav", "clean", "clean_id", "speaker", "k", "degradations"]
     labels = ["pesq", "stoi"] if settings.with_stoi else ["pesq"]
     params = sorted({key for r in rows for key in r} - set(fixed) - set(labels))
-    with atomic_path(out_dir / "meta.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fixed + params + labels, restval="")
+    _write_csv(out_dir / "meta.csv", fixed + params + labels, rows)
+    _write_csv(out_dir / "skipped.csv", ["clip", "source", "reason"], skipped)
+    scores = np.array([r["pesq"] for r in rows])
+    histogram_png(out_dir / "pesq_hist.png", {"PESQ-WB": scores}, LABEL_EDGES)
+    by_kind = kind_scores(rows)
+    cover = coverage(rows, by_kind)
+    _write_csv(out_dir / "coverage.csv", list(cover[0]), cover)
+    coverage_png(out_dir / "coverage.png", by_kind, LABEL_EDGES)
+    summary = {"clips": len(rows), "new_clips": n_new, "skipped": skipped, "seconds": seconds,
+               "clips_per_second": n_new / seconds if seconds > 0 and n_new else None,
+               "pesq_mean": float(np.mean(scores)), "pesq_std": float(np.std(scores)),
+               "pesq_min": float(np.min(scores)), "pesq_max": float(np.max(scores)),
+               "pesq_hist": {"edges": LABEL_EDGES.tolist(), "counts": histogram(scores, LABEL_EDGES)},
+               "coverage": cover, "codecs": list(settings.codecs), "ranges": settings.ranges,
+               "out_dir": str(out_dir)}
+    with atomic_path(out_dir / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    return summary
+
+
+def _write_csv(path: Path, columns: list, rows: list) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
-    scores = np.array([r["pesq"] for r in rows])
-    return {"clips": len(rows), "new_clips": n_new, "skipped": skipped, "seconds": seconds,
-            "clips_per_second": n_new / seconds if seconds > 0 and n_new else None,
-            "pesq": scores, "codecs": list(settings.codecs), "out_dir": str(out_dir)}
+
+
+def _kinds(row: dict) -> list[str]:
+    """The coverage rows a clip counts in: each of its degradations, and 'combined' for 2-3 at once."""
+    names = row["degradations"].split("+")
+    return names + (["combined"] if len(names) > 1 else [])
+
+
+def kind_scores(rows: list) -> dict:
+    """Impairment kind -> the labels of the clips that carry it (alone or with others)."""
+    kinds = [*DEGRADATIONS, "combined"]
+    return {kind: np.array([r["pesq"] for r in rows if kind in _kinds(r)]) for kind in kinds}
+
+
+def coverage(rows: list, by_kind: dict) -> list[dict]:
+    """Per impairment kind: how many clips carry it (and alone), label quantiles, and counts per
+    half-point label bin, so a user sees which kinds reach which part of the scale."""
+    out = []
+    for kind, scores in by_kind.items():
+        alone = sum(1 for r in rows if r["degradations"] == kind) if kind in DEGRADATIONS else ""
+        stats = np.percentile(scores, [0, 10, 50, 90, 100]).round(2).tolist() if scores.size else [""] * 5
+        bins = zip(COVERAGE_EDGES[:-1], COVERAGE_EDGES[1:], histogram(scores, COVERAGE_EDGES), strict=True)
+        out.append({"kind": kind, "clips": int(scores.size), "alone": alone,
+                    **dict(zip(("min", "p10", "median", "p90", "max"), stats, strict=True)),
+                    **{f"{lo:g}-{hi:g}": count for lo, hi, count in bins}})
+    return out

@@ -10,11 +10,13 @@ import pytest
 
 from mosqa import simulate as sim
 from mosqa.audio import load_audio, write_audio
-from mosqa.defaults import builtin_speech_dir, generated_noises, synthetic_rir
-from mosqa.degrade import DEGRADATIONS, Sources, degrade, mulaw, normalise_rir
+from mosqa.codecs import mulaw
+from mosqa.defaults import builtin_speech_dir, generated_noises
+from mosqa.degrade import DEGRADATIONS, Sources, degrade, normalise_rir
 from mosqa.errors import MosqaError
-from mosqa.lists import read_list
+from mosqa.lists import Item, read_list
 from mosqa.metrics import pesq_wb
+from mosqa.ranges import Ranges, RoomRanges
 
 BUILTIN = sorted(builtin_speech_dir().glob("*/*.flac"))
 
@@ -69,8 +71,6 @@ def test_rir_is_normalised_to_a_unit_direct_path():
     rir = np.concatenate([np.zeros(50), [0.2, -0.5, 0.1], np.zeros(10)]).astype(np.float32)
     out = normalise_rir(rir)
     assert out[0] == 1.0 and len(out) == len(rir) - 51
-    syn = synthetic_rir(np.random.default_rng(0), 0.4)
-    assert syn[0] == 1.0 and len(syn) == int(0.4 * 16000) + 32
 
 
 @pytest.mark.parametrize("name", list(DEGRADATIONS))
@@ -85,7 +85,7 @@ def test_each_degradation_is_deterministic_same_length_and_recorded(speech, name
 
 
 def test_additive_noise_hits_the_drawn_snr(speech):
-    src = Sources(generated_noises(seconds=2.0), snr_range=(10.0, 10.0 + 1e-9))
+    src = Sources(generated_noises(seconds=2.0), ranges=Ranges(snr=(10.0, 10.0 + 1e-9)))
     out, params = DEGRADATIONS["noise"](speech.astype(np.float64), np.random.default_rng(0), src)
     noise = out - speech
     assert 10 * np.log10(np.mean(speech ** 2) / np.mean(noise ** 2)) == pytest.approx(10.0, abs=0.01)
@@ -128,12 +128,12 @@ def test_plan_speakers_ids_map_and_subset(tmp_path, clean_dir):
 
 
 def run(clean_dir, out_dir, **kw):
-    return sim.simulate(clean_dir, out_dir=out_dir, per_utt=2, seed=7, use_codecs=False, **kw)
+    return sim.simulate(clean_dir, out_dir=out_dir, per_utt=2, seed=7, codecs="none", **kw)
 
 
 def outputs(out_dir):
     files = {p.relative_to(out_dir).as_posix(): p.read_bytes() for p in sorted(out_dir.rglob("*"))
-             if p.is_file() and p.name not in ("progress.jsonl", "simulate.json")}
+             if p.is_file() and p.name not in ("progress.jsonl", "simulate.json", "summary.json")}
     return files
 
 
@@ -150,9 +150,23 @@ def test_same_seed_gives_identical_output_with_any_worker_count(tmp_path, clean_
     rows = list(csv.DictReader(open(tmp_path / "a" / "meta.csv")))
     assert [r["speaker"] for r in rows] == ["alice"] * 2 + ["bob"] * 2 + ["carol"] * 2
     assert {"clean_id", "k", "degradations", "pesq"} <= set(rows[0])
-    s3 = sim.simulate(clean_dir, out_dir=tmp_path / "c", per_utt=2, seed=8, use_codecs=False)
+    s3 = sim.simulate(clean_dir, out_dir=tmp_path / "c", per_utt=2, seed=8, codecs="none")
     assert outputs(tmp_path / "c")["meta.csv"] != outputs(tmp_path / "a")["meta.csv"]
     assert s3["clips"] == 6
+
+
+@pytest.mark.slow
+def test_same_seed_same_corpus_with_synthetic_and_recorded_rooms_and_codecs(tmp_path, clean_dir):
+    (tmp_path / "rir").mkdir()
+    decay = np.random.default_rng(0).standard_normal(8000) * np.exp(-np.arange(8000) / 1200)
+    write_audio(tmp_path / "rir" / "hall.wav", 0.3 * decay / np.max(np.abs(decay)))
+    kw = dict(per_utt=6, seed=3, rir_dir=tmp_path / "rir", ranges=Ranges(combine=(0.0, 0.5, 0.5)))
+    sim.simulate(clean_dir, out_dir=tmp_path / "a", jobs=1, **kw)
+    sim.simulate(clean_dir, out_dir=tmp_path / "b", jobs=2, **kw)
+    assert outputs(tmp_path / "a") == outputs(tmp_path / "b")
+    rows = list(csv.DictReader(open(tmp_path / "a" / "meta.csv")))
+    assert {r["rir"] for r in rows} >= {"synthetic", "hall"}
+    assert any(r["codec"] for r in rows)
 
 
 @pytest.mark.slow
@@ -160,11 +174,11 @@ def test_interrupted_run_resumes_and_skips_finished_items(tmp_path, clean_dir, m
     real = sim.run_item
     calls = []
 
-    def crash_on_fourth(task):
+    def crash_on_fourth(task, clean):
         calls.append(task.name)
         if len(calls) == 4:
             raise KeyboardInterrupt
-        return real(task)
+        return real(task, clean)
 
     monkeypatch.setattr(sim, "run_item", crash_on_fourth)
     with pytest.raises(KeyboardInterrupt):
@@ -211,23 +225,38 @@ def test_voice_perturbation_gives_each_clip_its_own_reference(tmp_path, clean_di
 
 
 def test_other_settings_in_the_same_folder_are_refused(tmp_path, clean_dir, monkeypatch):
-    monkeypatch.setattr(sim, "run_item", lambda task: {"skipped": "test"})
+    monkeypatch.setattr(sim, "run_item", lambda task, clean: {"skipped": "test"})
     with pytest.raises(MosqaError, match="no clip could be labelled"):
         run(clean_dir, tmp_path / "o", jobs=1)
     with pytest.raises(MosqaError, match="other settings"):
-        sim.simulate(clean_dir, out_dir=tmp_path / "o", per_utt=3, seed=7, use_codecs=False)
+        sim.simulate(clean_dir, out_dir=tmp_path / "o", per_utt=3, seed=7, codecs="none")
     with pytest.raises(MosqaError, match="no clip"):  # --overwrite starts afresh instead
-        sim.simulate(clean_dir, out_dir=tmp_path / "o", per_utt=3, seed=7, use_codecs=False, overwrite=True)
+        sim.simulate(clean_dir, out_dir=tmp_path / "o", per_utt=3, seed=7, codecs="none", overwrite=True)
     assert json.loads((tmp_path / "o" / "simulate.json").read_text())["per_utt"] == 3
 
 
-def test_silent_and_unlabellable_clips_are_skipped_and_counted(tmp_path, clean_dir):
+def test_bad_clean_files_are_skipped_and_named(tmp_path, clean_dir):
     write_audio(clean_dir / "dave" / "quiet.wav", np.zeros(16000, np.float32))
     write_audio(clean_dir / "erin" / "hum.wav", (0.001 * np.random.default_rng(0).standard_normal(16000)))
-    summary = sim.simulate(clean_dir, out_dir=tmp_path / "o", per_utt=1, seed=1, use_codecs=False)
-    assert summary["skipped"].get("silent clean file") == 1
-    assert summary["clips"] + sum(summary["skipped"].values()) == 5
+    write_audio(clean_dir / "fred" / "short.wav", load_audio(BUILTIN[1])[:4800])  # 0.3 s of speech
+    summary = sim.simulate(clean_dir, out_dir=tmp_path / "o", per_utt=1, seed=1, codecs="none")
+    reasons = {Path(s["source"]).name: s["reason"] for s in summary["skipped"]}
+    assert reasons["quiet.wav"].startswith("silent clean file")
+    assert "duration 0.30 s outside 0.5..60 s" in reasons["short.wav"]  # what prepare-list would say
+    assert summary["clips"] + len(summary["skipped"]) == 6
     assert all("quiet" not in it.path.name for it in read_list(tmp_path / "o" / "all.list"))
+    rows = list(csv.DictReader(open(tmp_path / "o" / "skipped.csv")))
+    assert {Path(r["source"]).name for r in rows} == set(reasons) and all(r["clip"] for r in rows)
+
+
+def test_a_clip_prepare_list_would_refuse_is_not_written(tmp_path, speech):
+    from mosqa.prepare import validate
+
+    path = tmp_path / "quiet.wav"
+    reason = sim.write_accepted(path, speech * 1e-4)  # about -95 dBFS: 16-bit leaves (nearly) nothing
+    assert reason.startswith("silent") and not path.exists()
+    assert sim.write_accepted(path, speech) is None and path.is_file()
+    assert validate([Item(path, 3.0)])[0]  # accepted by prepare-list's own check
 
 
 def test_bad_folders_are_clear_errors(tmp_path, clean_dir):
@@ -239,6 +268,13 @@ def test_bad_folders_are_clear_errors(tmp_path, clean_dir):
     write_audio(tmp_path / "noise" / "zero.wav", np.zeros(1600, np.float32))
     with pytest.raises(MosqaError, match=r"zero\.wav: silent file"):
         run(clean_dir, tmp_path / "o2", noise_dir=tmp_path / "noise", jobs=1)
+    (tmp_path / "noise" / "zero.wav").write_bytes(b"not audio")
+    with pytest.raises(MosqaError, match=r"zero\.wav: cannot decode audio"):
+        run(clean_dir, tmp_path / "o2", noise_dir=tmp_path / "noise", jobs=1)
+    assert not (tmp_path / "o2").exists()  # inputs are read before anything is written
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(MosqaError, match=r"file\.txt is a file, not a folder"):
+        run(clean_dir, tmp_path / "file.txt" / "sim", jobs=1)
 
 
 @pytest.mark.slow
@@ -251,36 +287,162 @@ def test_cli_help_and_a_tiny_run(tmp_path, clean_dir):
     for flag in ("--noise-dir", "--rir-dir", "--out-dir", "--per-utt", "--seed", "--max-utts", "--jobs",
                  "--builtin", "--speaker-map", "--stoi"):
         assert flag in help_text
-    args = ["--per-utt", "1", "--max-utts", "2", "--jobs", "1", "--no-codecs", "--stoi"]
+    write_audio(clean_dir / "dave" / "quiet.wav", np.zeros(16000, np.float32))
+    args = ["--per-utt", "2", "--jobs", "1", "--no-codecs", "--stoi"]
     result = CliRunner().invoke(app, ["simulate", str(clean_dir), "--out-dir", str(tmp_path / "o"), *args])
     assert result.exit_code == 0, result.output
-    assert "PESQ-WB labels" in result.output
+    assert "PESQ-WB labels" in result.output and "Label coverage per impairment kind" in result.output
+    assert "skipped 2 clip(s) of" in result.output and "quiet.wav: silent clean file" in result.output
     rows = list(csv.DictReader(open(tmp_path / "o" / "meta.csv")))
-    assert len(rows) == 2 and all(0 <= float(r["stoi"]) <= 1 for r in rows)
-    assert (tmp_path / "o" / "pesq_hist.png").stat().st_size > 1000
+    assert len(rows) == 6 and all(0 <= float(r["stoi"]) <= 1 for r in rows)
+    for name in ("pesq_hist.png", "coverage.png"):
+        assert (tmp_path / "o" / name).stat().st_size > 1000
+    cover = {r["kind"]: r for r in csv.DictReader(open(tmp_path / "o" / "coverage.csv"))}
+    for kind in DEGRADATIONS:  # the report counts exactly the clips whose chain holds the kind
+        assert int(cover[kind]["clips"]) == sum(kind in r["degradations"].split("+") for r in rows)
+        assert int(cover[kind]["clips"]) == sum(int(v) for k, v in cover[kind].items() if "-" in k)
+    assert int(cover["combined"]["clips"]) == sum("+" in r["degradations"] for r in rows)
     bad = CliRunner().invoke(app, ["simulate", str(clean_dir), "--builtin", "--out-dir", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "not both" in bad.output
 
 
-def test_without_ffmpeg_only_the_numpy_codec_is_used(monkeypatch, speech):
+def test_without_pyav_or_ffmpeg_only_the_numpy_codec_is_used(monkeypatch, speech):
+    from mosqa import codecs
     from mosqa import degrade as dg
 
-    monkeypatch.setattr(dg.shutil, "which", lambda name: None)
-    assert dg.ffmpeg_codecs.__wrapped__() == ()
+    monkeypatch.setattr(codecs.shutil, "which", lambda name: None)
+    monkeypatch.setattr(codecs.importlib.util, "find_spec", lambda name: None)
+    assert codecs.codec_backends.__wrapped__() == {}
     out, params = dg.codec(speech.astype(np.float64), np.random.default_rng(0), Sources({}, codecs=()))
-    assert params["codec"] == "mulaw" and len(out) == len(speech)
+    assert params["codec"] in ("mulaw", "mulaw+mulaw") and len(out) == len(speech)
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (CI)")
-def test_ffmpeg_codecs_round_trip_to_the_same_length(speech):
-    from mosqa.degrade import ffmpeg_codecs, run_codec
+@pytest.mark.parametrize("name", ["opus", "mp3", "aac", "amr-nb", "g722", "g723.1", "gsm", "codec2"])
+def test_codecs_round_trip_in_process_or_through_ffmpeg(speech, name):
+    from mosqa.codecs import CODECS, codec_backends, run_codec
 
-    for name in {"opus", "gsm"} & set(ffmpeg_codecs()):
-        out = run_codec(speech * 0.5, name, "8k" if name == "opus" else None)
-        assert len(out) == len(speech) and 1.0 < pesq_wb(speech, out) < 4.0
+    if name not in codec_backends():
+        pytest.skip(f"{name}: neither PyAV nor ffmpeg has it here")
+    c = CODECS[name]
+    setting = (c.modes or c.bitrates or (None,))[0]  # the lowest bit-rate
+    out = run_codec(speech * 0.5, name, setting)
+    assert len(out) == len(speech) and np.all(np.isfinite(out))
+    np.testing.assert_array_equal(out, run_codec(speech * 0.5, name, setting))  # deterministic
+    assert 1.0 < pesq_wb(speech, out) < 4.0
 
 
 def test_an_output_folder_inside_the_clean_folder_is_not_read_as_speech(tmp_path, clean_dir):
     first = run(clean_dir, clean_dir / "sim", jobs=1)
     again = run(clean_dir, clean_dir / "sim", jobs=1)
     assert first["clips"] == again["clips"] == 6 and again["new_clips"] == 0
+
+
+def _label(speech, degradation, ranges, rirs=None):
+    src = Sources(generated_noises(seconds=2.0), rirs=rirs or {}, ranges=ranges)
+    out, params = DEGRADATIONS[degradation](speech.astype(np.float64), np.random.default_rng(0), src)
+    return pesq_wb(speech, out.astype(np.float32)), params
+
+
+def test_harsher_clipping_and_a_reverberant_hall_score_lower(speech):
+    mild_clip, _ = _label(speech, "clip", Ranges(clip=(0.9, 0.9)))
+    harsh_clip, params = _label(speech, "clip", Ranges(clip=(0.02, 0.02)))
+    assert params["clip_fraction"] == 0.02 and harsh_clip < mild_clip - 1.0 and harsh_clip < 2.0
+    dry, _ = _label(speech, "reverb", Ranges(drr=(30.0, 30.0), room=RoomRanges(rt60=(0.1, 0.1))))
+    hall, params = _label(speech, "reverb", Ranges(drr=(0.0, 0.0), room=RoomRanges(rt60=(1.5, 1.5))))
+    assert params["rt60_s"] == 1.5 and hall < dry - 1.0 and hall < 2.0
+
+
+@pytest.mark.parametrize("rt60", [0.3, 1.5])
+def test_a_synthetic_room_decays_at_its_rt60_and_places_the_talker_by_drr(rt60):
+    from scipy.signal import sosfilt
+
+    from mosqa.rooms import OCTAVE_SOS, direct_to_reverberant_db, draw_room, room_rir
+
+    rng = np.random.default_rng(1)
+    room = draw_room(rng, RoomRanges(rt60=(rt60, rt60), length=(12.0, 12.0)), drr_db=0.0)
+    rir = room_rir(rng, room)
+    assert rir[0] == 1.0 and np.all(np.isfinite(rir))
+    # Schroeder backward integration in the 710-1420 Hz octave, whose RT60 is the drawn one: T20.
+    band = sosfilt(OCTAVE_SOS[3], rir.astype(np.float64))
+    decay = np.cumsum(band[::-1] ** 2)[::-1]
+    decay_db = 10 * np.log10(decay / decay[0])
+    t5, t25 = np.argmax(decay_db <= -5), np.argmax(decay_db <= -25)
+    assert 3 * (t25 - t5) / 16000 == pytest.approx(rt60, rel=0.15)
+    near = room_rir(rng, draw_room(np.random.default_rng(1), RoomRanges(rt60=(rt60, rt60)), drr_db=20.0))
+    assert direct_to_reverberant_db(near) > direct_to_reverberant_db(rir) + 5
+
+
+RIRS = {"hall": np.concatenate([[1.0], 0.05 * np.random.default_rng(0).standard_normal(4000)])}
+# (ranges, degradation, recorded RIRs, what the drawn parameters must show)
+RANGE_CASES = [
+    (Ranges(snr=(20.0, 20.5)), "noise", None, lambda p: 20.0 <= p["snr_db"] <= 20.5),
+    (Ranges(clip=(0.05, 0.06)), "clip", None, lambda p: 0.05 <= p["clip_fraction"] <= 0.06),
+    (Ranges(band_high=(3400.0, 3400.0), band_low=(300.0, 300.0)), "bandlimit", None,
+     lambda p: (p["band_low_hz"], p["band_high_hz"]) == (300, 3400)),
+    (Ranges(band_high=(2000.0, 2000.0), band_low=(0.0, 40.0)), "bandlimit", None,
+     lambda p: (p["band_low_hz"], p["band_high_hz"]) == (0, 2000)),
+    (Ranges(loss=(0.2, 0.2), burst=(4.0, 4.0)), "packet_loss", None,
+     lambda p: p["loss_rate"] == 0.2 and p["loss_burst"] == 4.0 and p["lost_frames"] > 0),
+    (Ranges(drr=(12.0, 12.0), synthetic_rooms=0.0), "reverb", RIRS,
+     lambda p: p["rir"] == "hall" and p["drr_db"] == 12.0),
+    (Ranges(synthetic_rooms=1.0, room=RoomRanges(rt60=(0.7, 0.7), length=(8.0, 8.0))), "reverb", RIRS,
+     lambda p: p["rir"] == "synthetic" and p["rt60_s"] == 0.7 and p["room_m"].startswith("8.0x")),
+    (Ranges(tandem=1.0), "codec", None, lambda p: p["codec"].count("+") == 1),
+    (Ranges(tandem=0.0), "codec", None, lambda p: "+" not in p["codec"]),
+]
+
+
+@pytest.mark.parametrize("ranges,degradation,rirs,check", RANGE_CASES)
+def test_each_range_bounds_what_its_degradation_draws(speech, ranges, degradation, rirs, check):
+    for seed in range(3):
+        src = Sources(generated_noises(seconds=2.0), rirs=rirs or {}, ranges=ranges)
+        _, params = DEGRADATIONS[degradation](speech.astype(np.float64), np.random.default_rng(seed), src)
+        assert check(params), params
+
+
+def test_combine_probs_set_how_many_degradations_a_clip_gets(speech):
+    src = Sources(generated_noises(seconds=2.0), ranges=Ranges(combine=(0.0, 0.0, 1.0)))
+    drawn = [degrade(speech, np.random.default_rng(i), src)[1]["degradations"] for i in range(5)]
+    assert {len(names.split("+")) for names in drawn} == {3}
+
+
+def test_every_range_option_is_a_flag_and_reaches_the_simulation(tmp_path, clean_dir):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from mosqa.ranges import RANGE_OPTIONS, SHARE_OPTIONS
+
+    flags = {"--snr-range": "10,20", "--drr-range": "5,6", "--rt60-range": "0.2,0.3",
+             "--room-size-range": "3,4", "--synthetic-rooms": "0.25", "--clip-range": "0.1,0.2",
+             "--band-high-range": "2000,3000", "--band-low-range": "100,200", "--loss-range": "0.01,0.02",
+             "--burst-range": "2,3", "--tandem-prob": "0.75", "--combine-probs": "1,2,3"}
+    assert set(flags) == {o for o, *_ in RANGE_OPTIONS.values()} | set(SHARE_OPTIONS.values()) | {
+        "--combine-probs"}
+    args = [a for pair in flags.items() for a in pair]
+    result = CliRunner().invoke(app, ["simulate", str(clean_dir), "-o", str(tmp_path / "o"), "-k", "1",
+                                      "--max-utts", "1", "-j", "1", "--codecs", "none", *args])
+    assert result.exit_code == 0, result.output
+    stored = json.loads((tmp_path / "o" / "simulate.json").read_text())["ranges"]
+    assert stored == {"snr": [10, 20], "drr": [5, 6], "room": {"rt60": [0.2, 0.3], "length": [3, 4]},
+                      "synthetic_rooms": 0.25, "clip": [0.1, 0.2], "band_high": [2000, 3000],
+                      "band_low": [100, 200], "loss": [0.01, 0.02], "burst": [2, 3], "tandem": 0.75,
+                      "combine": [1, 2, 3]}
+    for flag in flags:  # a reversed or out-of-range value: one line naming the option, exit 2
+        bad = "0.9,0.1" if "," in flags[flag] else "1.5"
+        bad = "-1,1,1" if flag == "--combine-probs" else bad
+        result = CliRunner().invoke(app, ["simulate", str(clean_dir), "-o", str(tmp_path / "x"), flag, bad])
+        assert result.exit_code == 2 and flag in result.output and "Traceback" not in result.output, flag
+    assert not (tmp_path / "x" / "wav").exists()
+
+
+def test_codec_sets_and_names(monkeypatch):
+    from mosqa import codecs
+
+    monkeypatch.setattr(codecs, "codec_backends", lambda: {"opus": "pyav", "gsm": "ffmpeg"})
+    assert codecs.select_codecs("in-process") == ("opus",)
+    assert codecs.select_codecs("all") == ("opus", "gsm") and codecs.select_codecs("none") == ()
+    assert codecs.select_codecs("gsm") == ("gsm",)
+    with pytest.raises(MosqaError, match="expected none, in-process, all or names"):
+        codecs.select_codecs("bogus")
+    with pytest.raises(MosqaError, match="codec2 not available here"):
+        codecs.select_codecs("opus,codec2")

@@ -1,0 +1,85 @@
+"""The ranges every degradation of `mosqa simulate` draws its strength from, and their checks.
+
+Plain data, free of numpy, so the command line can show the defaults in --help without loading the
+signal-processing stack. Each field is one option of `mosqa simulate` (RANGE_OPTIONS names it).
+"""
+
+import functools
+from dataclasses import dataclass
+
+from mosqa.errors import MosqaError
+
+INF = float("inf")
+
+
+@dataclass(frozen=True)
+class RoomRanges:
+    """The ranges a synthetic room is drawn from (log-uniform: dry booths as common as halls); the
+    talker's distance follows from the drawn direct-to-reverberant ratio (Ranges.drr)."""
+
+    rt60: tuple = (0.1, 2.0)  # seconds, at mid frequencies
+    length: tuple = (2.5, 30.0)  # metres, the longest side; the others are drawn as fractions of it
+
+
+@dataclass(frozen=True)
+class Ranges:
+    """Where each degradation draws its strength from; every field is a `mosqa simulate` option.
+
+    The defaults reach past the harshest audio users bring (clipping at 2 % of the peak, telephone
+    band, RT60 2 s halls, 30 % packet loss in bursts, codecs in tandem), so a quality model trained on
+    the corpus has seen the bottom of the scale for every kind, not only for additive noise.
+    """
+
+    # Wideband PESQ is harsh: below ~10 dB SNR nearly every clip scores ~1.05, and only above ~45 dB
+    # does white noise score 4 and more. This range spreads noisy clips over the whole label scale.
+    snr: tuple = (5.0, 55.0)
+    drr: tuple = (0.0, 30.0)  # dB, direct-to-reverberant ratio (recorded RIRs rescaled, rooms placed)
+    room: RoomRanges = RoomRanges()
+    synthetic_rooms: float = 0.5  # share of reverberant clips in a synthetic room when RIRs are given
+    clip: tuple = (0.02, 0.95)  # clipping level as a fraction of the peak
+    band_high: tuple = (1000.0, 7000.0)  # Hz, upper band edge (log-uniform)
+    band_low: tuple = (0.0, 300.0)  # Hz, lower band edge (uniform; below 50 Hz no high-pass)
+    loss: tuple = (0.005, 0.3)  # stationary share of lost 20 ms frames (log-uniform)
+    burst: tuple = (1.0, 6.0)  # mean length of a loss burst, frames
+    tandem: float = 0.3  # probability that the codec stage is two codecs in a chain
+    combine: tuple = (0.6, 0.28, 0.12)  # probability of 1, 2 or 3 degradations in one clip
+
+
+# Ranges field ("room.x": RoomRanges) -> (the simulate option that sets it, lowest and highest allowed).
+RANGE_OPTIONS = {
+    "snr": ("--snr-range", -INF, INF),
+    "drr": ("--drr-range", -INF, INF),
+    "room.rt60": ("--rt60-range", 0.05, 10.0),
+    "room.length": ("--room-size-range", 2.5, 200.0),
+    "clip": ("--clip-range", 1e-4, 1.0),
+    "band_high": ("--band-high-range", 100.0, 7900.0),
+    "band_low": ("--band-low-range", 0.0, 4000.0),
+    "loss": ("--loss-range", 1e-4, 0.9),
+    "burst": ("--burst-range", 1.0, 100.0),
+}
+SHARE_OPTIONS = {"synthetic_rooms": "--synthetic-rooms", "tandem": "--tandem-prob"}
+
+
+def check_ranges(ranges: Ranges) -> None:
+    """One line naming the option for a range that is reversed, out of bounds, or a bad probability."""
+    for key, (option, lowest, highest) in RANGE_OPTIONS.items():
+        low, high = functools.reduce(getattr, key.split("."), ranges)
+        if not lowest <= low <= high <= highest:
+            raise MosqaError(f"{option} {low:g},{high:g}: expected LOW <= HIGH within "
+                             f"{lowest:g}..{highest:g}")
+    for key, option in SHARE_OPTIONS.items():
+        if not 0.0 <= getattr(ranges, key) <= 1.0:
+            raise MosqaError(f"{option} {getattr(ranges, key):g}: expected a probability in 0..1")
+    combine = ranges.combine
+    if len(combine) != 3 or min(combine) < 0 or sum(combine) <= 0:
+        raise MosqaError(f"--combine-probs {','.join(f'{p:g}' for p in combine)}: expected three weights "
+                         "P1,P2,P3 (>= 0, not all 0) for 1, 2 and 3 degradations in one clip")
+
+
+
+
+def ranges_from_dict(data: dict) -> Ranges:
+    """Ranges back from their JSON form in simulate.json (lists -> tuples, room -> RoomRanges)."""
+    room = RoomRanges(**{k: tuple(v) for k, v in data["room"].items()})
+    return Ranges(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k != "room"},
+                  room=room)
