@@ -209,9 +209,6 @@ def dnsmos_critic(cfg: dict, device) -> torch.nn.Module:
     """--qa-model dnsmos: mosqa.dnsmos.load_torch's differentiable DNSMOS, frozen."""
     from mosqa import dnsmos
 
-    if not hasattr(dnsmos, "load_torch"):
-        raise MosqaError("--qa-model dnsmos needs the torch DNSMOS (mosqa.dnsmos.load_torch), "
-                         "which this version of mosqa lacks")
     module = dnsmos.load_torch(personalized=False, device=device)
     return DnsmosCritic(module, dnsmos_terms(cfg["dnsmos_target"]))
 
