@@ -24,8 +24,11 @@ def command(
                                   "the reference drops by float rounding, to match its numbers."),
     jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes (default: one per core when there "
                              "are 64 files or more on CPU, else one)."),
-    device: str = typer.Option("auto", "--device", help="auto (cuda when onnxruntime-gpu sees one) | cpu | "
-                               "cuda."),
+    device: str = typer.Option("auto", "--device", help="auto (cuda when the engine sees a GPU) | cpu | cuda "
+                               "(onnx engine: onnxruntime-gpu; torch engine: a GPU torch sees)."),
+    engine: str = typer.Option("auto", help="onnx (onnxruntime, no torch import) | torch (mosqa.dnsmos_torch;"
+                               " segments batched on CUDA) | auto (torch on a GPU, onnx on CPU, where torch "
+                               "measured no faster). Both equal the reference to 1e-4."),
     model_dir: Path = typer.Option(None, "--model-dir", help="Folder with dnsmos_models/ and pdnsmos_models/ "
                                    "(default: the installed speechmos package)."),
     sigmos_model: Path = typer.Option(None, "--sigmos-model", help="SIGMOS ONNX file: adds the seven MOS_* "
@@ -61,7 +64,7 @@ def command(
         task = bar.add_task("dnsmos", total=len(files))
         rows = dnsmos.score_files(files, personalized=personalized, p808=not no_p808, all_hops=all_hops,
                                   device=device, model_dir=model_dir, sigmos_model=sigmos_model, jobs=jobs,
-                                  progress=lambda: bar.advance(task))
+                                  engine=engine, progress=lambda: bar.advance(task))
     columns = dnsmos.output_columns(p808=not no_p808, sigmos=sigmos_model is not None)
     dnsmos.write_csv(out, rows, columns)
     summary = dnsmos.summarize(rows, columns)

@@ -31,6 +31,8 @@ def command(
     inter_hidden: int = opt(MODEL, "dpcrn: inter-chunk LSTM units. Default: 128."),
     identity_init: bool = opt(MODEL, "Start from mask = 1 (output = input). Default: random init.",
                               "--identity-init/--random-init"),
+    init: Path = opt(MODEL, "Start from this train-se run's enhancer (its best.pt weights and network "
+                     "options; fresh optimiser): fine-tuning. Default: none."),
     train: Path = opt(DATA, "noisy,clean[,score] training list. Default: none (or --clean and --noise)."),
     valid: Path = opt(DATA, "noisy,clean[,score] validation list. Default: none (or --valid-clean and "
                       "--valid-noise)."),
@@ -53,12 +55,16 @@ def command(
                                "Default: 0.3."),
     spec_weight: float = opt(LOSS, "Weight of the spectral loss. Default: 1."),
     qa: str = opt(LOSS, f"Quality guidance: {choices(QA_MODES)}. Default: none."),
-    qa_model: Path = opt(LOSS, "frozen/grl/joint: train-qa run directory used as the quality model. "
-                         "Default: none."),
+    qa_model: str = opt(LOSS, "frozen/grl/joint: the critic, a train-qa run directory, a shipped model "
+                        "(pesq-wb) or dnsmos (fixed: frozen, or joint --no-qa-update). Default: none."),
     qa_weight: float = opt(LOSS, "frozen/grl/joint: weight of the quality term. Default: 1."),
     qa_every: int = opt(LOSS, "joint: add the quality term every k steps. Default: 1."),
+    qa_update: bool = opt(LOSS, "joint: the critic also learns the true PESQ of the enhanced batch "
+                          "(MetricGAN-style), or stays fixed. Default: on.", "--qa-update/--no-qa-update"),
     grl_lambda: float = opt(LOSS, "grl: gradient-reversal scale. Default: 1."),
-    qa_lr: float = opt(LOSS, "grl/joint: learning rate of the quality model. Default: 1e-4."),
+    qa_lr: float = opt(LOSS, "grl, joint --qa-update: learning rate of the quality model. Default: 1e-4."),
+    dnsmos_target: str = opt(LOSS, "--qa-model dnsmos: the score it gives, sig | bak | ovrl | p808 or a "
+                             "weighted sum, e.g. 0.5*sig+0.5*bak. Default: ovrl."),
     epochs: int = opt(TRAIN, "Epochs to train (at least 1). Default: 20."),
     batch_size: int = opt(TRAIN, "Items per batch. Default: 8."),
     lr: float = opt(TRAIN, "Learning rate (Adam). Default: 1e-3."),

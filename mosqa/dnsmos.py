@@ -4,13 +4,15 @@ The official ONNX graphs come from the `speechmos` wheel's data files; only the 
 ours: segmenting, the P.808 log-mel features (numpy, equal to librosa's as the reference calls it),
 the per-segment calibration polynomials, and a process pool. Speed comes from keeping one session per
 process, onnxruntime threads that sleep instead of spinning, and one BLAS thread per worker, so that
-the two thread pools do not fight over the cores (DOMAIN.md §4).
+the two thread pools do not fight over the cores (DOMAIN.md §4). The same networks in torch
+(mosqa.dnsmos_torch: `--engine torch`, `load_torch` for gradients) plug in where the sessions run.
 
-Never imports torch: `mosqa dnsmos` must start fast.
+Never imports torch unless the torch engine is chosen: `mosqa dnsmos` must start fast.
 """
 
 import csv
 import functools
+import importlib.metadata
 import importlib.util
 import math
 import os
@@ -21,6 +23,7 @@ import numpy as np
 
 from mosqa.audio import atomic_path, audio_problem, find_audio, load_audio_native, resample
 from mosqa.errors import MosqaError
+from mosqa.onnx_sessions import available_cpus, onnx_session, resolve_device
 
 FS = 16000
 SEGMENT_SECONDS = 9.01
@@ -149,50 +152,7 @@ def segment_bounds(n_samples: int, all_hops: bool = False) -> list[tuple[int, in
     return bounds
 
 
-# ---------------------------------------------------------------- onnxruntime
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def resolve_device(device: str) -> str:
-    """auto -> cuda when onnxruntime has the CUDA provider, else cpu."""
-    import onnxruntime as ort
-
-    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    if device == "auto":
-        return "cuda" if has_cuda else "cpu"
-    if device == "cuda" and not has_cuda:
-        raise MosqaError(
-            "--device cuda: this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
-        )
-    if device not in ("cpu", "cuda"):
-        raise MosqaError(f"--device {device}: expected auto, cpu or cuda")
-    return device
-
-
-def onnx_session(path, device: str = "cpu", threads: int | None = None):
-    """An inference session whose CPU threads sleep when idle instead of spinning against BLAS threads."""
-    import onnxruntime as ort
-
-    path = Path(path)
-    if not path.is_file():
-        raise MosqaError(f"{path}: no such ONNX model file")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or available_cpus()
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    providers = (["CUDAExecutionProvider"] if device == "cuda" else []) + ["CPUExecutionProvider"]
-    try:
-        return ort.InferenceSession(str(path), options, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own types for unreadable graphs
-        raise MosqaError(f"{path}: cannot load ONNX model ({str(exc).splitlines()[0]})") from None
-
-
+# ---------------------------------------------------------------- models
 def model_path(name: str, model_dir=None) -> Path:
     """A model file from --model-dir, else from the installed speechmos package's data files."""
     if model_dir is not None:
@@ -218,11 +178,103 @@ def output_columns(p808: bool = True, sigmos: bool = False) -> list[str]:
     return columns
 
 
+class OnnxNetworks:
+    """The official graphs run by onnxruntime (the `onnx` engine): segments (n, 144160) -> raw P.835
+    scores (n, 3) and P.808 scores (n,), with the P.808 features computed in numpy."""
+
+    def __init__(self, personalized=False, p808=True, device="cpu", model_dir=None, threads=None):
+        self.device = resolve_device(device)
+        self.batch = GPU_BATCH if self.device == "cuda" else CPU_BATCH
+        p835_path = model_path(P835_MODELS[personalized], model_dir)
+        self.p835_session = onnx_session(p835_path, self.device, threads)
+        self.p808_session = (
+            onnx_session(model_path(P808_MODEL, model_dir), self.device, threads) if p808 else None
+        )
+
+    def _run(self, session, inputs: np.ndarray) -> np.ndarray:
+        return np.concatenate(
+            [
+                session.run(None, {"input_1": inputs[i : i + self.batch]})[0]
+                for i in range(0, len(inputs), self.batch)
+            ]
+        )
+
+    def p835(self, segments: np.ndarray) -> np.ndarray:
+        return self._run(self.p835_session, segments)
+
+    def p808(self, segments: np.ndarray) -> np.ndarray:
+        return self._run(self.p808_session, np.stack([p808_features(s) for s in segments]))[:, 0]
+
+
+def _torch_networks(**options):
+    from mosqa.dnsmos_torch import TorchNetworks  # imports torch: only when this engine is chosen
+
+    return TorchNetworks(**options)
+
+
+def _torch_device(device: str) -> str:
+    if device == "cpu":  # nothing to check: spare the main process of a pool the torch import
+        return device
+    from mosqa.dnsmos_torch import resolve_device as resolve_torch_device
+
+    return resolve_torch_device(device)
+
+
+# --engine: (what runs the networks, how it resolves --device); Scorer keeps segmenting and calibration
+ENGINES = {"onnx": (OnnxNetworks, resolve_device), "torch": (_torch_networks, _torch_device)}
+
+
+def torch_build_has_cuda() -> bool:
+    """From the installed torch's version alone (a `+cpu` build has no CUDA), so that this costs no import."""
+    try:
+        return "+cpu" not in importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def resolve_engine(engine: str, device: str) -> tuple[str, str]:
+    """(engine, device) with auto resolved: what the main process decides before starting workers."""
+    engine = pick_engine(engine, device)
+    return engine, ENGINES[engine][1](device)
+
+
+def pick_engine(engine: str, device: str) -> str:
+    """`auto`: torch where it is faster at equal scores, i.e. on a GPU that torch sees (segments batched);
+    onnx on CPU, where torch's convolutions (Winograd included) measured no faster than onnxruntime's
+    (README, DNSMOS speed) and importing torch costs a second."""
+    if engine != "auto":
+        if engine not in ENGINES:
+            raise MosqaError(f"--engine {engine}: expected auto, {', '.join(ENGINES)}")
+        return engine
+    if device == "cpu" or not torch_build_has_cuda():
+        return "onnx"
+    import torch
+
+    return "torch" if torch.cuda.is_available() else "onnx"
+
+
+def load_torch(personalized: bool = False, device="cpu", model_dir=None):
+    """Differentiable DNSMOS: a torch module, waveform (B, N) at 16 kHz, N >= 1 s -> {"SIG", "BAK",
+    "OVRL", "P808"}: (B,) tensors with gradients to the waveform (see mosqa.dnsmos_torch.DNSMOS).
+
+    Inputs of up to 9.01 s are scored as one segment of their own length: the reference instead repeats
+    a short clip until it fills 9.01 s and scores every 1 s hop of the repetition, so short inputs score
+    slightly differently (the networks end in a global max, so they accept any length). Longer inputs
+    are cut as the reference cuts them (9.01 s segments every 1 s, all hops), each segment's P.835 scores
+    go through the reference's calibration polynomials, and the segments are averaged.
+    """
+    from mosqa.dnsmos_torch import DNSMOS
+
+    return DNSMOS(personalized=personalized, model_dir=model_dir).to(device)
+
+
 class Scorer:
-    """DNSMOS for many clips: sessions are built once and reused.
+    """DNSMOS for many clips: models are built once and reused.
 
     `.score(audio, sr)` returns the CSV's keys (without filename). `all_hops` also scores the segments the
-    reference skips; the default reproduces the reference's numbers.
+    reference skips; the default reproduces the reference's numbers. `engine` runs the networks: onnx
+    (onnxruntime, the official graphs), torch (mosqa.dnsmos_torch) or auto (pick_engine); both engines
+    equal the reference to 1e-4.
     """
 
     def __init__(
@@ -234,32 +286,24 @@ class Scorer:
         model_dir=None,
         threads: int | None = None,
         sigmos_model=None,
+        engine: str = "auto",
     ):
         self.personalized, self.p808, self.all_hops = personalized, p808, all_hops
-        self.device = resolve_device(device)
-        self.batch = GPU_BATCH if self.device == "cuda" else CPU_BATCH
         self.calibration = {k: np.asarray(v) for k, v in CALIBRATION[personalized].items()}
-        self.p835 = onnx_session(model_path(P835_MODELS[personalized], model_dir), self.device, threads)
-        self.p808_session = (
-            onnx_session(model_path(P808_MODEL, model_dir), self.device, threads) if p808 else None
+        self.engine, self.device = resolve_engine(engine, device)
+        self.networks = ENGINES[self.engine][0](
+            personalized=personalized, p808=p808, device=self.device, model_dir=model_dir, threads=threads
         )
         self.sigmos = None
         if sigmos_model is not None:
             from mosqa.sigmos import SigMOS
 
-            self.sigmos = SigMOS(sigmos_model, self.device, threads)
+            onnx_device = resolve_device("auto") if self.device == "cuda" else "cpu"  # SIGMOS is onnx only
+            self.sigmos = SigMOS(sigmos_model, onnx_device, threads)
 
     @property
     def columns(self) -> list[str]:
         return output_columns(self.p808, self.sigmos is not None)
-
-    def _run(self, session, inputs: np.ndarray) -> np.ndarray:
-        return np.concatenate(
-            [
-                session.run(None, {"input_1": inputs[i : i + self.batch]})[0]
-                for i in range(0, len(inputs), self.batch)
-            ]
-        )
 
     def score(self, audio: np.ndarray, sr: int = FS) -> dict:
         """Scores of one mono clip at any rate (resampled to 16 kHz, as load_audio does)."""
@@ -272,14 +316,13 @@ class Scorer:
         full = repeat_short(wav)
         bounds = segment_bounds(full.size, self.all_hops)
         segments = np.stack([full[a:b] for a, b in bounds])
-        raw = self._run(self.p835, segments).astype(np.float64)  # columns SIG, BAK, OVRL
+        raw = self.networks.p835(segments).astype(np.float64)  # columns SIG, BAK, OVRL
         row = {"len_in_sec": wav.size / FS, "sr": FS, "num_hops": num_hops(full.size)}
         for i, name in enumerate(("SIG", "BAK", "OVRL")):
             row[f"{name}_raw"] = float(raw[:, i].mean())
             row[name] = float(np.polyval(self.calibration[name], raw[:, i]).mean())
         if self.p808:
-            features = np.stack([p808_features(s) for s in segments])
-            row[P808_COLUMN] = float(self._run(self.p808_session, features).astype(np.float64).mean())
+            row[P808_COLUMN] = float(self.networks.p808(segments).astype(np.float64).mean())
         if self.sigmos:
             row.update(self.sigmos.score(audio, sr))
         return {k: row[k] for k in self.columns if k in row}
@@ -342,7 +385,7 @@ def _environment(values: dict):
 
 
 def plan_jobs(n_files: int, jobs: int | None, device: str) -> tuple[int, int]:
-    """(worker processes, onnxruntime threads each): with many files on CPU, one process per core.
+    """(worker processes, threads each): with many files on CPU, one process per core.
 
     A worker costs about a second to start (imports, two sessions), which a few files do not repay;
     one process then uses every core through onnxruntime's threads.
@@ -364,6 +407,7 @@ def score_files(
     model_dir=None,
     sigmos_model=None,
     jobs: int | None = None,
+    engine: str = "auto",
     progress=None,
 ) -> list[dict]:
     """One row per path, in input order; `progress()` is called after each file.
@@ -374,9 +418,10 @@ def score_files(
     import multiprocessing
 
     paths = [str(p) for p in paths]
-    device = resolve_device(device)
+    engine, device = resolve_engine(engine, device)
     workers, threads = plan_jobs(len(paths), jobs, device)
     options = dict(
+        engine=engine,
         personalized=personalized,
         p808=p808,
         all_hops=all_hops,
@@ -393,7 +438,7 @@ def score_files(
             if progress:
                 progress()
         return rows
-    # spawn: onnxruntime is not fork-safe; the children read the thread limits before importing numpy
+    # spawn: onnxruntime and torch are not fork-safe; the children read the thread limits before importing
     with _environment(ONE_THREAD_ENV):
         pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, (options,))
     try:

@@ -1,4 +1,9 @@
-"""Quality guidance for train-se: a trained quality model (the critic) as part of the enhancer's loss.
+"""Quality guidance for train-se: a quality model (the critic) as part of the enhancer's loss.
+
+Critics (`--qa-model`): a train-qa run directory, a quality model shipped in the package by name
+(`pesq-wb`, through mosqa.qa.load_qa), or `dnsmos` (the torch DNSMOS of mosqa.dnsmos.load_torch; which
+score it gives, `--dnsmos-target`, e.g. `ovrl` or `0.5*sig+0.5*bak`). A train-qa model can learn;
+DNSMOS is fixed, so it serves only the modes that leave the critic as it is.
 
 Modes (`--qa`):
   none    spectral loss only.
@@ -6,19 +11,22 @@ Modes (`--qa`):
           (normalised score q in 0..1); its weights never change but the gradient reaches the enhancer.
   grl     the quality model keeps learning to predict the true PESQ of the enhanced speech, while
           the enhancer receives that loss's gradient reversed (scaled by lambda): adversarial.
-  joint   spectral loss every step; every `qa_every` steps the enhancer also gets mean((1 - q)^2)
-          and the quality model is updated on the true PESQ of the enhanced batch (MetricGAN-style:
-          the critic follows the enhancer so it cannot be fooled for long).
-The quality model always reads the enhanced *waveform* through its own front end, so it sees
-exactly the features it was trained on.
+  joint   spectral loss every step; every `qa_every` steps the enhancer also gets mean((1 - q)^2).
+          The log says only that this term is computed at every step, not whether the critic learns,
+          so `--qa-update` (MetricGAN-style: the critic follows the enhancer on the true PESQ of the
+          enhanced batch, so it cannot be fooled for long) and `--no-qa-update` are both runnable.
+The critic always reads the enhanced *waveform* through its own front end, so it sees exactly the
+features it was trained on.
 """
 
+from pathlib import Path
 
 import torch
 
 from mosqa.audio import resample
 from mosqa.errors import MosqaError
 from mosqa.frontend import FrontEnd
+from mosqa.losses import parse_spec
 from mosqa.metrics import PESQ_RATE, pesq_wb
 from mosqa.runs import find_checkpoint, load_run_config
 
@@ -74,8 +82,13 @@ def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((q[ok] - target[ok].to(q.device)) ** 2).mean()
 
 
+def quality_term(critic, enh, lengths) -> torch.Tensor:
+    """mean((1 - q)^2): the enhancer's loss from the critic's normalised score of its output."""
+    return ((1.0 - critic(enh, lengths)) ** 2).mean()
+
+
 def qa_frozen(critic, enh, clean, lengths, cfg, step):
-    return cfg["qa_weight"] * ((1.0 - critic(enh, lengths)) ** 2).mean()
+    return cfg["qa_weight"] * quality_term(critic, enh, lengths)
 
 
 def qa_grl(critic, enh, clean, lengths, cfg, step):
@@ -87,10 +100,12 @@ def qa_grl(critic, enh, clean, lengths, cfg, step):
 def qa_joint(critic, enh, clean, lengths, cfg, step):
     if step % cfg["qa_every"]:
         return None
+    if not critic_learns_in_joint(cfg):
+        return cfg["qa_weight"] * quality_term(critic, enh, lengths)
     params = list(critic.parameters())
     for p in params:  # the enhancer's term must not teach the critic to say "perfect"
         p.requires_grad_(False)
-    enh_term = ((1.0 - critic(enh, lengths)) ** 2).mean()
+    enh_term = quality_term(critic, enh, lengths)
     for p in params:
         p.requires_grad_(True)
     target = true_pesq(clean, enh, lengths, cfg["sample_rate"])
@@ -98,34 +113,134 @@ def qa_joint(critic, enh, clean, lengths, cfg, step):
 
 
 QA_TERMS = {"none": None, "frozen": qa_frozen, "grl": qa_grl, "joint": qa_joint}
-TRAINS_CRITIC = {"none": False, "frozen": False, "grl": True, "joint": True}
 # The options each mode reads; the others are refused when given (they would change nothing).
 USES = {
     "none": (),
     "frozen": ("qa_model", "qa_weight"),
     "grl": ("qa_model", "qa_weight", "grl_lambda", "qa_lr"),
-    "joint": ("qa_model", "qa_weight", "qa_every", "qa_lr"),
+    "joint": ("qa_model", "qa_weight", "qa_every", "qa_update", "qa_lr"),
 }
-OPTIONS = ("qa_model", "qa_weight", "qa_every", "grl_lambda", "qa_lr")
+OPTIONS = ("qa_model", "qa_weight", "qa_every", "qa_update", "grl_lambda", "qa_lr", "dnsmos_target")
+# DNSMOS scores a --dnsmos-target may weigh, and the key load_torch's module returns each under.
+DNSMOS_SCORES = {"sig": "SIG", "bak": "BAK", "ovrl": "OVRL", "p808": "P808"}
+DNSMOS = "dnsmos"
+DNSMOS_RATE = 16000
 
 
-def load_critic(cfg: dict, device) -> "torch.nn.Module":
-    """The quality model for --qa frozen|grl|joint, checked against the enhancer's audio."""
-    from mosqa.pretrained import resolve
+def updates_critic(cfg: dict) -> bool:
+    """grl always trains the critic (reversal needs one that keeps learning); joint as --qa-update says."""
+    return cfg["qa"] == "grl" or (cfg["qa"] == "joint" and critic_learns_in_joint(cfg))
+
+
+def critic_learns_in_joint(cfg: dict) -> bool:
+    """--qa-update; joint runs from before the switch existed updated their critic."""
+    return cfg.get("qa_update", True)
+
+
+def used_options(cfg: dict) -> tuple:
+    """The guidance options this run reads: its mode's, less the critic's learning rate when the critic
+    stays fixed, plus the DNSMOS score choice when DNSMOS is the critic."""
+    uses = [k for k in USES[cfg["qa"]] if k != "qa_lr" or updates_critic(cfg)]
+    if cfg["qa"] != "none" and cfg["qa_model"] == DNSMOS:
+        uses.append("dnsmos_target")
+    return tuple(uses)
+
+
+def described(cfg: dict) -> str:
+    """The guidance a run asks for, in its flags (for messages)."""
+    fixed = cfg["qa"] == "joint" and not critic_learns_in_joint(cfg)
+    text = f"--qa {cfg['qa']}" + (" --no-qa-update" if fixed else "")
+    return text + (f" --qa-model {cfg['qa_model']}" if cfg["qa"] != "none" and cfg["qa_model"] else "")
+
+
+def check(cfg: dict) -> None:
+    """What a guided config can get wrong, refused before any work (one line each)."""
+    if cfg.get("qa_every", 1) < 1:
+        raise MosqaError("--qa-every must be >= 1")
+    if cfg["qa"] == "none":
+        return
+    if not cfg["qa_model"]:
+        raise MosqaError(f"--qa {cfg['qa']} needs --qa-model (a train-qa run directory, pesq-wb or dnsmos)")
+    if cfg["qa_model"] == DNSMOS:
+        dnsmos_terms(cfg["dnsmos_target"])
+        if updates_critic(cfg):
+            raise MosqaError(f"--qa {cfg['qa']} trains its critic and DNSMOS is a fixed one; use --qa frozen "
+                             "or --qa joint --no-qa-update")
+        if cfg["sample_rate"] != DNSMOS_RATE or cfg["crop_seconds"] < 1.0:
+            raise MosqaError(f"--qa-model dnsmos reads 16 kHz audio of at least 1 s; this run has "
+                             f"--sample-rate {cfg['sample_rate']} and --crop-seconds {cfg['crop_seconds']:g}")
+
+
+def dnsmos_terms(spec: str) -> list[tuple[float, str]]:
+    """'0.5*sig+bak' -> [(0.5, 'sig'), (1.0, 'bak')] (train-qa's loss syntax); positive weights."""
+    try:
+        terms = parse_spec(spec, DNSMOS_SCORES)
+    except MosqaError:
+        terms = []
+    if not terms or any(w <= 0 for w, _ in terms):
+        raise MosqaError(f"--dnsmos-target {spec!r}: give DNSMOS scores from {', '.join(DNSMOS_SCORES)} with "
+                         "positive weights joined by '+', e.g. ovrl or 0.5*sig+0.5*bak")
+    return terms
+
+
+class DnsmosCritic(torch.nn.Module):
+    """Torch DNSMOS as a fixed critic: the weighted mean of the chosen scores on the normalised 0..1 scale.
+
+    Training crops have one length, so a batch is scored at once; items of other lengths (a padded
+    batch) are scored one by one at their own length, so padding never counts as silence.
+    """
+
+    def __init__(self, dnsmos: torch.nn.Module, terms: list[tuple[float, str]]):
+        super().__init__()
+        self.dnsmos, self.terms = dnsmos, terms
+        self.total = sum(w for w, _ in terms)
+
+    def forward(self, wav, lengths):
+        if lengths is None or bool((lengths == wav.shape[-1]).all()):
+            return self._normalised(self.dnsmos(wav))
+        return torch.cat([self._normalised(self.dnsmos(wav[k : k + 1, : max(int(n), DNSMOS_RATE)]))
+                          for k, n in enumerate(lengths.tolist())])
+
+    def _normalised(self, scores: dict) -> torch.Tensor:
+        return sum(w * (scores[DNSMOS_SCORES[name]] - 1.0) / 4.0 for w, name in self.terms) / self.total
+
+
+def dnsmos_critic(cfg: dict, device) -> torch.nn.Module:
+    """--qa-model dnsmos: mosqa.dnsmos.load_torch's differentiable DNSMOS, frozen."""
+    from mosqa import dnsmos
+
+    module = dnsmos.load_torch(personalized=False, device=device)
+    return DnsmosCritic(module, dnsmos_terms(cfg["dnsmos_target"]))
+
+
+def qa_critic(cfg: dict, device) -> torch.nn.Module:
+    """A train-qa run directory or a shipped model's name (pesq-wb), checked against the enhancer's audio."""
     from mosqa.qa import load_qa
 
-    if not cfg["qa_model"]:
-        raise MosqaError(f"--qa {cfg['qa']} needs --qa-model RUN_DIR (a train-qa run)")
-    run_dir, _ = find_checkpoint(resolve(cfg["qa_model"]))  # a run directory or a shipped model's name
-    qa_cfg = load_run_config(run_dir)
-    if qa_cfg.get("kind", "qa") != "qa":
-        raise MosqaError(f"{run_dir}: this is a train-{qa_cfg['kind']} run; --qa-model needs a train-qa run")
-    try:
-        qa_fe = FrontEnd.from_dict(qa_cfg)
-    except MosqaError as exc:  # e.g. a front end this version cannot compute from a waveform
-        raise MosqaError(f"{run_dir}: unusable quality-model front end ({exc})") from None
-    check_qa_compatible(qa_fe, cfg, run_dir)
-    return load_qa(run_dir, device)
+    spec = cfg["qa_model"]
+    if Path(spec).exists():  # a path: refuse what is not a usable train-qa run before building anything
+        run_dir, _ = find_checkpoint(spec)
+        qa_cfg = load_run_config(run_dir)
+        if qa_cfg.get("kind", "qa") != "qa":
+            raise MosqaError(f"{run_dir}: this is a train-{qa_cfg['kind']} run; --qa-model needs a "
+                             "train-qa run")
+        try:
+            FrontEnd.from_dict(qa_cfg)
+        except MosqaError as exc:  # e.g. a front end this version cannot compute from a waveform
+            raise MosqaError(f"{run_dir}: unusable quality-model front end ({exc})") from None
+    scorer = load_qa(spec, device)  # a bare name is looked up among the shipped models
+    check_qa_compatible(scorer.frontend, cfg, spec)
+    return NormalisedQA(scorer)
+
+
+# Named critics; any other --qa-model is a train-qa run directory or a shipped model's name.
+CRITICS = {DNSMOS: dnsmos_critic}
+
+
+def load_critic(cfg: dict, device) -> torch.nn.Module:
+    """The critic of --qa frozen|grl|joint: a module mapping (wav, lengths) to a (B,) score in 0..1."""
+    check(cfg)
+    return CRITICS.get(cfg["qa_model"], qa_critic)(cfg, device)
 
 
 def check_qa_compatible(qa_fe, cfg: dict, run_dir) -> None:
@@ -144,14 +259,13 @@ def check_qa_compatible(qa_fe, cfg: dict, run_dir) -> None:
 
 
 def build_critic(cfg: dict, device) -> tuple[torch.nn.Module | None, torch.optim.Optimizer | None]:
-    """(critic, its optimiser): the critic learns in grl and joint modes, stays fixed in frozen;
-    (None, None) without guidance."""
+    """(critic, its optimiser): the critic learns in grl and in joint with --qa-update, stays fixed
+    otherwise (no optimiser); (None, None) without guidance."""
     if cfg["qa"] == "none":
         return None, None
-    scorer = load_critic(cfg, device)
-    trains = TRAINS_CRITIC[cfg["qa"]]
-    for p in scorer.parameters():
+    critic = load_critic(cfg, device).to(device)
+    trains = updates_critic(cfg)
+    for p in critic.parameters():
         p.requires_grad_(trains)
-    scorer.train(trains)
-    critic = NormalisedQA(scorer).to(device)
+    critic.train(trains)
     return critic, torch.optim.Adam(critic.parameters(), lr=cfg["qa_lr"]) if trains else None

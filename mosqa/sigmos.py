@@ -8,8 +8,8 @@ and power-law compression to [|X|^c, re·|X|^(c-1), im·|X|^(c-1)] with c = 0.3.
 import numpy as np
 
 from mosqa.audio import resample
-from mosqa.dnsmos import onnx_session
 from mosqa.errors import MosqaError
+from mosqa.onnx_sessions import onnx_session
 
 SR = 48000
 DFT = 960

@@ -45,6 +45,7 @@ DEFAULTS = {
     "intra_hidden": None,
     "inter_hidden": None,
     "identity_init": False,
+    "init": None,  # a train-se run whose enhancer weights this run starts from
     # data
     "train": None,  # noisy,clean lists
     "valid": None,
@@ -70,8 +71,10 @@ DEFAULTS = {
     "qa_model": None,
     "qa_weight": 1.0,
     "qa_every": 1,
+    "qa_update": True,
     "grl_lambda": 1.0,
     "qa_lr": 1e-4,
+    "dnsmos_target": "ovrl",
     # optimisation
     "epochs": 20,
     "batch_size": 8,
@@ -107,7 +110,9 @@ SCHEDULERS = {
 }
 FLOAT_KEYS = {k for k, v in DEFAULTS.items() if isinstance(v, float)} | {"compress"}
 MODEL_KEYS = tuple(dict.fromkeys(k for keys in MODEL_OPTIONS.values() for k in keys))
-PATH_KEYS = ("train", "valid", "clean", "noise", "rir", "valid_clean", "valid_noise")
+# What makes two enhancers the same network: --init takes these from the run it starts from.
+ENHANCER_KEYS = ("arch", "sample_rate", "n_fft", "hop", "window", *MODEL_KEYS)
+PATH_KEYS = ("init", "train", "valid", "clean", "noise", "rir", "valid_clean", "valid_noise")
 SUMMARY = ("train_loss", "train_qa_loss", *(f"valid_{m}" for m in SE_METRICS), "lr", "seconds")
 
 
@@ -118,27 +123,62 @@ def resolve(config_file=None, overrides: dict | None = None, console: Console | 
     """The complete, checked config of a new run, holding only the options it uses."""
     cfg, explicit = runs.resolve_config(DEFAULTS, config_file, overrides, kind="se", renamed=RENAMED,
                                    console=console)
-    if "arch" not in explicit:
+    if cfg["init"]:
+        inherit_enhancer(cfg, explicit)
+    elif "arch" not in explicit:
         runs.warn(f"no --arch (and none in a config): training the default enhancer {cfg['arch']}", console)
     runs.as_floats(cfg, FLOAT_KEYS, config_file)
     for key, registry in (("arch", SE_MODELS), ("qa", guidance.QA_TERMS), ("scheduler", SCHEDULERS),
                           ("early_stop_metric", METRIC_MODES)):
         runs.check_choice(cfg, key, registry)
     runs.check_training(cfg)
-    arch, mode = cfg["arch"], cfg["qa"]
+    arch = cfg["arch"]
     runs.refuse_unused(explicit, MODEL_KEYS, MODEL_OPTIONS[arch], f"arch {arch}")
-    runs.refuse_unused(explicit, guidance.OPTIONS, guidance.USES[mode], f"--qa {mode}")
+    guided = guidance.used_options(cfg)
+    runs.refuse_unused(explicit, guidance.OPTIONS, guided, guidance.described(cfg))
+    guidance.check(cfg)
     if cfg["early_stop_metric"] in DNSMOS_METRICS and not cfg["dnsmos"]:
         raise MosqaError(f"--early-stop-metric {cfg['early_stop_metric']} needs DNSMOS; drop --no-dnsmos")
-    if cfg["qa_every"] < 1:
-        raise MosqaError("--qa-every must be >= 1")
     if not cfg["snr_min"] <= cfg["snr_max"]:
         raise MosqaError(f"--snr-min {cfg['snr_min']} is above --snr-max {cfg['snr_max']}")
     spectral_terms(cfg["loss"], cfg["loss_weights"], cfg["target"])
     cfg |= {k: str(Path(cfg[k]).absolute()) for k in PATH_KEYS if cfg[k]}
+    if cfg["qa_model"] and Path(cfg["qa_model"]).exists():  # a run directory, not a model's name
+        cfg["qa_model"] = str(Path(cfg["qa_model"]).absolute())
     cfg["name"] = cfg["name"] or default_name(cfg)
-    unused = (set(MODEL_KEYS) - set(MODEL_OPTIONS[arch])) | (set(guidance.OPTIONS) - set(guidance.USES[mode]))
+    unused = (set(MODEL_KEYS) - set(MODEL_OPTIONS[arch])) | (set(guidance.OPTIONS) - set(guided))
     return {k: v for k, v in cfg.items() if k not in unused}
+
+
+def inherit_enhancer(cfg: dict, explicit: set) -> None:
+    """--init RUN: this run's network is RUN's (its options fill in what was not given); an option given
+    that differs from RUN's, a run that is not train-se's, or --identity-init are refused."""
+    run_dir, _ = runs.find_checkpoint(cfg["init"])
+    theirs = runs.load_run_config(run_dir)
+    kind = theirs.get("kind") or ("se" if theirs.get("arch") in SE_MODELS else "qa")
+    if kind != "se":
+        raise MosqaError(f"{run_dir}: this is a train-{kind} run; --init needs a train-se run")
+    if cfg["identity_init"]:
+        raise MosqaError(f"--identity-init: no effect with --init (the weights come from {run_dir})")
+    for key in ENHANCER_KEYS:
+        if key not in theirs:
+            continue
+        if key not in explicit:
+            cfg[key] = theirs[key]
+        elif theirs[key] is not None and cfg[key] != theirs[key]:
+            raise MosqaError(f"{run_dir}: --init's enhancer has {key} {theirs[key]}, not {cfg[key]} "
+                             "(fine-tuning keeps the network; drop the option)")
+
+
+def init_weights(model: torch.nn.Module, init) -> None:
+    """The enhancer weights of train-se run `init` (best.pt, weights only); the optimiser starts fresh."""
+    _, ckpt = runs.find_checkpoint(init)
+    state = runs.load_checkpoint(ckpt)
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise MosqaError(f"{ckpt}: its enhancer does not fit this run's model ({reason})") from None
 
 
 def default_name(cfg: dict) -> str:
@@ -183,7 +223,7 @@ def train(
 
 def _train(cfg: dict, dist: Distributed, console: Console, resume) -> Path:
     # Everything a user can get wrong is checked before a run directory exists.
-    enh = _enhancer(cfg, dist, console)
+    enh = _enhancer(cfg, dist, console, fresh=resume is None)
     valid_set = build_dataset(cfg, "valid")
     valid_set.set_epoch(VALID_EPOCH)
     valid_loader = DataLoader(valid_set, batch_size=1, collate_fn=collate)
@@ -203,9 +243,13 @@ def _train(cfg: dict, dist: Distributed, console: Console, resume) -> Path:
                         lambda epoch: _validate(enh, valid_loader, dnsmos), columns=SUMMARY)
 
 
-def _enhancer(cfg: dict, dist: Distributed, console: Console) -> Enhancer:
-    """Model, critic, optimisers, schedule, loss and training data of a run."""
-    model = build_se_model(cfg).to(dist.device)
+def _enhancer(cfg: dict, dist: Distributed, console: Console, fresh: bool = True) -> Enhancer:
+    """Model, critic, optimisers, schedule, loss and training data of a run; a `fresh` run (not a resumed
+    one, which restores its own weights) starts from --init's weights when given."""
+    model = build_se_model(cfg)
+    if fresh and cfg.get("init"):
+        init_weights(model, cfg["init"])
+    model = model.to(dist.device)
     critic, critic_optimizer = guidance.build_critic(cfg, dist.device)
     train_set = build_dataset(cfg, "train")
     per_rank = len(range(dist.rank, len(train_set), dist.world_size))
@@ -230,6 +274,8 @@ def _log_start(run: Run, enh: Enhancer, n_valid: int) -> None:
         f"{fe.window}, loss {'+'.join(f'{w:g}*{n}' for w, n in terms)}, qa {cfg['qa']}"
     )
     run.log(f"run {run.final}: {len(enh.train_set)} training items/epoch, {n_valid} validation items")
+    if cfg.get("init"):
+        run.log(f"enhancer initialised from {cfg['init']} (best.pt), optimiser fresh")
 
 
 def _loader(enh: Enhancer, epoch: int) -> DataLoader:

@@ -1,56 +1,180 @@
 #!/usr/bin/env bash
-# Enhancement benchmark on the real corpus (CORPUS, default ../shared/corpus beside the repository):
-# the se_log.sh table (noisy input, lstm x3, dpcrn none/frozen/grl/joint) on held-out speakers and
-# noises. Train = ast_en/es_allison, ast_it_carlo, arctic_aew/axb with 5 recorded noises plus mosqa's generated white/pink/brown/babble
-# noise (more noise variety is what carries an enhancer to unseen noises); test = every 6th
-# ast_fr_june prompt + arctic_unk_m (unseen voices) with running_tap, sb_noise2, sb_noise3 (unseen
-# noises), SNR 0-15 dB. The quality model (crn) is trained on a corpus simulated from the training
-# speakers and noises only (or pass QA_RUN). Each dpcrn run gets 1,200 steps of 4 x 1 s crops with a
-# cosine learning rate, about 45 minutes on one core; JOBS (default 2) runs train side by side with one
-# thread each, so the table takes about 2 hours on a 2-core machine. Budget knobs: SE_ARGS, LSTM_ARGS,
-# DPCRN_ARGS, QA_ARGS (see se_log.sh).
+# Does quality guidance make a better enhancer? The MetricGAN+ protocol on the real corpus (v2):
+#   0 split voices and noises: test voices and test noises are never trained on (nor validated on)
+#   1 write the held-out test set: ITEMS mixtures (default 100, at most 6 s each) of test voices and test
+#     noises, 0-15 dB SNR
+#   2 train the dpcrn spectral baseline once (BASE_STEPS steps of 4 x 1 s crops, cosine learning rate)
+#   3 fine-tune it FT_STEPS steps, once per guidance in GUIDES and once spectral-only (the control), each
+#     from the same baseline checkpoint (train-se --init) with the same data order, for every seed in SEEDS
+#   4 score noisy input, baseline and every fine-tuned run on the test set: PESQ, STOI, SI-SNR, DNSMOS
+#     SIG/BAK/OVRL, the pesq-wb prediction (recipes/se_bench_table.py score)
+#   5 one table, mean ± sd over seeds and each run's paired difference to the control: $OUT/table.md
+# Voices: speaker folders of $CORPUS/speech sorted by name (speech_commands left out: many 1 s voices);
+# every 8th (4th, 12th ...) is a test voice, every 8th from the 7th a validation voice, the rest train
+# (ast_en_allison and ast_es_allison, one person, both train). Test and validation utterances keep only
+# recordings with a quiet floor (qc.csv floor_rel_db <= -35 dB, or none measured): a noisy reference caps
+# PESQ. Noises: TEST_NOISES are held out; training adds mosqa's generated white/pink/brown/babble noise.
+#
+# Budget, measured on a 2-core machine shared with other jobs (one thread per run): a dpcrn step (4 x 1 s)
+# takes 1.6 s spectral-only, 1.8 s guided by pesq-wb frozen, 2.0 s grl or joint (true PESQ of each item),
+# 3.0 s guided by DNSMOS; scoring one test file (about 3.4 s of audio: enhance, PESQ, STOI, DNSMOS,
+# pesq-wb) about 5.5 s. Defaults: BASE_STEPS 2400 (about 67 min with validation), FT_STEPS 120 for the
+# control and 4 guidances x 3 seeds (15 runs, JOBS=2 at once: about 40 min), scoring 17 runs x 100 files
+# (about 75 min): about 3 h at those speeds, over the 2.5 h aim. DEVICE=cuda for larger runs (bigger
+# BASE_STEPS / FT_STEPS / SEEDS). Stages resume: `stage=N bash recipes/bench_se.sh` starts at stage N; a
+# run or a score already finished is kept, an interrupted run continues from its last.pt.
 set -euo pipefail
-# beside the repository; absolute, as links point into it
+# beside the repository; absolute, as the lists name files by absolute path
 CORPUS=$(realpath -m "${CORPUS:-$(dirname "$0")/../../shared/corpus}")
 OUT=${OUT:-bench_out/se}
-mkdir -p "$OUT"
+DEVICE=${DEVICE:-cpu}
+JOBS=${JOBS:-2}
+THREADS=${THREADS:-1}
+ITEMS=${ITEMS:-100}
+BASE_STEPS=${BASE_STEPS:-2400}
+FT_STEPS=${FT_STEPS:-120}
+SEEDS=${SEEDS:-"1 2 3"}
+STEPS_PER_EPOCH=${STEPS_PER_EPOCH:-200}
+QA_MODEL=${QA_MODEL:-pesq-wb}
+VALID_ITEMS=${VALID_ITEMS:-24}
+TEST_NOISES=${TEST_NOISES:-"running_tap sb_noise2 sb_noise3 blanket_city blanket_rain alarmclock_waves
+ambient_water_urban"}
+# One guidance per line: a tag, then its train-se flags. (joint --no-qa-update with --qa-every 1 is frozen,
+# step for step: the small run gave identical tables; add it with another --qa-every.)
+GUIDES=${GUIDES:-"frozen_pesqwb --qa frozen --qa-model $QA_MODEL
+grl_pesqwb --qa grl --qa-model $QA_MODEL
+joint_pesqwb --qa joint --qa-model $QA_MODEL
+frozen_dnsmos --qa frozen --qa-model dnsmos --dnsmos-target ovrl"}
+stage=${stage:-0}
 [ -d "$CORPUS/speech" ] || { echo "bench_se: no corpus at $CORPUS (set CORPUS)" >&2; exit 2; }
+mkdir -p "$OUT/lists" "$OUT/logs" "$OUT/runs" "$OUT/scores"
+OUT=$(cd "$OUT" && pwd)  # lists name files by absolute path
+# Every run: same crops, batch and validation; only the steps, the start and the guidance differ.
+COMMON=(--device "$DEVICE" --threads "$THREADS" --snr-min 0 --snr-max 15 --crop-seconds 1 --batch-size 4
+        --clean "$OUT/lists/train_clean.txt" --noise "$OUT/lists/train_noise.txt"
+        --valid-clean "$OUT/lists/valid_clean.txt" --valid-noise "$OUT/lists/train_noise.txt"
+        --valid-items "$VALID_ITEMS"
+        --valid-crop-seconds 4 --patience 0)
 
-TRAIN_SPK="ast_en_allison ast_es_allison ast_it_carlo arctic_aew arctic_axb"
-for s in $TRAIN_SPK; do ls "$CORPUS/speech/$s/"*.flac; done > "$OUT/train_clean.txt"
-{ ls "$CORPUS/speech/ast_fr_june/"*.flac | awk 'NR % 6 == 0'; ls "$CORPUS/speech/arctic_unk_m/"*.flac; } \
-    > "$OUT/test_clean.txt"
-printf "$CORPUS/noise/%s.flac\n" doing_the_dishes exercise_bike sb_noise1 sb_noise4 sb_noise5 > "$OUT/train_noise.txt"
-mkdir -p "$OUT/gen_noise"
-python - "$OUT/gen_noise" <<'PY'
+if [ "$stage" -le 0 ]; then
+    echo "== 0. voices and noises: train / validation / test"
+    ls "$CORPUS/speech" | grep -v '^speech_commands$' | sort |
+        awk '$1 ~ /^ast_e[ns]_allison$/ {print $1, "train"; next}
+             {n++; s = (n % 8 == 4) ? "test" : (n % 8 == 7) ? "valid" : "train"; print $1, s}' \
+        > "$OUT/lists/voices.txt"
+    # quiet-floor recordings (floor_rel_db, column 18 of qc.csv) for validation and test references
+    awk -F, 'NR > 1 && $2 == "speech" && ($18 == "" || $18 <= -35) {print $1}' "$CORPUS/qc.csv" |
+        sort > "$OUT/lists/quiet.txt"
+    for split in train valid test; do
+        awk -v s=$split '$2 == s {print $1}' "$OUT/lists/voices.txt" | while read -r v; do
+            ls "$CORPUS/speech/$v/"*.flac
+        done > "$OUT/lists/${split}_all.txt"
+    done
+    cp "$OUT/lists/train_all.txt" "$OUT/lists/train_clean.txt"
+    for split in valid test; do  # quiet floors only; a fixed shuffle mixes the voices in the first items
+        sed "s|^$CORPUS/||" "$OUT/lists/${split}_all.txt" | sort | comm -12 - "$OUT/lists/quiet.txt" |
+            sed "s|^|$CORPUS/|" | shuf --random-source=<(yes) > "$OUT/lists/${split}_clean.txt"
+    done
+    ls "$CORPUS/noise/"*.flac > "$OUT/lists/all_noise.txt"
+    printf "$CORPUS/noise/%s.flac\n" $TEST_NOISES > "$OUT/lists/test_noise.txt"
+    mkdir -p "$OUT/gen_noise"
+    python - "$OUT/gen_noise" <<'PY'
 import sys
 from mosqa.audio import write_audio
 from mosqa.defaults import generated_noises
 for name, wav in generated_noises(seconds=60.0).items():
     write_audio(f"{sys.argv[1]}/{name}.wav", wav, 16000)
 PY
-{ cat "$OUT/train_noise.txt"; ls "$PWD/$OUT/gen_noise/"*.wav; } > "$OUT/train_noise_aug.txt"
-printf "$CORPUS/noise/%s.flac\n" running_tap sb_noise2 sb_noise3 > "$OUT/test_noise.txt"
-
-if [ -z "${QA_RUN:-}" ]; then
-    # simulate reads speaker folders: link the training speakers and noises only (nothing from the test set)
-    rm -rf "$OUT/qa_clean" "$OUT/qa_noise" && mkdir -p "$OUT/qa_clean" "$OUT/qa_noise"
-    for s in $TRAIN_SPK; do mkdir -p "$OUT/qa_clean/$s" && ln -s "$CORPUS/speech/$s/"*.flac "$OUT/qa_clean/$s/"; done
-    xargs -a "$OUT/train_noise.txt" ln -s -t "$OUT/qa_noise"
-    mosqa simulate "$OUT/qa_clean" --noise-dir "$OUT/qa_noise" --out-dir "$OUT/qa_sim" --per-utt 2 \
-        ${QA_MAX_UTTS:+--max-utts "$QA_MAX_UTTS"} --seed 0 --speaker-map ast_en_allison=allison,ast_es_allison=allison \
-        --no-codecs --overwrite
-    mosqa prepare-list "$OUT/qa_sim/all.list" --out-dir "$OUT/qa_lists" --seed 0
-    read -r -a QA_EXTRA <<< "${QA_ARGS:---epochs 10 --batch-size 16 --threads 1}"
-    mosqa train-qa -c recipes/conf/crn_cp_qn_C256_L128_T256.yaml --train "$OUT/qa_lists/wav_train_qn_rs.list" \
-        --valid "$OUT/qa_lists/wav_valid_qn.list" --exp-dir "$OUT" --name qa_crn --device cpu \
-        --cache-dir "$OUT/qa_cache" "${QA_EXTRA[@]}"
-    QA_RUN=$(ls -d "$OUT"/qa_crn2* | tail -n 1)
+    { grep -v -x -F -f "$OUT/lists/test_noise.txt" "$OUT/lists/all_noise.txt"; ls "$OUT/gen_noise/"*.wav; } \
+        > "$OUT/lists/train_noise.txt"
+    for f in voices train_clean valid_clean test_clean train_noise test_noise; do
+        printf "%-12s %5d\n" "$f" "$(wc -l < "$OUT/lists/$f.txt")"
+    done
 fi
 
-JOBS=${JOBS:-2} EXP="$OUT" QA_RUN="$QA_RUN" CLEAN="$OUT/train_clean.txt" NOISE="$OUT/train_noise_aug.txt" \
-VALID_CLEAN="$OUT/test_clean.txt" VALID_NOISE="$OUT/test_noise.txt" \
-SE_ARGS="${SE_ARGS:---device cpu --threads 1 --snr-min 0 --snr-max 15 --crop-seconds 1 --batch-size 4 --patience 0}" \
-LSTM_ARGS="${LSTM_ARGS:---epochs 3 --epoch-items 400 --lr 0.001}" \
-DPCRN_ARGS="${DPCRN_ARGS:---epochs 12 --epoch-items 400 --lr 0.002 --scheduler cosine}" \
-    bash recipes/se_log.sh
+if [ "$stage" -le 1 ]; then
+    echo "== 1. held-out test set: $ITEMS mixtures of unseen voices and unseen noises, 0-15 dB"
+    python recipes/make_mixtures.py "$OUT/lists/test_clean.txt" "$OUT/lists/test_noise.txt" "$OUT/test" \
+        --items "$ITEMS" --snr-min 0 --snr-max 15 --max-seconds 6 --seed 1234
+fi
+
+at_most_jobs() { while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done; }
+
+train() {  # train TAG FLAGS...: one run in $OUT/runs/TAG/; a finished run is kept, a started one resumed
+    local tag=$1 dir
+    shift
+    [ -f "$OUT/runs/$tag.done" ] && return 0
+    dir=$(find "$OUT/runs/$tag" -mindepth 1 -maxdepth 1 -type d ! -name '.*' 2>/dev/null | head -n 1 || true)
+    if [ -n "$dir" ] && [ -f "$dir/last.pt" ]; then
+        mosqa train-se --resume "$dir" > "$OUT/logs/$tag.out" 2> "$OUT/logs/$tag.log"
+    else
+        mosqa train-se "${COMMON[@]}" --exp-dir "$OUT/runs/$tag" --name "$tag" "$@" \
+            > "$OUT/logs/$tag.out" 2> "$OUT/logs/$tag.log"
+    fi
+    tail -n 1 "$OUT/logs/$tag.out" > "$OUT/runs/$tag.done"
+}
+
+run_dir() { cat "$OUT/runs/$1.done"; }
+
+fine_tunes() {  # every (seed, tag) of the fine-tune stage, one per line
+    for seed in $SEEDS; do
+        printf "control\n%s\n" "$GUIDES" | while read -r tag flags; do
+            [ -n "$tag" ] && echo "$seed $tag $flags"
+        done
+    done
+}
+
+all_left() {  # all_left PATH_FORMAT MESSAGE_FORMAT: every fine-tune (%s = its name) left PATH, or stop
+    local name
+    while read -r seed tag _; do
+        name=${tag}_s$seed
+        # shellcheck disable=SC2059  # the formats are this script's own
+        [ -f "$(printf "$1" "$name")" ] || { printf "bench_se: $2\n" "$name" "$name" >&2; exit 1; }
+    done < <(fine_tunes)
+}
+
+if [ "$stage" -le 2 ]; then
+    echo "== 2. baseline: dpcrn, spectral loss, $BASE_STEPS steps (log: $OUT/logs/baseline.log)"
+    train baseline -c recipes/conf/se_dpcrn.yaml --steps-per-epoch "$STEPS_PER_EPOCH" \
+        --epochs $(( (BASE_STEPS + STEPS_PER_EPOCH - 1) / STEPS_PER_EPOCH )) \
+        --epoch-items $(( STEPS_PER_EPOCH * 4 )) --lr 0.002 --scheduler cosine
+fi
+
+if [ "$stage" -le 3 ]; then
+    echo "== 3. fine-tune $FT_STEPS steps from the baseline: control and each guidance, seeds $SEEDS"
+    FT=(--init "$(run_dir baseline)" --epochs 1 --steps-per-epoch "$FT_STEPS"
+        --epoch-items $(( FT_STEPS * 4 )) --lr 0.0005)
+    while read -r seed tag flags; do
+        at_most_jobs
+        echo "   ${tag}_s$seed (log: $OUT/logs/${tag}_s$seed.log)"
+        read -r -a extra <<< "$flags"
+        train "${tag}_s$seed" "${FT[@]}" --seed "$seed" "${extra[@]}" &
+    done < <(fine_tunes)
+    wait
+    all_left "$OUT/runs/%s.done" "training %s failed; see $OUT/logs/%s.log"
+fi
+
+if [ "$stage" -le 4 ]; then
+    echo "== 4. score noisy input, baseline and every fine-tuned run on $OUT/test/pairs.list"
+    score() {  # score NAME LABEL [RUN [SEED]]: one CSV per run, kept once written
+        local name=$1 label=$2 run=${3:-} seed=${4:-}
+        [ -f "$OUT/scores/$name.csv" ] && return 0
+        python recipes/se_bench_table.py score "$OUT/test/pairs.list" "$OUT/scores/$name.csv" \
+            --label "$label" --qa-model "$QA_MODEL" --device "$DEVICE" --threads "$THREADS" \
+            ${run:+--run "$run"} ${seed:+--seed "$seed"} 2> "$OUT/logs/score_$name.log"
+    }
+    score noisy noisy &
+    at_most_jobs
+    score baseline baseline "$(run_dir baseline)" &
+    while read -r seed tag _; do
+        at_most_jobs
+        score "${tag}_s$seed" "$tag" "$(run_dir "${tag}_s$seed")" "$seed" &
+    done < <(fine_tunes)
+    wait
+    all_left "$OUT/scores/%s.csv" "scoring %s failed; see $OUT/logs/score_%s.log"
+fi
+
+if [ "$stage" -le 5 ]; then
+    echo "== 5. one table: mean ± sd over seeds, paired differences to the control ($OUT/table.md)"
+    python recipes/se_bench_table.py table "$OUT/scores" --out "$OUT/table"
+fi

@@ -3,13 +3,16 @@
   fixtures DIR          make the golden-test audio with espeak-ng (run once; needs espeak-ng)
   clips CORPUS OUT N    N clips of 10 s of real speech from CORPUS/speech, and OUT/list.txt
   golden DIR OUT.json   score DIR's fixtures and mel test signals with the reference (speechmos + librosa)
-  bench LIST            score LIST's files with the reference and with mosqa in this process, compare
+  reference LIST OUT    score LIST's files with the reference, timed; scores and times to OUT (JSON)
+  bench LIST REF        score LIST's files with mosqa's onnx and torch engines, compare with REF (JSON)
+  grad-cost LIST        one differentiable forward + backward of 4 x 1 s crops (run with one thread)
 
-`golden` and `bench` need librosa, which mosqa does not depend on: run them from a throwaway venv
-(recipes/bench_dnsmos.sh makes one) with the repository on PYTHONPATH.
+`golden` and `reference` need librosa, which mosqa does not depend on: run them from a throwaway venv
+(recipes/bench_dnsmos.sh makes one); `bench` and `grad-cost` run in mosqa's own environment (torch).
 """
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -168,35 +171,72 @@ def timed(fn):
     return result, time.perf_counter() - t0, cpu_seconds() - c0
 
 
-def bench(list_path: str) -> None:
-    """Reference first, then mosqa (its default plan, then one process), on the same files in this process."""
-    import speechmos.dnsmos  # noqa: F401  fail early, before timing anything
+SCORE_KEYS = ["OVRL_raw", "SIG_raw", "BAK_raw", "OVRL", "SIG", "BAK", "P808_MOS"]
 
+
+def read_paths(list_path: str) -> list[str]:
+    return [line.strip() for line in Path(list_path).read_text().splitlines() if line.strip()]
+
+
+def reference(list_path: str, out_json: str) -> None:
+    """The reference alone in this process (its own venv), after one warm-up file."""
+    paths = read_paths(list_path)
+    ref = Reference(personalized=False)
+    ref(paths[0])  # first-run graph optimisation is not per-file cost
+    rows, seconds, cpu = timed(lambda: [ref(p) for p in paths])
+    Path(out_json).write_text(json.dumps({"seconds": seconds, "cpu": cpu, "rows": rows}))
+
+
+def bench(list_path: str, reference_json: str) -> None:
+    """mosqa's engines on the reference's files, each with its default plan (process pool on CPU)."""
     from mosqa.dnsmos import plan_jobs, score_files
 
-    paths = [line.strip() for line in Path(list_path).read_text().splitlines() if line.strip()]
-    ref = Reference(personalized=False)
-    ref(paths[0])  # warm-up: first-run graph optimisation is not per-file cost
-    expected, t_ref, cpu_ref = timed(lambda: [ref(p) for p in paths])
-    workers, threads = plan_jobs(len(paths), None, "cpu")
-    runs = {f"mosqa ({workers} proc x {threads} thread)": timed(lambda: score_files(paths, device="cpu")),
-            "mosqa (1 process)": timed(lambda: score_files(paths, device="cpu", jobs=1))}
-    keys = ["OVRL_raw", "SIG_raw", "BAK_raw", "OVRL", "SIG", "BAK", "P808_MOS"]
-    n = len(paths)
-    print(f"files: {n} x 10 s; speed-up = ratio of files per second (wall clock), CPU = CPU ms per file")
-    print(f"{'reference (speechmos)':30s} {t_ref:7.2f} s {n / t_ref:6.2f} files/s  "
-          f"CPU {1000 * cpu_ref / n:4.0f} ms")
+    paths = read_paths(list_path)
+    ref = json.loads(Path(reference_json).read_text())
+    expected, n = ref["rows"], len(paths)
+    workers, threads = plan_jobs(n, None, "cpu")
+    print(f"files: {n} x 10 s; files/s and ratio from wall clock; CPU ms per file (children included)")
+    print(f"{'reference (speechmos)':34s} {ref['seconds']:7.2f} s {n / ref['seconds']:6.2f} files/s  "
+          f"CPU {1000 * ref['cpu'] / n:4.0f} ms")
     failed = False
-    for name, (got, seconds, cpu) in runs.items():
-        worst = max(abs(g[k] - e[k]) for g, e in zip(got, expected, strict=True) for k in keys)
-        print(f"{name:30s} {seconds:7.2f} s {n / seconds:6.2f} files/s  CPU {1000 * cpu / n:4.0f} ms   "
-              f"speed-up {t_ref / seconds:.2f}x   largest score difference {worst:.1e}")
-        failed |= worst > 1e-4
+    for engine in ("onnx", "torch"):
+        print(f"  load average before {engine}: {os.getloadavg()[0]:.2f}")
+        rows, seconds, cpu = timed(lambda e=engine: score_files(paths, device="cpu", engine=e))
+        diffs = np.array([abs(g[k] - e[k]) for g, e in zip(rows, expected, strict=True) for k in SCORE_KEYS])
+        name = f"mosqa --engine {engine} ({workers} x {threads} thr)"
+        print(f"{name:34s} {seconds:7.2f} s {n / seconds:6.2f} files/s  CPU {1000 * cpu / n:4.0f} ms   "
+              f"ratio {ref['seconds'] / seconds:.2f}x   largest score difference {diffs.max():.1e}")
+        print(f"{'':34s} score differences: median {np.median(diffs):.1e}, 99th percentile "
+              f"{np.percentile(diffs, 99):.1e}, over 1e-5: {int((diffs > 1e-5).sum())} of {diffs.size}")
+        failed |= diffs.max() > 1e-4
     if failed:
         sys.exit("scores differ from the reference by more than 1e-4")
 
 
-COMMANDS = {"fixtures": make_fixtures, "clips": make_clips, "golden": golden, "bench": bench}
+def grad_cost(list_path: str) -> None:
+    """What DNSMOS costs as a training loss: forward + backward to the waveform, batch of 4 crops of 1 s."""
+    import torch
+
+    from mosqa.audio import load_audio
+    from mosqa.dnsmos import load_torch
+
+    model = load_torch()
+    crops = torch.from_numpy(np.stack([load_audio(p)[:SR] for p in read_paths(list_path)[:4]]))
+
+    def step():
+        wav = crops.clone().requires_grad_(True)
+        scores = model(wav)
+        (scores["OVRL"].sum() + scores["P808"].sum()).backward()
+
+    step()  # warm-up
+    runs = [timed(step) for _ in range(3)]
+    print(f"differentiable DNSMOS, 4 x 1 s, forward + backward on {torch.get_num_threads()} thread(s): "
+          f"{1000 * min(r[1] for r in runs):.0f} ms wall, {1000 * min(r[2] for r in runs):.0f} ms CPU "
+          f"(best of 3)")
+
+
+COMMANDS = {"fixtures": make_fixtures, "clips": make_clips, "golden": golden, "reference": reference,
+            "bench": bench, "grad-cost": grad_cost}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

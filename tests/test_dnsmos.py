@@ -226,7 +226,9 @@ def test_missing_model_dir_and_cuda_without_provider_are_user_errors(tmp_path):
             dnsmos.Scorer(device="cuda")
 
 
-def test_dnsmos_never_imports_torch(tmp_path):
+@pytest.mark.parametrize("engine_args", [["--device", "cpu"], ["--engine", "onnx", "--device", "auto"]])
+def test_dnsmos_never_imports_torch(tmp_path, engine_args):
+    """Not with the onnx engine, nor when auto chooses it (on CPU) or is deciding."""
     clip = tmp_path / "tone.wav"
     sf.write(clip, 0.1 * np.sin(np.arange(10 * 16000) / 5), 16000)  # 10 s: one segment
     code = (
@@ -237,8 +239,9 @@ def test_dnsmos_never_imports_torch(tmp_path):
         "from cli.main import app\n"
         "assert 'torch' not in sys.modules, 'a cli module imports torch at top level'\n"
         f"r = CliRunner().invoke(app, ['dnsmos', {str(clip)!r}, '--out', {str(tmp_path / 's.csv')!r},"
-        " '--no-p808', '--jobs', '1'])\n"
+        f" '--no-p808', '--jobs', '1', *{engine_args!r}])\n"
         "assert r.exit_code == 0, r.output\n"
+        "assert mosqa.dnsmos.resolve_engine('auto', 'cpu') == ('onnx', 'cpu')\n"
         "assert 'torch' not in sys.modules, 'mosqa dnsmos loaded torch'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -282,7 +282,7 @@ def test_cli_bad_inputs_are_one_line(tmp_path):
         (["--train", str(tmp_path / "missing.list")], "no such audio file"),
         (["--qa", "frozen"], "needs --qa-model"),
         (["--qa", "adversarial"], "--qa must be one of"),
-        (["--qa", "grl", "--qa-model", str(tmp_path / "nowhere")], "nor a shipped model"),
+        (["--qa", "grl", "--qa-model", str(tmp_path / "nowhere")], "nowhere: no such run directory"),
     ]
     for args, message in cases:
         base = ["--train", str(tmp_path / "train.list"), "--valid", str(tmp_path / "valid.list")]
@@ -313,13 +313,14 @@ def test_quality_model_reads_enhanced_waveform_through_its_own_front_end(tmp_pat
     from mosqa.frontend import features
 
     run = make_qa_run(tmp_path / "qa", window="hamming", compress=0.5)  # differs from the enhancer's STFT
-    scorer = load_critic(DEFAULTS | {"qa": "frozen", "qa_model": run}, "cpu")
+    critic = load_critic(DEFAULTS | {"qa": "frozen", "qa_model": run}, "cpu")
+    scorer = critic.scorer
     seen = []
     scorer.model.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
     enhancer = build_se_model(DEFAULTS)
     noisy, clean, lengths = _batch()
     enh = enhancer(noisy, lengths)
-    qa_frozen(NormalisedQA(scorer), enh, clean, lengths, DEFAULTS, 0).backward()
+    qa_frozen(critic, enh, clean, lengths, DEFAULTS, 0).backward()
     expected = features(enh.detach(), scorer.frontend)
     assert seen[0].shape == expected.shape and expected.shape[-1] == 257
     assert torch.allclose(seen[0], expected, atol=1e-5)
@@ -329,7 +330,7 @@ def test_quality_model_reads_enhanced_waveform_through_its_own_front_end(tmp_pat
 
 def test_grl_with_quality_model_reverses_enhancer_gradient(tmp_path):
 
-    scorer = load_critic(DEFAULTS | {"qa": "grl", "qa_model": make_qa_run(tmp_path / "qa")}, "cpu")
+    scorer = load_critic(DEFAULTS | {"qa": "grl", "qa_model": make_qa_run(tmp_path / "qa")}, "cpu").scorer
     noisy, clean, lengths = _batch()
     grads = []
     for reverse in (True, False):
@@ -421,6 +422,8 @@ FLAG_VALUES = {
 }
 GUIDED = {"qa": "joint", "qa_model": "qa_run", "qa_weight": 2.0, "qa_every": 3, "qa_lr": 0.01}
 DPCRN = {"blocks": 1, "intra_hidden": 8, "inter_hidden": 8}
+FIXED_CRITIC = {"qa": "joint", "qa_model": "qa_run", "qa_update": False}
+DNSMOS_CRITIC = {"qa": "frozen", "qa_model": "dnsmos", "dnsmos_target": "0.5*sig+bak"}
 
 
 def _flags(values: dict) -> list[str]:
@@ -442,11 +445,14 @@ def test_every_option_is_a_flag():
 
     params = set(inspect.signature(command).parameters) - {"config", "resume"}
     assert params == set(DEFAULTS) | set(RENAMED)
-    assert set(FLAG_VALUES) | set(GUIDED) | set(DPCRN) | {"train", "grl_lambda"} == set(DEFAULTS)
+    covered = set(FLAG_VALUES) | set(GUIDED) | set(DPCRN) | set(FIXED_CRITIC) | set(DNSMOS_CRITIC)
+    assert covered | {"train", "grl_lambda", "init"} == set(DEFAULTS)  # --init: tests/test_guidance.py
 
 
-@pytest.mark.parametrize("values", [FLAG_VALUES | GUIDED, {"arch": "dpcrn", **DPCRN, "qa": "grl",
-                                                            "grl_lambda": 0.5}])
+GRL_DPCRN = {"arch": "dpcrn", **DPCRN, "qa": "grl", "qa_model": "q", "grl_lambda": 0.5}
+
+
+@pytest.mark.parametrize("values", [FLAG_VALUES | GUIDED, GRL_DPCRN, FIXED_CRITIC, DNSMOS_CRITIC])
 def test_every_flag_reaches_the_run_config(tmp_path, monkeypatch, values):
     import mosqa.train_se as train_se
 

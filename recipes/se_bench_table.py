@@ -1,0 +1,163 @@
+"""Score enhancers on a fixed test list, then one table of mean ± sd over seeds (recipes/bench_se.sh).
+
+    python recipes/se_bench_table.py score PAIRS OUT.csv --label noisy
+    python recipes/se_bench_table.py score PAIRS OUT.csv --label control --seed 1 --run RUN [--device cuda]
+    python recipes/se_bench_table.py table SCORES_DIR [--control control] [--out table]
+
+`score` writes one row per test file: PESQ-WB, STOI, SI-SNR, DNSMOS SIG/BAK/OVRL and the prediction of a
+quality model (`--qa-model`, default the shipped pesq-wb), of the enhanced file (or of the noisy input
+without --run). `table` reads every CSV in SCORES_DIR, averages each (label, seed) over the files, then
+gives per label the mean ± sd over its seeds and, for every label that has the control's seeds, the
+paired difference to the control (mean ± sd over seeds of label − control, same seed): the figure
+the guidance claims stand on. Writes OUT.csv and OUT.md and prints the table.
+"""
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mosqa.audio import atomic_path
+from mosqa.errors import MosqaError
+
+METRICS = ("pesq", "stoi", "si_snr", "sig", "bak", "ovrl", "qa")
+FIRST = ("noisy", "baseline", "control")  # table order; the guided labels follow alphabetically
+DELTAS = ("pesq", "ovrl", "qa")
+
+
+def score(pairs, out_csv, label: str, seed: int | None, run=None, qa_model: str = "pesq-wb",
+          device: str = "cpu", threads: int = 1) -> list[dict]:
+    """Per-file metrics of `run`'s enhancement of each noisy file of `pairs` (the noisy file itself without
+    a run), against its clean reference."""
+    import torch
+
+    from mosqa.audio import load_audio, resample
+    from mosqa.dnsmos import Scorer
+    from mosqa.enhance import enhance_wave, load_se
+    from mosqa.evaluate import item_metrics
+    from mosqa.metrics import PESQ_RATE
+    from mosqa.qa import load_qa
+    from mosqa.se_data import read_pairs
+
+    torch.set_num_threads(threads)  # the bench scores JOBS runs side by side
+    model, cfg = load_se(run, device) if run else (None, {"sample_rate": PESQ_RATE})
+    sr = cfg["sample_rate"]
+    critic = load_qa(qa_model, device)
+    dnsmos = Scorer()
+    rows = []
+    for noisy_path, clean_path, _ in read_pairs(pairs):
+        noisy, clean = load_audio(noisy_path, sr), load_audio(clean_path, sr)
+        est = noisy if model is None else enhance_wave(model, noisy, 10 * sr, sr // 2, device)
+        est = np.clip(est[: len(clean)], -1.0, 1.0)
+        row = {"file": noisy_path.name, "label": label, "seed": "" if seed is None else seed}
+        row |= item_metrics(clean, est, sr, dnsmos)
+        wav = torch.from_numpy(resample(est, sr, critic.frontend.sample_rate)).float()[None].to(device)
+        with torch.no_grad():
+            row["qa"] = float(critic(wav))
+        rows.append(row)
+    with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r.items()} for r in rows)
+    return rows
+
+
+def seed_means(csv_files) -> dict[str, dict[str, dict[str, float]]]:
+    """label -> seed -> metric -> mean over that run's files (NaN, e.g. PESQ of a silent file, left out)."""
+    out: dict = {}
+    for path in csv_files:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows:
+            raise MosqaError(f"{path}: no scored files")
+        label, seed = rows[0]["label"], rows[0]["seed"]
+        out.setdefault(label, {})[seed] = {m: float(np.nanmean([float(r[m]) for r in rows])) for m in METRICS}
+    return out
+
+
+def summary(means: dict, control: str = "control") -> list[dict]:
+    """One row per label: mean and sd over seeds of each metric; paired differences to the control."""
+    order = [lab for lab in FIRST if lab in means] + sorted(set(means) - set(FIRST))
+    rows = []
+    for label in order:
+        seeds = means[label]
+        row = {"label": label, "seeds": len(seeds)}
+        for m in METRICS:
+            values = np.array([s[m] for s in seeds.values()])
+            row[m] = float(values.mean())
+            row[f"{m}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+        paired = sorted(set(seeds) & set(means.get(control, {})))
+        if label != control and paired:
+            for m in DELTAS:
+                diff = np.array([seeds[s][m] - means[control][s][m] for s in paired])
+                row[f"d_{m}"] = float(diff.mean())
+                row[f"d_{m}_sd"] = float(diff.std(ddof=1)) if len(diff) > 1 else float("nan")
+        rows.append(row)
+    return rows
+
+
+def _cell(row: dict, key: str) -> str:
+    if key not in row:
+        return ""
+    sd = row.get(f"{key}_sd", float("nan"))
+    return f"{row[key]:.3f}" + ("" if np.isnan(sd) else f" ± {sd:.3f}")
+
+
+def write_table(rows: list[dict], out) -> str:
+    """OUT.csv (numbers) and OUT.md (mean ± sd cells); returns the markdown."""
+    columns = ["label", "seeds", *METRICS, *(f"d_{m}" for m in DELTAS)]
+    head = ["run", "seeds", "PESQ", "STOI", "SI-SNR", "SIG", "BAK", "OVRL", "pesq-wb pred.",
+            "Δ PESQ vs control", "Δ OVRL vs control", "Δ pred. vs control"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["label"], str(r["seeds"]), *(_cell(r, c) for c in columns[2:])]
+        lines.append("| " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    out = Path(out)
+    with atomic_path(out.with_suffix(".md")) as tmp:
+        tmp.write_text(text)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with atomic_path(out.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    return text
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    sc = sub.add_parser("score")
+    sc.add_argument("pairs")
+    sc.add_argument("out_csv")
+    sc.add_argument("--label", required=True)
+    sc.add_argument("--seed", type=int)
+    sc.add_argument("--run")
+    sc.add_argument("--qa-model", default="pesq-wb")
+    sc.add_argument("--device", default="cpu")
+    sc.add_argument("--threads", type=int, default=1)
+    tb = sub.add_parser("table")
+    tb.add_argument("scores_dir", type=Path)
+    tb.add_argument("--control", default="control")
+    tb.add_argument("--out", default=None, help="OUT.csv and OUT.md; default: beside SCORES_DIR, table")
+    args = ap.parse_args(argv)
+    try:
+        if args.command == "score":
+            score(args.pairs, args.out_csv, args.label, args.seed, args.run, args.qa_model, args.device,
+                  args.threads)
+            return 0
+        files = sorted(args.scores_dir.glob("*.csv"))
+        if not files:
+            raise MosqaError(f"{args.scores_dir}: no score files")
+        out = args.out or args.scores_dir.parent / "table"
+        print(write_table(summary(seed_means(files), args.control), out))
+    except MosqaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The enhancement bench's helpers: the held-out mixtures as files, and the seed table (mean ± sd, paired
+differences to the control)."""
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import SR, speech
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+import make_mixtures  # noqa: E402
+import se_bench_table  # noqa: E402
+
+
+def test_mixtures_are_written_at_their_snr_and_rerun_keeps_them(tmp_path):
+    for i in range(3):
+        sf.write(tmp_path / f"s{i}.wav", speech(1.0 + 0.5 * i, 100 + 30 * i), SR)
+    noise = np.random.default_rng(0).standard_normal(3 * SR).astype(np.float32) * 0.1
+    sf.write(tmp_path / "noise.wav", noise, SR)
+    (tmp_path / "clean.txt").write_text("s0.wav\ns1.wav\ns2.wav\n")
+    out = tmp_path / "mix"
+    args = [str(tmp_path / "clean.txt"), str(tmp_path / "noise.wav"), str(out), "--items", "4",
+            "--snr-min", "5", "--snr-max", "10", "--max-seconds", "1.2"]
+    assert make_mixtures.main(args) == 0
+    pairs = (out / "pairs.list").read_text().splitlines()
+    assert len(pairs) == 4
+    lengths = []
+    for line in pairs:
+        noisy, clean = (sf.read(out / p)[0] for p in line.split(","))
+        assert len(noisy) == len(clean) <= int(1.2 * SR)
+        snr = 10 * np.log10(np.sum(clean**2) / np.sum((noisy - clean) ** 2))
+        assert 4.9 < snr < 10.1  # 16-bit files: within rounding of the drawn 5-10 dB
+        lengths.append(len(clean))
+    assert lengths == [SR, int(1.2 * SR), int(1.2 * SR), SR]  # clean files walked in order, cut at 1.2 s
+    before = (out / "noisy" / "mix0001.wav").read_bytes()
+    assert make_mixtures.main(args) == 0 and (out / "noisy" / "mix0001.wav").read_bytes() == before
+    assert make_mixtures.main([str(tmp_path / "nothing.txt"), str(tmp_path / "noise.wav"), str(out)]) == 2
+
+
+def _scores(folder, label, seed, values: dict):
+    """One score CSV of two files whose metrics average to `values`."""
+    rows = []
+    for offset in (-0.1, 0.1):
+        rows.append({"file": f"f{offset}", "label": label, "seed": seed,
+                     **{m: values.get(m, 1.0) + offset for m in se_bench_table.METRICS}})
+    with open(folder / f"{label}_{seed}.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_seed_table_gives_mean_sd_and_paired_differences(tmp_path):
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    _scores(scores, "noisy", "", {"pesq": 1.2, "ovrl": 2.0})
+    control = {1: 2.0, 2: 2.2, 3: 2.1}
+    guided = {1: 2.3, 2: 2.4, 3: 2.5}
+    for seed in (1, 2, 3):
+        _scores(scores, "control", seed, {"ovrl": control[seed], "pesq": 1.8})
+        _scores(scores, "frozen_dnsmos", seed, {"ovrl": guided[seed], "pesq": 1.8 - 0.01 * seed})
+    rows = se_bench_table.summary(se_bench_table.seed_means(sorted(scores.glob("*.csv"))))
+    assert [r["label"] for r in rows] == ["noisy", "control", "frozen_dnsmos"]
+    noisy, ctrl, g = rows
+    assert noisy["seeds"] == 1 and noisy["ovrl"] == pytest.approx(2.0) and np.isnan(noisy["ovrl_sd"])
+    assert "d_ovrl" not in noisy and "d_ovrl" not in ctrl
+    assert ctrl["ovrl"] == pytest.approx(2.1)
+    assert ctrl["ovrl_sd"] == pytest.approx(np.std([2.0, 2.2, 2.1], ddof=1))
+    diff = [guided[s] - control[s] for s in (1, 2, 3)]
+    assert g["d_ovrl"] == pytest.approx(np.mean(diff))
+    assert g["d_ovrl_sd"] == pytest.approx(np.std(diff, ddof=1))
+    assert g["d_pesq"] == pytest.approx(-0.02)
+    text = se_bench_table.write_table(rows, tmp_path / "table")
+    assert "| frozen_dnsmos | 3 |" in text and "0.300 ± 0.100" in text  # Δ OVRL vs control
+    with open(tmp_path / "table.csv") as f:
+        assert [r["label"] for r in csv.DictReader(f)] == ["noisy", "control", "frozen_dnsmos"]
+    assert (tmp_path / "table.md").read_text() == text

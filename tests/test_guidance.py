@@ -1,0 +1,272 @@
+"""Fine-tuning (--init) and the critics of quality guidance: train-qa runs, shipped models, torch DNSMOS,
+the --qa-update switch of joint."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from conftest import SR, run_cli, runs_in, speech, write_pairs
+from test_train_se import make_qa_run
+
+import mosqa.guidance as guidance
+from mosqa.errors import MosqaError
+from mosqa.runs import Distributed, load_checkpoint, seed_everything
+
+torch.set_num_threads(1)
+TINY = ["--arch", "lstm", "--hidden", "8", "--conv-channels", "8", "--layers", "1", "--n-fft", "512",
+        "--hop", "256", "--window", "hann", "--batch-size", "2", "--crop-seconds", "1", "--device", "cpu",
+        "--no-dnsmos", "--steps-per-epoch", "1", "--epochs", "1"]
+
+
+def _data(tmp_path):
+    train, valid = write_pairs(tmp_path / "d")
+    return ["--train", str(train), "--valid", str(valid)]
+
+
+def _one_line_error(res, message):
+    assert res.exit_code == 2 and message in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1, res.output
+
+
+@pytest.fixture(scope="module")
+def enhancer_run(tmp_path_factory):
+    """A tiny trained lstm enhancer (train-se run) to fine-tune from."""
+    root = tmp_path_factory.mktemp("base")
+    res = run_cli("train-se", *TINY, *_data(root), "--exp-dir", root / "exp", "--lr", "0.01")
+    assert res.exit_code == 0, res.output
+    (run,) = runs_in(root / "exp")
+    return run
+
+
+def _enhancer(cfg):
+    import mosqa.train_se as train_se
+
+    seed_everything(cfg["seed"])
+    enh = train_se._enhancer(cfg, Distributed("cpu"), None)
+    enh.run = type("R", (), {"path": "run"})()
+    return enh
+
+
+def _after_steps(cfg, n=2):
+    """The enhancer (and critic) after n training steps of a run with this config."""
+    import mosqa.train_se as train_se
+
+    enh = _enhancer(cfg)
+    for noisy, clean, lengths in itertools.islice(train_se._loader(enh, 0), n):
+        train_se._update(enh, noisy, clean, lengths, 0)
+    return enh
+
+
+def _resolved(tmp_path, **options):
+    from mosqa.train_se import resolve
+
+    train, valid = write_pairs(tmp_path / "d")
+    base = {"train": str(train), "valid": str(valid), "batch_size": 2, "crop_seconds": 1.0, "dnsmos": False,
+            "epochs": 1}
+    return resolve(None, base | options)
+
+
+def _weights(model) -> dict:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+# ---------------------------------------------------------------- --init
+
+
+def test_init_starts_from_the_trained_weights_with_a_fresh_optimiser(tmp_path, enhancer_run):
+    cfg = _resolved(tmp_path, init=str(enhancer_run))
+    # The network options come from the run (its hidden 8, conv 8, 1 layer, STFT 512/256 hann).
+    assert (cfg["arch"], cfg["hidden"], cfg["n_fft"], cfg["window"]) == ("lstm", 8, 512, "hann")
+    enh = _enhancer(cfg)
+    trained = load_checkpoint(enhancer_run / "best.pt")["model"]
+    assert all(torch.equal(v, trained[k]) for k, v in enh.model.state_dict().items())
+    assert enh.optimizer.state_dict()["state"] == {}  # fresh: no Adam moments carried over
+    # The same run without --init starts elsewhere, and trains to elsewhere.
+    scratch = _resolved(tmp_path, **{k: cfg[k] for k in ("arch", "hidden", "conv_channels", "layers", "n_fft",
+                                                         "hop", "window")})
+    a, b = _weights(_after_steps(cfg).model), _weights(_after_steps(scratch).model)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_init_cli_run_logs_and_resumes_from_its_own_state(tmp_path, enhancer_run):
+    budget = ["--batch-size", "2", "--device", "cpu", "--no-dnsmos", "--steps-per-epoch", "1"]
+    res = run_cli("train-se", "--init", enhancer_run, *_data(tmp_path), *budget, "--epochs", "1",
+                  "--exp-dir", tmp_path / "exp")
+    assert res.exit_code == 0, res.output
+    (run,) = runs_in(tmp_path / "exp")
+    assert f"initialised from {enhancer_run}" in (run / "train.log").read_text()
+    res = run_cli("train-se", "--resume", run, "--epochs", "2")
+    assert res.exit_code == 0, res.output
+    assert "resumed from" in (run / "train.log").read_text()
+
+
+def test_init_refuses_a_quality_run_a_different_network_and_identity_init(tmp_path, enhancer_run):
+    data = [*_data(tmp_path), "--exp-dir", tmp_path / "exp", "--no-dnsmos"]
+    qa = make_qa_run(tmp_path / "qa")
+    _one_line_error(run_cli("train-se", "--init", qa, *data),
+                    "this is a train-qa run; --init needs a train-se run")
+    _one_line_error(run_cli("train-se", "--init", enhancer_run, "--hidden", "16", *data),
+                    "--init's enhancer has hidden 8, not 16")
+    _one_line_error(run_cli("train-se", "--init", enhancer_run, "--arch", "dpcrn", *data),
+                    "--init's enhancer has arch lstm, not dpcrn")
+    _one_line_error(run_cli("train-se", "--init", enhancer_run, "--identity-init", *data),
+                    "--identity-init: no effect with --init")
+    _one_line_error(run_cli("train-se", "--init", tmp_path / "gone", *data), "gone: no such run directory")
+    assert not (tmp_path / "exp").exists()
+
+
+def test_init_weights_that_do_not_fit_are_one_line(tmp_path, enhancer_run):
+    from mosqa.runs import save_checkpoint
+    from mosqa.train_se import init_weights
+
+    state = load_checkpoint(enhancer_run / "best.pt")
+    state["model"] = {k: v[..., :1] if v.ndim else v for k, v in state["model"].items()}
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.yaml").write_text((enhancer_run / "config.yaml").read_text())
+    save_checkpoint(broken / "best.pt", state)
+    cfg = _resolved(tmp_path, init=str(broken))
+    from mosqa.se_models import build_se_model
+
+    with pytest.raises(MosqaError, match=r"best.pt: its enhancer does not fit this run's model"):
+        init_weights(build_se_model(cfg), cfg["init"])
+
+
+# ---------------------------------------------------------------- critics by name
+
+
+def test_a_shipped_model_name_goes_through_load_qa(tmp_path, monkeypatch):
+    """--qa-model pesq-wb is whatever mosqa.qa.load_qa gives for that name (here a tiny train-qa run)."""
+    import mosqa.qa
+
+    tiny = make_qa_run(tmp_path / "qa")
+    real = mosqa.qa.load_qa
+    asked = []
+    monkeypatch.setattr(mosqa.qa, "load_qa",
+                        lambda spec, device="cpu": asked.append(spec) or real(tiny, device))
+    res = run_cli("train-se", *TINY, *_data(tmp_path), "--qa", "grl", "--qa-model", "pesq-wb",
+                  "--exp-dir", tmp_path / "exp")
+    assert res.exit_code == 0, res.output
+    (run,) = runs_in(tmp_path / "exp")
+    assert asked == ["pesq-wb"]
+    assert (run / "config.yaml").read_text().count("qa_model: pesq-wb") == 1  # a name, kept as a name
+    assert "qa" in load_checkpoint(run / "last.pt")  # a shipped model learns in grl like any train-qa run
+
+
+def _shipped_pesq_wb() -> bool:
+    try:
+        from mosqa.pretrained import names
+    except ImportError:
+        return False
+    return "pesq-wb" in names()
+
+
+@pytest.mark.skipif(not _shipped_pesq_wb(), reason="needs the shipped pesq-wb model (mosqa.pretrained)")
+def test_the_shipped_pesq_wb_model_guides(tmp_path):
+    critic = guidance.load_critic(_resolved(tmp_path, qa="frozen", qa_model="pesq-wb", arch="dpcrn"), "cpu")
+    wav = torch.from_numpy(np.stack([speech(1.0, 120), speech(1.0, 150)])).requires_grad_(True)
+    q = critic(wav, torch.tensor([SR, SR]))
+    q.sum().backward()
+    assert q.shape == (2,) and ((q >= 0) & (q <= 1)).all() and wav.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- DNSMOS as the critic
+
+
+class FakeDnsmos(torch.nn.Module):
+    """Stands in for load_torch's module: each score a different differentiable function of the input."""
+
+    def forward(self, wav):
+        if wav.shape[-1] < SR:
+            raise AssertionError("DNSMOS needs at least 1 s")
+        energy = wav.pow(2).mean(-1)
+        return {"SIG": 1 + 4 * torch.sigmoid(energy), "BAK": 1 + 4 * torch.sigmoid(-energy),
+                "OVRL": 1 + 2 * torch.sigmoid(wav.abs().mean(-1)),
+                "P808": 1 + wav.shape[-1] / 1e5 + 0 * energy}
+
+
+def test_dnsmos_critic_weighs_the_chosen_scores_on_the_normalised_scale():
+    fake = FakeDnsmos()
+    wav = torch.from_numpy(np.stack([speech(1.5, 120), speech(1.5, 150)]))
+    s = fake(wav)
+    ovrl = guidance.DnsmosCritic(fake, guidance.dnsmos_terms("ovrl"))(wav, None)
+    assert torch.allclose(ovrl, (s["OVRL"] - 1) / 4)
+    mixed = guidance.DnsmosCritic(fake, guidance.dnsmos_terms("0.5*sig+bak"))(wav, None)
+    assert torch.allclose(mixed, (0.5 * (s["SIG"] - 1) / 4 + (s["BAK"] - 1) / 4) / 1.5)
+    # A padded batch: each item scored at its own length (at least 1 s), padding never scored.
+    lengths = torch.tensor([int(1.5 * SR), int(1.2 * SR)])
+    p808 = guidance.DnsmosCritic(fake, guidance.dnsmos_terms("p808"))(wav, lengths)
+    assert torch.allclose(p808, torch.tensor([1.5 * SR, 1.2 * SR]) / 1e5 / 4)
+    for bad in ("mos", "ovrl+-1*sig", "0*ovrl", ""):
+        with pytest.raises(MosqaError, match="--dnsmos-target"):
+            guidance.dnsmos_terms(bad)
+
+
+def test_dnsmos_target_changes_the_update(tmp_path, monkeypatch):
+    import mosqa.dnsmos
+
+    monkeypatch.setattr(mosqa.dnsmos, "load_torch", lambda personalized=False, device="cpu": FakeDnsmos())
+    runs = {t: _weights(_after_steps(_resolved(tmp_path, arch="lstm", hidden=8, conv_channels=8, layers=1,
+                                               qa="frozen", qa_model="dnsmos", dnsmos_target=t)).model)
+            for t in ("sig", "bak")}
+    assert any(not torch.equal(runs["sig"][k], runs["bak"][k]) for k in runs["sig"])
+
+
+def test_dnsmos_is_a_fixed_critic_and_its_options_are_checked(tmp_path):
+    data = [*_data(tmp_path), *TINY, "--exp-dir", tmp_path / "exp"]
+    fixed = "DNSMOS is a fixed one; use --qa frozen or --qa joint --no-qa-update"
+    _one_line_error(run_cli("train-se", *data, "--qa", "grl", "--qa-model", "dnsmos"), fixed)
+    _one_line_error(run_cli("train-se", *data, "--qa", "joint", "--qa-model", "dnsmos"), fixed)
+    frozen = [*data, "--qa", "frozen", "--qa-model", "dnsmos"]
+    _one_line_error(run_cli("train-se", *frozen, "--dnsmos-target", "x"), "--dnsmos-target 'x'")
+    _one_line_error(run_cli("train-se", *frozen, "--crop-seconds", "0.5"),
+                    "--qa-model dnsmos reads 16 kHz audio of at least 1 s")
+    _one_line_error(run_cli("train-se", *data, "--qa", "frozen", "--qa-model", "q", "--dnsmos-target", "sig"),
+                    "--dnsmos-target: no effect on --qa frozen --qa-model q")
+    assert not (tmp_path / "exp").exists()
+
+
+def test_torch_dnsmos_guides_a_real_run(tmp_path):
+    critic = guidance.load_critic(_resolved(tmp_path, qa="frozen", qa_model="dnsmos", arch="dpcrn"), "cpu")
+    assert not any(p.requires_grad for p in critic.parameters())
+    clean = torch.from_numpy(np.stack([speech(1.0, 120), speech(1.0, 150)]))
+    noisy = (clean + 0.05 * torch.randn_like(clean)).requires_grad_(True)
+    q_noisy = critic(noisy, None)
+    q_noisy.sum().backward()
+    assert noisy.grad.abs().sum() > 0
+    assert (critic(clean, None) > q_noisy).all()  # DNSMOS OVRL prefers the clean speech
+    res = run_cli("train-se", *_data(tmp_path), *TINY, "--exp-dir", tmp_path / "exp", "--qa", "frozen",
+                  "--qa-model", "dnsmos", "--dnsmos-target", "0.5*sig+0.5*ovrl")
+    assert res.exit_code == 0, res.output
+
+
+# ---------------------------------------------------------------- joint: --qa-update / --no-qa-update
+
+
+def test_qa_update_switch_decides_whether_the_critic_learns(tmp_path, monkeypatch):
+    qa = make_qa_run(tmp_path / "qa")
+    base = {"arch": "lstm", "hidden": 8, "conv_channels": 8, "layers": 1, "qa": "joint", "qa_model": qa}
+    learning = _after_steps(_resolved(tmp_path, **base))
+    before = load_checkpoint(tmp_path / "qa" / "best.pt")["model"]
+    assert any(not torch.equal(v, before[k]) for k, v in learning.critic.scorer.model.state_dict().items())
+    assert learning.critic_optimizer is not None
+
+    def no_pesq(*args):
+        raise AssertionError("a fixed critic needs no true PESQ")
+
+    monkeypatch.setattr(guidance, "true_pesq", no_pesq)
+    fixed = _after_steps(_resolved(tmp_path, **base, qa_update=False))
+    assert fixed.critic_optimizer is None
+    assert all(torch.equal(v, before[k]) for k, v in fixed.critic.scorer.model.state_dict().items())
+    a, b = _weights(learning.model), _weights(fixed.model)  # the second step sees a different critic
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_qa_update_options_are_refused_where_unused(tmp_path):
+    data = [*_data(tmp_path), *TINY, "--exp-dir", tmp_path / "exp"]
+    _one_line_error(run_cli("train-se", *data, "--qa", "frozen", "--qa-model", "q", "--no-qa-update"),
+                    "--qa-update: no effect on --qa frozen")
+    _one_line_error(run_cli("train-se", *data, "--qa", "joint", "--qa-model", "q", "--no-qa-update",
+                            "--qa-lr", "0.1"), "--qa-lr: no effect on --qa joint --no-qa-update")
+    assert not (tmp_path / "exp").exists()
