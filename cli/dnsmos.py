@@ -44,7 +44,6 @@ def command(
     import json
 
     from rich.console import Console
-    from rich.table import Table
 
     from mosqa import dnsmos
     from mosqa.checks import output_file
@@ -75,13 +74,8 @@ def command(
         with atomic_path(summary_json) as tmp:
             tmp.write_text(json.dumps({"files": len(rows), "scores": summary}, indent=2) + "\n")
 
-    table = Table(title=f"DNSMOS{' (personalized)' if personalized else ''}: {len(rows)} file(s)")
-    for header in ("score", "count", "mean ± std", "95% CI"):
-        table.add_column(header, justify="left" if header == "score" else "right")
-    for name, s in summary.items():
-        table.add_row(name, str(s["count"]), f"{s['mean']:.3f} ± {s['std']:.3f}",
-                      f"{s['ci95_low']:.3f} – {s['ci95_high']:.3f}")
-    Console().print(table)
+    title = f"DNSMOS{' (personalized)' if personalized else ''}: {len(rows)} file(s)"
+    Console().print(summary_table(title, summary))
     warned = [r for r in rows if "warning" in r]
     if warned:
         console.print(f"[yellow]warning:[/] {len(warned)} file(s) silent or shorter than "
@@ -94,3 +88,16 @@ def command(
     if failed:
         console.print(f"[bold red]{len(failed)} of {len(rows)} file(s) could not be scored[/]")
         raise typer.Exit(1)
+
+
+def summary_table(title: str, summary: dict):
+    """Rich table of a score summary (`mosqa.dnsmos.summarize`): count, mean ± std, 95 % CI per score."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for header in ("score", "count", "mean ± std", "95% CI"):
+        table.add_column(header, justify="left" if header == "score" else "right")
+    for name, s in summary.items():
+        table.add_row(name, str(s["count"]), f"{s['mean']:.3f} ± {s['std']:.3f}",
+                      f"{s['ci95_low']:.3f} – {s['ci95_high']:.3f}")
+    return table

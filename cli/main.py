@@ -26,6 +26,7 @@ COMMANDS = [
     ("prepare-list", "prepare_list", "Validate lists, split by speaker, write score-balanced train lists."),
     ("train-qa", "train_qa", "Train a non-intrusive quality (MOS) model."),
     ("eval-qa", "eval_qa", "Evaluate quality models on a test list and compare runs."),
+    ("predict", "predict", "Score audio with a quality model (default: the shipped pesq-wb model)."),
     ("dnsmos", "dnsmos", "Score audio with DNSMOS P.835 (SIG/BAK/OVRL) and P.808."),
     ("train-se", "train_se", "Train a speech-enhancement model, optionally guided by a quality model."),
     ("enhance", "enhance", "Enhance audio files with a trained speech-enhancement model."),

@@ -13,6 +13,7 @@ from mosqa.errors import MosqaError
 from mosqa.frontend import FrontEnd, features, frame_lengths
 from mosqa.heads import MOS_MIN, MOS_RANGE
 from mosqa.models import QualityModel, build_model
+from mosqa.pretrained import resolve
 from mosqa.runs import find_checkpoint, load_checkpoint, load_run_config
 
 
@@ -49,7 +50,11 @@ def scorer_from_config(cfg: dict) -> QAScorer:
 
 
 def load_qa(run_dir, device="cpu", checkpoint: str = "best.pt") -> QAScorer:
-    """The trained scorer of a train-qa run directory (or one of its checkpoint files), in eval mode."""
+    """The trained scorer of a train-qa run directory (or one of its checkpoint files), in eval mode.
+
+    A bare name that is not a path, e.g. "pesq-wb", is a model shipped in the package (mosqa.pretrained).
+    """
+    run_dir = resolve(run_dir)
     require_kind(run_dir, "qa", "load_qa")
     run_dir, ckpt = find_checkpoint(run_dir, prefer=checkpoint)
     scorer = scorer_from_config(load_run_config(run_dir))

@@ -1,0 +1,69 @@
+"""`mosqa predict`: parse options, score files with mosqa.predict, print a summary table."""
+
+from pathlib import Path
+
+import typer
+
+
+def command(
+    paths: list[Path] = typer.Argument(None, help="Audio files and folders (searched recursively)."),
+    list_files: list[Path] = typer.Option([], "--list", help="A list file of audio paths (repeatable)."),
+    model: str = typer.Option("pesq-wb", "--model", "-m", help="A shipped model's name (pesq-wb: predicts "
+                              "wideband PESQ) or a train-qa run directory / checkpoint."),
+    out: Path = typer.Option(Path("scores.csv"), "--out", "-o", help="Per-file scores (CSV)."),
+    jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes, one thread each (default: one "
+                             "per core when there are many files on CPU)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Chunks scored per forward pass (and files per "
+                                   "worker task)."),
+    chunk_seconds: float = typer.Option(8.0, "--chunk-seconds", help="Longer files are cut into equal chunks "
+                                        "at most this long; the file's score is their duration-weighted "
+                                        "mean."),
+):
+    """Score audio with a non-intrusive quality model: one score per file, no reference needed.
+
+    Files of 0.5 s to 10 min, any sample rate and channel count (downmixed, resampled to the model's
+    rate). A file that cannot be scored gets an `error` in the CSV and the exit status is 1.
+    """
+    from rich.console import Console
+
+    from cli.dnsmos import summary_table
+    from mosqa import dnsmos, predict
+    from mosqa.checks import output_file
+    from mosqa.errors import MosqaError
+    from mosqa.progress import progress_bar
+    from mosqa.runs import pick_device
+
+    if not paths and not list_files:
+        raise MosqaError("usage: mosqa predict PATH... [--list FILE]: give audio files, folders or a list")
+    if jobs is not None and jobs < 1:
+        raise MosqaError(f"--jobs {jobs}: must be at least 1")
+    if batch_size < 1:
+        raise MosqaError(f"--batch-size {batch_size}: must be at least 1")
+    if chunk_seconds < predict.MIN_SECONDS:
+        raise MosqaError(f"--chunk-seconds {chunk_seconds}: must be at least {predict.MIN_SECONDS}")
+    output_file(out, "--out")
+    files = dnsmos.collect_inputs(paths or [], list_files)
+    device_name = str(pick_device(device))
+    options = predict.Options(model=model, device=device_name, batch_size=batch_size,
+                              chunk_seconds=chunk_seconds)
+    jobs = jobs or predict.default_jobs(len(files), device_name)
+    console = Console(stderr=True)
+    with progress_bar(console) as bar:
+        task = bar.add_task("predict", total=len(files))
+        rows = predict.score_files(files, options, jobs=jobs, progress=lambda n: bar.advance(task, n))
+    dnsmos.write_csv(out, rows, predict.COLUMNS)
+    summary = dnsmos.summarize(rows, predict.SCORE_COLUMNS)
+    Console().print(summary_table(f"{model}: {len(rows)} file(s)", summary))
+    warned = [r for r in rows if "warning" in r]
+    if warned:
+        console.print(f"[yellow]warning:[/] {len(warned)} file(s) scored but silent, e.g. "
+                      f"{warned[0]['filename']} (the warning column of {out})",
+                      highlight=False, soft_wrap=True)
+    failed = [r for r in rows if "error" in r]
+    for r in failed:
+        console.print(f"[red]failed:[/] {r['error']}", highlight=False, soft_wrap=True)
+    console.print(f"scores written to {out}")
+    if failed:
+        console.print(f"[bold red]{len(failed)} of {len(rows)} file(s) could not be scored[/]")
+        raise typer.Exit(1)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# `mosqa predict` speed on one CPU thread (target >= 200x real time) and its files/s against
+# `mosqa dnsmos` on the same 10 s clips (target >= 3x), in one run.
+#   N=100 (clips of 10 s, built from $CORPUS/speech as bench_dnsmos.sh builds them)
+#   MODEL=pesq-wb (a shipped name or a train-qa run directory)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-100}
+CORPUS=${CORPUS:-../shared/corpus}
+MODEL=${MODEL:-pesq-wb}
+OUT=${BENCH_OUT:-bench_out}/dnsmos
+if [ ! -f "$OUT/clips_$N/list.txt" ]; then
+  echo "building $N clips of 10 s from $CORPUS"
+  python recipes/dnsmos_reference.py clips "$CORPUS" "$OUT/clips_$N" "$N"
+fi
+PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" python recipes/bench_predict.py "$OUT/clips_$N/list.txt" --model "$MODEL"
