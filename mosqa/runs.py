@@ -419,6 +419,27 @@ def stop_if_not_finite(loss: torch.Tensor, dist: Distributed, run_dir, epoch: in
         )
 
 
+class ClosedFormLR(torch.optim.lr_scheduler.LambdaLR):
+    """A LambdaLR whose restore also re-applies its learning rate to the optimiser.
+
+    Its state is only the step count, so a run resumed with more epochs re-plans the rest of the curve;
+    the optimiser's saved learning rate (restored first: holders load in the order they are named)
+    belongs to the old curve and is overwritten here.
+    """
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+
+def cosine_schedule(optimizer, total_steps: int) -> ClosedFormLR:
+    """Cosine decay to 0 over `total_steps` scheduler steps, then held at 0."""
+    total = max(1, total_steps)
+    return ClosedFormLR(optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total)))
+
+
 def optimiser_step(loss: torch.Tensor, scaler, steps, grad_clip: float) -> None:
     """Backpropagate `loss`, then per (optimizer, parameters) in `steps`: clip the gradient norm to
     `grad_clip` (0 = off) and step; one scaler update for all."""

@@ -35,6 +35,7 @@ from mosqa.runs import (
     autocast,
     check_choice,
     check_training,
+    cosine_schedule,
     fit,
     grad_scaler,
     optimiser_step,
@@ -87,7 +88,7 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": t
 METRIC_MODES = {"lcc": "max", "srcc": "max", "mse": "min"}
 SCHEDULERS = {
     "none": lambda opt, cfg: None,
-    "cosine": lambda opt, cfg: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg["epochs"])),
+    "cosine": lambda opt, cfg: cosine_schedule(opt, cfg["epochs"]),
     "plateau": lambda opt, cfg: torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode=METRIC_MODES[cfg["early_stop_metric"]], factor=cfg["lr_factor"], patience=cfg["lr_patience"]
     ),

@@ -9,7 +9,6 @@ this module brings the batches, the update step and the validation loop.
 
 import hashlib
 import itertools
-import math
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,13 +99,10 @@ RENAMED = {"clip_grad": "grad_clip", "monitor": "early_stop_metric", "train_list
 # Validation metrics early stopping may follow, and which direction is better.
 METRIC_MODES = dict.fromkeys(SE_METRICS, "max")
 DNSMOS_METRICS = ("sig", "bak", "ovrl")
-# Learning-rate schedules over the run's steps. Closed forms of the step count (LambdaLR keeps only
-# the count in its state), so a resumed run with more epochs re-plans the rest of the curve.
+# Learning-rate schedules over the run's steps (stepped once per optimiser step).
 SCHEDULERS = {
     "none": lambda opt, steps: None,
-    "cosine": lambda opt, steps: torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / max(1, steps)))
-    ),
+    "cosine": runs.cosine_schedule,
 }
 FLOAT_KEYS = {k for k, v in DEFAULTS.items() if isinstance(v, float)} | {"compress"}
 MODEL_KEYS = tuple(dict.fromkeys(k for keys in MODEL_OPTIONS.values() for k in keys))

@@ -146,6 +146,20 @@ def test_resume_reproduces_the_uninterrupted_run(corpus, tmp_path, monkeypatch):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_cosine_resumed_with_more_epochs_replans_the_rest_of_the_curve(corpus, tmp_path):
+    import mosqa.train as train_mod
+
+    common = {"train": str(corpus["train"]), "valid": str(corpus["valid"]), "arch": "qualitynet",
+              "lstm_hidden": 8, "batch_size": 4, "epochs": 2, "threads": 1, "device": "cpu", "lr": 0.01,
+              "scheduler": "cosine", "exp_dir": str(tmp_path)}
+    run_dir = train_mod.train(train_mod.resolve(None, common))
+    train_mod.train(resume=run_dir, overrides={"epochs": 4})
+    lrs = [float(r["lr"]) for r in _metrics(run_dir)]
+    # Epochs 1-2 followed the 2-epoch curve; epochs 3-4 the rest of a 4-epoch one: never 0, never back up.
+    assert lrs[:2] == pytest.approx([0.01, 0.005])
+    assert lrs[2:] == pytest.approx([0.01 * 0.5 * (1 + np.cos(np.pi * k / 4)) for k in (2, 3)], rel=1e-3)
+
+
 def test_nan_loss_stops_cleanly_and_keeps_last_checkpoint(corpus, tmp_path, monkeypatch):
     import mosqa.train as train_mod
 
