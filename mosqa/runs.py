@@ -429,8 +429,9 @@ class ClosedFormLR(torch.optim.lr_scheduler.LambdaLR):
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
-            group["lr"] = lr
+        groups = self.optimizer.param_groups
+        for group, base, factor in zip(groups, self.base_lrs, self.lr_lambdas, strict=True):
+            group["lr"] = base * factor(self.last_epoch)
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
 
