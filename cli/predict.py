@@ -19,6 +19,9 @@ def command(
     chunk_seconds: float = typer.Option(8.0, "--chunk-seconds", help="Longer files are cut into equal chunks "
                                         "at most this long; the file's score is their duration-weighted "
                                         "mean."),
+    shard: str = typer.Option(None, "--shard", help="K/N: score only the K-th of N contiguous blocks of the "
+                              "files (e.g. --shard $SLURM_ARRAY_TASK_ID/N); the N CSVs, headers dropped "
+                              "after the first, concatenate to the unsharded CSV. Default: all files."),
 ):
     """Score audio with a non-intrusive quality model: one score per file, no reference needed.
 
@@ -31,6 +34,7 @@ def command(
     from mosqa import dnsmos, predict
     from mosqa.checks import output_file
     from mosqa.errors import MosqaError
+    from mosqa.lists import shard as take_shard
     from mosqa.progress import progress_bar
     from mosqa.runs import pick_device
 
@@ -43,7 +47,7 @@ def command(
     if chunk_seconds < predict.MIN_SECONDS:
         raise MosqaError(f"--chunk-seconds {chunk_seconds}: must be at least {predict.MIN_SECONDS}")
     output_file(out, "--out")
-    files = dnsmos.collect_inputs(paths or [], list_files)
+    files = take_shard(dnsmos.collect_inputs(paths or [], list_files), shard)
     device_name = str(pick_device(device))
     options = predict.Options(model=model, device=device_name, batch_size=batch_size,
                               chunk_seconds=chunk_seconds)

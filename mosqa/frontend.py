@@ -136,13 +136,32 @@ def normalise_level(wav: torch.Tensor, target_db: float, lengths: torch.Tensor |
     return wav * (10 ** (target_db / 20) * torch.rsqrt(mean.clamp_min(1e-10)))
 
 
+def reflect_ends(wav: torch.Tensor, lengths: torch.Tensor, pad: int) -> torch.Tensor:
+    """Each row's `pad` samples after its own end set to the reflection of its end, as the STFT's centre
+    padding would make them for the row alone; the batch grows by `pad` samples. Differentiable.
+
+    Without this, a padded row's last frames see the zeros of the padding: its score would depend on
+    the batch it is in and differ from training, where features are made clip by clip.
+    """
+    total = wav.shape[-1] + pad
+    j = torch.arange(total, device=wav.device)[None, :]
+    end = lengths.to(wav.device).long()[:, None]
+    source = torch.where(j < end, j, (2 * end - 2 - j).clamp_min(0))
+    keep = (j < end + pad).to(wav.dtype)
+    padded = torch.nn.functional.pad(wav, (0, pad))
+    return padded.gather(-1, source.clamp_max(total - 1).expand(wav.shape[0], -1)) * keep
+
+
 def features(wav: torch.Tensor, fe: FrontEnd, lengths: torch.Tensor | None = None) -> torch.Tensor:
     """(batch, samples) waveform -> (batch, frames, n_bins) features. Differentiable.
 
-    `lengths` (batch,) valid samples per row of a padded batch; only level_norm reads it.
+    `lengths` (batch,) valid samples per row of a padded batch: level_norm counts only those, and each
+    row's valid frames equal those of the row alone (frames past them are padding for the model to mask).
     """
     if fe.level_norm is not None:
         wav = normalise_level(wav, fe.level_norm, lengths)
+    if lengths is not None:
+        wav = reflect_ends(wav, lengths, fe.n_fft // 2)
     spec = stft(wav, fe)
     if fe.feature == "mag":
         mag = spec.abs()

@@ -78,6 +78,32 @@ def test_bad_inputs_get_error_rows_in_input_order_and_exit_1(run_dir, tmp_path):
     assert "5 of 7 file(s) could not be scored" in res.output
 
 
+def test_a_clip_scores_the_same_alone_and_padded_in_a_batch(run_dir):
+    # The STFT's last frames of a padded row must see the row's own end, not the batch's zeros.
+    scorer = load_qa(run_dir)
+    short, long_ = torch.from_numpy(SPEECH[:16000]), torch.from_numpy(SPEECH[:48000])
+    batch = torch.zeros(2, 48000)
+    batch[0, :16000], batch[1] = short, long_
+    with torch.inference_mode():
+        alone = scorer(short[None]).item()
+        together = scorer(batch, torch.tensor([16000, 48000]))
+    assert together[0].item() == pytest.approx(alone, abs=1e-5)
+    assert together[1].item() == pytest.approx(scorer(long_[None]).item(), abs=1e-5)
+
+
+def test_three_shards_concatenate_to_the_unsharded_csv(run_dir, tmp_path):
+    files = [write(tmp_path / f"{k}.wav", SPEECH[: 8000 * (k + 2)]) for k in range(5)]
+    texts = []
+    for spec in (None, "1/3", "2/3", "3/3"):
+        out = tmp_path / f"{spec or 'all'}.csv".replace("/", "-")
+        res = run_cli("predict", *files, "--model", run_dir, "--out", out, "--device", "cpu",
+                      *(["--shard", spec] if spec else []))
+        assert res.exit_code == 0, res.output
+        texts.append(out.read_text().splitlines())
+    whole, first, *rest = texts
+    assert first + [line for lines in rest for line in lines[1:]] == whole
+
+
 def test_unknown_model_is_one_line_and_exit_2(tmp_path):
     res = run_cli("predict", write(tmp_path / "a.wav", SPEECH[:16000]), "--model", "no-such-model",
                   "--out", tmp_path / "s.csv")
