@@ -321,10 +321,13 @@ def test_quality_model_reads_enhanced_waveform_through_its_own_front_end(tmp_pat
     noisy, clean, lengths = _batch()
     enh = enhancer(noisy, lengths)
     qa_frozen(critic, enh, clean, lengths, DEFAULTS, 0).backward()
-    expected = features(enh.detach(), scorer.frontend)
-    assert seen[0].shape == expected.shape and expected.shape[-1] == 257
-    assert torch.allclose(seen[0], expected, atol=1e-5)
-    assert not torch.allclose(seen[0], features(noisy, scorer.frontend), atol=1e-3)
+    # Each item's valid frames are the QA front end's features of that enhanced item alone.
+    for row, n in enumerate(lengths.tolist()):
+        expected = features(enh.detach()[row : row + 1, :n], scorer.frontend)[0]
+        assert expected.shape[-1] == 257
+        assert torch.allclose(seen[0][row, : len(expected)], expected, atol=1e-5)
+        heard = features(noisy[row : row + 1, :n], scorer.frontend)[0]
+        assert not torch.allclose(seen[0][row, : len(heard)], heard, atol=1e-3)
     assert enhancer.decoder[0].deconv.weight.grad.abs().sum() > 0
 
 
