@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from mosqa.errors import MosqaError
 
@@ -60,6 +59,9 @@ def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Polyphase resampling along the last axis; exact rational ratio, no FFT wrap-around."""
     if sr_in == sr_out:
         return wav
+    # Imported here, not at the top: scipy.signal takes 0.5 s to import, paid by every scoring worker.
+    from scipy.signal import resample_poly
+
     ratio = Fraction(sr_out, sr_in)
     return resample_poly(wav, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
 
