@@ -428,6 +428,8 @@ class ClosedFormLR(torch.optim.lr_scheduler.LambdaLR):
     """
 
     def load_state_dict(self, state_dict: dict) -> None:
+        # Runs saved before this class held a CosineAnnealingLR: same step count, no lambda entry.
+        state_dict = {"lr_lambdas": [None] * len(self.base_lrs)} | state_dict
         super().load_state_dict(state_dict)
         groups = self.optimizer.param_groups
         for group, base, factor in zip(groups, self.base_lrs, self.lr_lambdas, strict=True):

@@ -153,3 +153,21 @@ def test_no_arch_and_no_config_is_stated(corpus):
     cfg = resolve(None, {"train": str(corpus["train"]), "valid": str(corpus["valid"])},
                   console=Console(file=out, width=200))
     assert cfg["arch"] == "qualitynet" and "no --arch (and none in a config)" in out.getvalue()
+
+
+def test_cosine_schedule_resumes_an_older_cosine_annealing_state_and_replans():
+    from mosqa.runs import cosine_schedule
+
+    def sgd():
+        return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+
+    old_opt = sgd()
+    old = torch.optim.lr_scheduler.CosineAnnealingLR(old_opt, T_max=2)
+    for _ in range(2):
+        old_opt.step()
+        old.step()
+    opt = sgd()
+    opt.load_state_dict(old_opt.state_dict())  # lr 0: the end of the old 2-step curve
+    replanned = cosine_schedule(opt, 4)
+    replanned.load_state_dict(old.state_dict())
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05) and replanned.last_epoch == 2
