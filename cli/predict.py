@@ -6,14 +6,17 @@ import typer
 
 
 def command(
-    paths: list[Path] = typer.Argument(None, help="Audio files and folders (searched recursively)."),
-    list_files: list[Path] = typer.Option([], "--list", help="A list file of audio paths (repeatable)."),
+    paths: list[Path] = typer.Argument(None, help="Audio files and folders (searched recursively, "
+                                       "symlinked folders followed). Default: none; then give --list."),
+    list_files: list[Path] = typer.Option([], "--list", help="A list of audio paths (repeatable): one path "
+                                          "per line, or any mosqa list or CSV with a path column; scores "
+                                          "in it are ignored. Default: none."),
     model: str = typer.Option("pesq-wb", "--model", "-m", help="A shipped model's name (pesq-wb: predicts "
                               "wideband PESQ) or a train-qa run directory / checkpoint."),
     out: Path = typer.Option(Path("scores.csv"), "--out", "-o", help="Per-file scores (CSV)."),
-    jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes, one thread each (default: one "
-                             "per core when there are many files on CPU)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes, one thread each. Default: one "
+                             "per core when there are many files on CPU, else 1."),
+    device: str = typer.Option("auto", help="auto (cuda when a GPU is present) | cpu | cuda."),
     batch_size: int = typer.Option(16, "--batch-size", help="Chunks scored per forward pass (and files per "
                                    "worker task)."),
     chunk_seconds: float = typer.Option(8.0, "--chunk-seconds", help="Longer files are cut into equal chunks "

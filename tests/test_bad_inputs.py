@@ -398,7 +398,7 @@ def test_find_audio_follows_symlinked_folders_without_looping(work, tmp_path):
 # ---------------------------------------------------------------- help
 
 
-HELPED = ("simulate", "prepare-list", "eval-qa", "enhance", "dnsmos")
+HELPED = ("simulate", "prepare-list", "eval-qa", "enhance", "dnsmos", "predict")
 
 
 @pytest.mark.parametrize("name", HELPED)
