@@ -5,13 +5,12 @@ from pathlib import Path
 
 import typer
 
+from cli.scoring import AUDIO_LISTS, AUDIO_PATHS, SHARD, summary_table
+
 
 def command(
-    paths: list[Path] = typer.Argument(None, help="Audio files and folders (searched recursively, "
-                                       "symlinked folders followed). Default: none; then give --list."),
-    list_files: list[Path] = typer.Option([], "--list", help="A list of audio paths (repeatable): one path "
-                                          "per line, or any mosqa list or CSV with a path column; scores "
-                                          "in it are ignored. Default: none."),
+    paths: list[Path] = AUDIO_PATHS,
+    list_files: list[Path] = AUDIO_LISTS,
     out: Path = typer.Option(Path("dnsmos.csv"), "--out", "-o", help="Per-file scores (CSV), with a warning "
                              "column for silent or under-1 s files and an error column for unreadable ones."),
     summary_json: Path = typer.Option(None, "--summary-json", help="Also write the summary table as JSON. "
@@ -33,9 +32,7 @@ def command(
                                    "(default: the installed speechmos package)."),
     sigmos_model: Path = typer.Option(None, "--sigmos-model", help="SIGMOS ONNX file: adds the seven MOS_* "
                                       "P.804 columns. Default: none."),
-    shard: str = typer.Option(None, "--shard", help="K/N: score only the K-th of N contiguous blocks of the "
-                              "files (e.g. --shard $SLURM_ARRAY_TASK_ID/N); the N CSVs, headers dropped "
-                              "after the first, concatenate to the unsharded CSV. Default: all files."),
+    shard: str = SHARD,
 ):
     """Score audio with DNSMOS P.835 (SIG/BAK/OVRL) and P.808, equal to Microsoft's reference."""
     # One BLAS thread, set before numpy loads, so it does not spin against onnxruntime's threads.
@@ -88,16 +85,3 @@ def command(
     if failed:
         console.print(f"[bold red]{len(failed)} of {len(rows)} file(s) could not be scored[/]")
         raise typer.Exit(1)
-
-
-def summary_table(title: str, summary: dict):
-    """Rich table of a score summary (`mosqa.dnsmos.summarize`): count, mean ± std, 95 % CI per score."""
-    from rich.table import Table
-
-    table = Table(title=title)
-    for header in ("score", "count", "mean ± std", "95% CI"):
-        table.add_column(header, justify="left" if header == "score" else "right")
-    for name, s in summary.items():
-        table.add_row(name, str(s["count"]), f"{s['mean']:.3f} ± {s['std']:.3f}",
-                      f"{s['ci95_low']:.3f} – {s['ci95_high']:.3f}")
-    return table

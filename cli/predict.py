@@ -4,13 +4,12 @@ from pathlib import Path
 
 import typer
 
+from cli.scoring import AUDIO_LISTS, AUDIO_PATHS, SHARD, summary_table
+
 
 def command(
-    paths: list[Path] = typer.Argument(None, help="Audio files and folders (searched recursively, "
-                                       "symlinked folders followed). Default: none; then give --list."),
-    list_files: list[Path] = typer.Option([], "--list", help="A list of audio paths (repeatable): one path "
-                                          "per line, or any mosqa list or CSV with a path column; scores "
-                                          "in it are ignored. Default: none."),
+    paths: list[Path] = AUDIO_PATHS,
+    list_files: list[Path] = AUDIO_LISTS,
     model: str = typer.Option("pesq-wb", "--model", "-m", help="A shipped model's name (pesq-wb: predicts "
                               "wideband PESQ) or a train-qa run directory / checkpoint."),
     out: Path = typer.Option(Path("scores.csv"), "--out", "-o", help="Per-file scores (CSV)."),
@@ -22,9 +21,7 @@ def command(
     chunk_seconds: float = typer.Option(8.0, "--chunk-seconds", help="Longer files are cut into equal chunks "
                                         "at most this long; the file's score is their duration-weighted "
                                         "mean."),
-    shard: str = typer.Option(None, "--shard", help="K/N: score only the K-th of N contiguous blocks of the "
-                              "files (e.g. --shard $SLURM_ARRAY_TASK_ID/N); the N CSVs, headers dropped "
-                              "after the first, concatenate to the unsharded CSV. Default: all files."),
+    shard: str = SHARD,
 ):
     """Score audio with a non-intrusive quality model: one score per file, no reference needed.
 
@@ -33,7 +30,6 @@ def command(
     """
     from rich.console import Console
 
-    from cli.dnsmos import summary_table
     from mosqa import dnsmos, predict
     from mosqa.checks import output_file
     from mosqa.errors import MosqaError
