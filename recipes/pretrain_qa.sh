@@ -28,6 +28,7 @@ OUT=${OUT:-exp/pretrain_qa}
 MAX_FLOOR_DB=${MAX_FLOOR_DB:--35}
 PER_UTT=${PER_UTT:-13}             # degraded copies per kept reference: 1,629 x 13 = 21,177 clips
 SIM_SEED=${SIM_SEED:-0}
+SIM_ARGS=${SIM_ARGS:-}             # more `mosqa simulate` options, e.g. other impairment ranges
 JOBS=${JOBS:-2}                    # simulate workers
 EPOCHS=${EPOCHS:-30}
 BATCH=${BATCH:-32}
@@ -70,8 +71,10 @@ fi
 
 if in_stage 1; then
   echo "stage 1: simulate $PER_UTT degraded copies of every kept reference"
+  # shellcheck disable=SC2086  # SIM_ARGS is a list of options
   mosqa simulate "$OUT/references/speech" --noise-dir "$CORPUS/noise" --rir-dir "$CORPUS/rir" \
-    --out-dir "$OUT/sim" --per-utt "$PER_UTT" --seed "$SIM_SEED" --jobs "$JOBS" --speaker-map "$SPEAKER_MAP"
+    --out-dir "$OUT/sim" --per-utt "$PER_UTT" --seed "$SIM_SEED" --jobs "$JOBS" --speaker-map "$SPEAKER_MAP" \
+    $SIM_ARGS
 fi
 
 if in_stage 2; then
