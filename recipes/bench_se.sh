@@ -22,7 +22,8 @@
 # control and 4 guidances x 3 seeds (15 runs, JOBS=2 at once: about 40 min), scoring 17 runs x 100 files
 # (about 75 min): about 3 h at those speeds, over the 2.5 h aim. DEVICE=cuda for larger runs (bigger
 # BASE_STEPS / FT_STEPS / SEEDS). Stages resume: `stage=N bash recipes/bench_se.sh` starts at stage N; a
-# run or a score already finished is kept, an interrupted run continues from its last.pt.
+# finished score is kept; a run is resumed to its stage's length (interrupted: from its last.pt; a raised
+# BASE_STEPS continues the baseline, its cosine schedule re-planned over the new length).
 set -euo pipefail
 # beside the repository; absolute, as the lists name files by absolute path
 CORPUS=$(realpath -m "${CORPUS:-$(dirname "$0")/../../shared/corpus}")
@@ -100,15 +101,14 @@ fi
 
 at_most_jobs() { while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done; }
 
-train() {  # train TAG FLAGS...: one run in $OUT/runs/TAG/; a finished run is kept, a started one resumed
-    local tag=$1 dir
-    shift
-    [ -f "$OUT/runs/$tag.done" ] && return 0
+train() {  # train TAG EPOCHS FLAGS...: one run in $OUT/runs/TAG/ trained to EPOCHS; a run that exists
+    local tag=$1 epochs=$2 dir  # (finished, interrupted, or shorter than EPOCHS) is resumed to EPOCHS
+    shift 2
     dir=$(find "$OUT/runs/$tag" -mindepth 1 -maxdepth 1 -type d ! -name '.*' 2>/dev/null | head -n 1 || true)
     if [ -n "$dir" ] && [ -f "$dir/last.pt" ]; then
-        mosqa train-se --resume "$dir" > "$OUT/logs/$tag.out" 2> "$OUT/logs/$tag.log"
+        mosqa train-se --resume "$dir" --epochs "$epochs" >> "$OUT/logs/$tag.out" 2>> "$OUT/logs/$tag.log"
     else
-        mosqa train-se "${COMMON[@]}" --exp-dir "$OUT/runs/$tag" --name "$tag" "$@" \
+        mosqa train-se "${COMMON[@]}" --exp-dir "$OUT/runs/$tag" --name "$tag" --epochs "$epochs" "$@" \
             > "$OUT/logs/$tag.out" 2> "$OUT/logs/$tag.log"
     fi
     tail -n 1 "$OUT/logs/$tag.out" > "$OUT/runs/$tag.done"
@@ -135,20 +135,19 @@ all_left() {  # all_left PATH_FORMAT MESSAGE_FORMAT: every fine-tune (%s = its n
 
 if [ "$stage" -le 2 ]; then
     echo "== 2. baseline: dpcrn, spectral loss, $BASE_STEPS steps (log: $OUT/logs/baseline.log)"
-    train baseline -c recipes/conf/se_dpcrn.yaml --steps-per-epoch "$STEPS_PER_EPOCH" \
-        --epochs $(( (BASE_STEPS + STEPS_PER_EPOCH - 1) / STEPS_PER_EPOCH )) \
-        --epoch-items $(( STEPS_PER_EPOCH * 4 )) --lr 0.002 --scheduler cosine
+    train baseline $(( (BASE_STEPS + STEPS_PER_EPOCH - 1) / STEPS_PER_EPOCH )) -c recipes/conf/se_dpcrn.yaml \
+        --steps-per-epoch "$STEPS_PER_EPOCH" --epoch-items $(( STEPS_PER_EPOCH * 4 )) --lr 0.002 --scheduler cosine
 fi
 
 if [ "$stage" -le 3 ]; then
     echo "== 3. fine-tune $FT_STEPS steps from the baseline: control and each guidance, seeds $SEEDS"
-    FT=(--init "$(run_dir baseline)" --epochs 1 --steps-per-epoch "$FT_STEPS"
+    FT=(--init "$(run_dir baseline)" --steps-per-epoch "$FT_STEPS"
         --epoch-items $(( FT_STEPS * 4 )) --lr 0.0005)
     while read -r seed tag flags; do
         at_most_jobs
         echo "   ${tag}_s$seed (log: $OUT/logs/${tag}_s$seed.log)"
         read -r -a extra <<< "$flags"
-        train "${tag}_s$seed" "${FT[@]}" --seed "$seed" "${extra[@]}" &
+        train "${tag}_s$seed" 1 "${FT[@]}" --seed "$seed" "${extra[@]}" &
     done < <(fine_tunes)
     wait
     all_left "$OUT/runs/%s.done" "training %s failed; see $OUT/logs/%s.log"
