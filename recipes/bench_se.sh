@@ -15,15 +15,15 @@
 # recordings with a quiet floor (qc.csv floor_rel_db <= -35 dB, or none measured): a noisy reference caps
 # PESQ. Noises: TEST_NOISES are held out; training adds mosqa's generated white/pink/brown/babble noise.
 #
-# Budget, measured on a 2-core machine shared with other jobs (one thread per run): a dpcrn step (4 x 1 s)
-# takes 1.6 s spectral-only, 1.8 s guided by pesq-wb frozen, 2.0 s grl or joint (true PESQ of each item),
-# 3.0 s guided by DNSMOS; scoring one test file (about 3.4 s of audio: enhance, PESQ, STOI, DNSMOS,
-# pesq-wb) about 5.5 s. Defaults: BASE_STEPS 2400 (about 67 min with validation), FT_STEPS 120 for the
-# control and 4 guidances x 3 seeds (15 runs, JOBS=2 at once: about 40 min), scoring 17 runs x 100 files
-# (about 75 min): about 3 h at those speeds, over the 2.5 h aim. DEVICE=cuda for larger runs (bigger
-# BASE_STEPS / FT_STEPS / SEEDS). Stages resume: `stage=N bash recipes/bench_se.sh` starts at stage N; a
-# finished score is kept; a run is resumed to its stage's length (interrupted: from its last.pt; a raised
-# BASE_STEPS continues the baseline, its cosine schedule re-planned over the new length).
+# Budget, measured 2026-12-01 on this 2-core machine while a third job shared it (one thread per run):
+# a 200-step baseline epoch (4 x 1 s crops) with its validation takes 195-220 s; a 120-step fine-tune
+# 200-270 s spectral-only or guided by pesq-wb (frozen, grl, joint), 250-380 s guided by DNSMOS; scoring
+# one run on the 100 test files about 100 s. The run behind the closing note: BASE_STEPS 2400, then
+# raised to 3600 (the baseline resumed), 6 fine-tunes x 3 seeds, 19 score files: 2 h 10 min in all.
+# DEVICE=cuda for larger runs (bigger BASE_STEPS / FT_STEPS / SEEDS).
+# Stages resume: `stage=N bash recipes/bench_se.sh` starts at stage N; a finished score
+# is kept; a run is resumed to its stage's length (interrupted: from its last.pt; a raised BASE_STEPS
+# continues the baseline, its cosine schedule re-planned over the new length).
 set -euo pipefail
 # beside the repository; absolute, as the lists name files by absolute path
 CORPUS=$(realpath -m "${CORPUS:-$(dirname "$0")/../../shared/corpus}")
@@ -32,7 +32,7 @@ DEVICE=${DEVICE:-cpu}
 JOBS=${JOBS:-2}
 THREADS=${THREADS:-1}
 ITEMS=${ITEMS:-100}
-BASE_STEPS=${BASE_STEPS:-2400}
+BASE_STEPS=${BASE_STEPS:-3600}
 FT_STEPS=${FT_STEPS:-120}
 SEEDS=${SEEDS:-"1 2 3"}
 STEPS_PER_EPOCH=${STEPS_PER_EPOCH:-200}
@@ -45,7 +45,8 @@ ambient_water_urban"}
 GUIDES=${GUIDES:-"frozen_pesqwb --qa frozen --qa-model $QA_MODEL
 grl_pesqwb --qa grl --qa-model $QA_MODEL
 joint_pesqwb --qa joint --qa-model $QA_MODEL
-frozen_dnsmos --qa frozen --qa-model dnsmos --dnsmos-target ovrl"}
+frozen_dnsmos --qa frozen --qa-model dnsmos --dnsmos-target ovrl
+frozen_dnsmos_w0.3 --qa frozen --qa-model dnsmos --dnsmos-target ovrl --qa-weight 0.3"}
 stage=${stage:-0}
 [ -d "$CORPUS/speech" ] || { echo "bench_se: no corpus at $CORPUS (set CORPUS)" >&2; exit 2; }
 mkdir -p "$OUT/lists" "$OUT/logs" "$OUT/runs" "$OUT/scores"
@@ -136,7 +137,8 @@ all_left() {  # all_left PATH_FORMAT MESSAGE_FORMAT: every fine-tune (%s = its n
 if [ "$stage" -le 2 ]; then
     echo "== 2. baseline: dpcrn, spectral loss, $BASE_STEPS steps (log: $OUT/logs/baseline.log)"
     train baseline $(( (BASE_STEPS + STEPS_PER_EPOCH - 1) / STEPS_PER_EPOCH )) -c recipes/conf/se_dpcrn.yaml \
-        --steps-per-epoch "$STEPS_PER_EPOCH" --epoch-items $(( STEPS_PER_EPOCH * 4 )) --lr 0.002 --scheduler cosine
+        --steps-per-epoch "$STEPS_PER_EPOCH" --epoch-items $(( STEPS_PER_EPOCH * 4 )) \
+        --lr 0.002 --scheduler cosine
 fi
 
 if [ "$stage" -le 3 ]; then
