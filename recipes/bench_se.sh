@@ -17,9 +17,9 @@
 #
 # Budget, measured 2026-12-01 on this 2-core machine while a third job shared it (one thread per run):
 # a 200-step baseline epoch (4 x 1 s crops) with its validation takes 195-220 s; a 120-step fine-tune
-# 200-270 s spectral-only or guided by pesq-wb (frozen, grl, joint), 250-380 s guided by DNSMOS; scoring
+# 200-305 s spectral-only or guided by pesq-wb (frozen, grl, joint), 250-340 s guided by DNSMOS; scoring
 # one run on the 100 test files about 100 s. The run behind the closing note: BASE_STEPS 2400, then
-# raised to 3600 (the baseline resumed), 6 fine-tunes x 3 seeds, 19 score files: 2 h 10 min in all.
+# raised to 3600 (the baseline resumed), 6 fine-tunes x 3 seeds, 20 score files: 2 h 10 min in all.
 # DEVICE=cuda for larger runs (bigger BASE_STEPS / FT_STEPS / SEEDS).
 # Stages resume: `stage=N bash recipes/bench_se.sh` starts at stage N; a finished score
 # is kept; a run is resumed to its stage's length (interrupted: from its last.pt; a raised BASE_STEPS
