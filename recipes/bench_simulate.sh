@@ -35,9 +35,7 @@ trap 'rm -rf "$BASE_SRC"' EXIT
 git -C "$REPO" archive "$BASELINE" mosqa cli | tar -x -C "$BASE_SRC"
 
 # Every degradation range as it was before issue 14 (recorded RIRs only, no tandem codecs, ...).
-NARROW=(--drr-range 3,30 --synthetic-rooms 0 --clip-range 0.3,0.95 --band-high-range 1000,6000
-        --band-low-range 0,0 --loss-range 0.002,0.08 --burst-range 2,2 --tandem-prob 0
-        --combine-probs 0.8,0.15,0.05)
+read -r -d "" -a NARROW < recipes/conf/simulate_narrow_ranges.args || true
 
 run() {  # NAME: one simulation of that configuration; appends "clips/s wall-seconds" to NAME.times
     local name=$1 code=$REPO start

@@ -19,10 +19,8 @@ CONF=${CONF:-crn_cp_qn_C256_L128_T256}
 SEEDS=${SEEDS:-"0 1 2"}
 SHIPPED=${SHIPPED:-mosqa/pretrained/pesq-wb}
 export PER_UTT=${PER_UTT:-2} EPOCHS=${EPOCHS:-12}
-# Every range as `simulate` drew it before issue 14 (the same list as recipes/bench_simulate.sh).
-NARROW="--drr-range 3,30 --synthetic-rooms 0 --clip-range 0.3,0.95 --band-high-range 1000,6000
-        --band-low-range 0,0 --loss-range 0.002,0.08 --burst-range 2,2 --tandem-prob 0
-        --combine-probs 0.8,0.15,0.05"
+# Every range as `simulate` drew it before issue 14 (shared with recipes/bench_simulate.sh).
+NARROW=$(cat recipes/conf/simulate_narrow_ranges.args)
 stage=${stage:-0}
 
 corpus() {  # corpus NAME STAGE_FROM STAGE_TO: recipes/pretrain_qa.sh on $OUT/NAME
