@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from mosqa.checks import require_kind
+from mosqa.encoder_qa import ARCH as ENCODER_ARCH
+from mosqa.encoder_qa import EncoderScorer
 from mosqa.errors import MosqaError
 from mosqa.frontend import FrontEnd, features, frame_lengths
 from mosqa.heads import MOS_MIN, MOS_RANGE
@@ -24,6 +26,11 @@ class QAScorer(nn.Module):
         super().__init__()
         self.model, self.frontend = model, frontend
         self.config = dict(config or {"arch": model.arch, **model.config(), **frontend.to_dict()})
+
+    @property
+    def trained(self) -> nn.Module:
+        """The part whose weights best.pt holds."""
+        return self.model
 
     def full(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
         """The model's whole output dict (frame scores, mask, classifier logits ...)."""
@@ -43,10 +50,18 @@ class QAScorer(nn.Module):
         return (self.forward(wav, lengths) - MOS_MIN) / MOS_RANGE
 
 
-def scorer_from_config(cfg: dict) -> QAScorer:
-    """An untrained scorer exactly as a run's config describes it."""
+def _trained_scorer(cfg: dict) -> QAScorer:
     fe = FrontEnd.from_dict(cfg)
     return QAScorer(build_model(cfg, fe.n_bins), fe, cfg)
+
+
+# config `arch` -> builder, for architectures that are not a train-qa model on a front end.
+SCORERS = {ENCODER_ARCH: EncoderScorer}
+
+
+def scorer_from_config(cfg: dict) -> nn.Module:
+    """An untrained scorer exactly as a run's config describes it."""
+    return SCORERS.get(cfg.get("arch"), _trained_scorer)(cfg)
 
 
 def load_qa(run_dir, device="cpu", checkpoint: str = "best.pt") -> QAScorer:
@@ -62,7 +77,7 @@ def load_qa(run_dir, device="cpu", checkpoint: str = "best.pt") -> QAScorer:
     if "model" not in state:
         raise MosqaError(f"{ckpt}: not a train-qa checkpoint (no model weights)")
     try:
-        scorer.model.load_state_dict(state["model"])
+        scorer.trained.load_state_dict(state["model"])
     except RuntimeError as exc:
         reason = str(exc).splitlines()[0]
         raise MosqaError(f"{ckpt}: weights do not fit the model in config.yaml ({reason})") from None

@@ -1,0 +1,195 @@
+"""One session of the quality-model campaign (issue 19): fresh shards until the budget ends, then a row.
+
+    python recipes/campaign_qa.py --budget-min 60 [--shard N] [--jobs 2] [--work exp/campaign]
+        [--state recipes/campaign] [--promote-to mosqa/pretrained/pesq-wb]
+
+Per shard (N from the committed state, or --shard): simulate ~10,000 clips from the training voices,
+noises, music and rooms with seed 1000 + N (`mosqa simulate`, resumable), encode them with the frozen
+Distill-MOS encoder (saved every 256 clips), and add them to the ridge sums in blocks of BLOCK clips;
+the state is saved after every block (about every 8 minutes on 2 cores), so a cut session resumes the
+same shard where it stopped. When the budget is spent: pick each output's ridge strength on the fixed
+validation set, score validation and test, append a row to campaign.csv, redraw campaign.png, and
+export the head to --promote-to when validation LCC beats every earlier row (and the shipped model it
+would replace). The fixed sets are simulated once from their own voices, noises and rooms (seeds 900001
+and 900002): the same clips on every machine.
+"""
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mosqa import campaign
+from mosqa.audio import atomic_path
+from mosqa.encoder_qa import OUTPUTS
+
+SPEAKER_MAP = "ast_en_allison=allison,ast_es_allison=allison"
+SHARD_PER_UTT = 9  # x 1,153 training utterances = 10,377 clips a shard
+FIXED = {"valid": (5, 900001), "test": (5, 900002)}  # per-utt, seed: ~1,235 and ~1,145 clips
+BLOCK = 2048  # clips added to the sums between two saves of the state
+PRECISION = "bf16"
+
+
+def simulate(work: Path, part: str, out: Path, per_utt: int, seed: int, jobs: int) -> None:
+    split = work / "split"
+    cmd = ["mosqa", "simulate", str(split / part / "speech"), "--out-dir", str(out), "--per-utt",
+           str(per_utt), "--seed", str(seed), "--jobs", str(jobs), "--speaker-map", SPEAKER_MAP,
+           "--noise-dir", str(split / f"{part}_noise.list"), "--rir-dir", str(split / f"{part}_rir.list"),
+           "--music-dir", str(split / f"{part}_music.list")]
+    subprocess.run(cmd, check=True)
+
+
+def fixed_set(work: Path, part: str, jobs: int):
+    per_utt, seed = FIXED[part]
+    sim = work / f"fixed_{part}"
+    if not (sim / "summary.json").is_file():
+        simulate(work, part, sim, per_utt, seed, jobs)
+    paths, y, rows = campaign.read_set(sim)
+    x = campaign.extract_features(paths, work / f"features/fixed_{part}", jobs, PRECISION)
+    return x, y, rows
+
+
+def shipped_baseline(model_dir: Path, sim: Path) -> float | None:
+    """Validation LCC of the model --promote-to would replace (None when it is not there)."""
+    if not (model_dir / "config.yaml").is_file():
+        return None
+    out = sim.parent / f"baseline_{model_dir.name}.csv"
+    if not out.is_file():
+        subprocess.run(["mosqa", "predict", "--list", str(sim / "all.list"), "--model", str(model_dir),
+                        "-o", str(out)], check=True)
+    with open(out, newline="") as f:
+        pred = {Path(r["filename"]).name: float(r["score"]) for r in csv.DictReader(f)}
+    paths, y, _ = campaign.read_set(sim)
+    return float(np.corrcoef([pred[p.name] for p in paths], y[:, 0])[0, 1])
+
+
+def train_shards(state: dict | None, work: Path, state_path: Path, deadline: float, args) -> dict:
+    """Add shards to the sums until the deadline; returns the state (saved after every block)."""
+    while time.monotonic() < deadline:
+        shard = int(state["shards"]) if state is not None else args.shard or 0
+        sim = work / f"shard_{shard:03d}"
+        simulate(work, "train", sim, SHARD_PER_UTT, 1000 + shard, args.jobs)
+        paths, y, _ = campaign.read_set(sim)
+        done = int(state["shard_done"]) if state is not None and "shard_done" in state else 0
+        while done < len(paths) and time.monotonic() < deadline:
+            block = slice(done, min(len(paths), done + BLOCK))
+            start = time.monotonic()
+            cache = work / f"features/shard_{shard:03d}_{done:06d}"
+            x = campaign.extract_features(paths[block], cache, args.jobs, PRECISION)
+            state = state if state is not None else campaign.new_state(x)
+            campaign.accumulate(state, x, y[block])
+            done = block.stop
+            state.update(shard_done=np.int64(done), clips=state["clips"] + len(x),
+                         wall_s=state["wall_s"] + campaign.elapsed(start),
+                         updates=state.get("updates", 0) + 1)
+            campaign.save_state(state_path / "state.npz", state)
+            print(f"shard {shard}: {done}/{len(paths)} clips added ({int(state['clips'])} in all)",
+                  flush=True)
+        if done >= len(paths):
+            state.update(shards=np.int64(shard + 1), shard_done=np.int64(0))
+            campaign.save_state(state_path / "state.npz", state)
+    return state
+
+
+def write_row(csv_path: Path, row: dict) -> list[dict]:
+    rows = []
+    if csv_path.is_file():
+        with open(csv_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    rows.append({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def campaign_png(path: Path, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    clips = [int(r["clips"]) / 1000 for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for key, style in (("valid_lcc", "o-"), ("test_lcc", "s-"), ("valid_srcc", "o--"), ("test_srcc", "s--")):
+        ax1.plot(clips, [float(r[key]) for r in rows], style, label=key.replace("_", " "))
+    ax1.axhline(0.92, color="grey", lw=0.8, ls=":")
+    ax1.set(xlabel="training clips seen (thousands)", ylabel="correlation with PESQ-WB",
+            title="held-out voices, noises and rooms")
+    ax1.legend(fontsize=8)
+    kinds = sorted(k[len("test_kind_"):-len("_bias")] for k in rows[-1] if k.startswith("test_kind_")
+                   and k.endswith("_bias"))
+    for kind in kinds:
+        ax2.plot(clips, [float(r.get(f"test_kind_{kind}_bias") or "nan") for r in rows], ".-", label=kind)
+    ax2.axhspan(-0.25, 0.25, color="grey", alpha=0.15)
+    ax2.set(xlabel="training clips seen (thousands)", ylabel="mean predicted - true",
+            title="test bias per kind")
+    ax2.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budget-min", type=float, default=60.0, help="wall minutes for training shards")
+    ap.add_argument("--shard", type=int, default=None, help="start at this shard (default: the state's)")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--work", type=Path, default=Path("exp/campaign"))
+    ap.add_argument("--state", type=Path, default=Path("recipes/campaign"))
+    ap.add_argument("--promote-to", type=Path, default=Path("mosqa/pretrained/pesq-wb"))
+    args = ap.parse_args(argv)
+    session_start = time.monotonic()
+    deadline = session_start + args.budget_min * 60
+    state_path = args.state
+    state = campaign.load_state(state_path / "state.npz")
+    if state is not None and args.shard is not None:
+        state["shards"], state["shard_done"] = np.int64(args.shard), np.int64(0)
+    xv, yv, rv = fixed_set(args.work, "valid", args.jobs)
+    xt, yt, rt = fixed_set(args.work, "test", args.jobs)
+    state = train_shards(state, args.work, state_path, deadline, args)
+
+    zv = campaign.project(state, xv)
+    lambdas = campaign.select_lambdas(state, zv, yv)
+    w, b = campaign.solve(state, lambdas)
+    row = {"row": 0, "date": time.strftime("%Y-%m-%d"), "shards": int(state["shards"]),
+           "clips": int(state["clips"]), "updates": int(state.get("updates", 0)),
+           "wall_min": float(state["wall_s"]) / 60, "session_min": campaign.elapsed(session_start) / 60,
+           "kept_variance": float(state["kept_variance"])}
+    for name, z, y, rows in (("valid", zv, yv, rv), ("test", campaign.project(state, xt), yt, rt)):
+        figures = campaign.report(campaign.predict_projected(z, w, b), y, rows)
+        row |= {f"{name}_{k}": v for k, v in figures.items()}
+    earlier = []
+    if (state_path / "campaign.csv").is_file():
+        with open(state_path / "campaign.csv", newline="") as f:
+            earlier = list(csv.DictReader(f))
+    row["row"] = len(earlier) + 1
+    best_before = max([float(r["valid_lcc"]) for r in earlier], default=-1.0)
+    baseline = shipped_baseline(args.promote_to, args.work / "fixed_valid") if not earlier else None
+    promote = row["valid_lcc"] > best_before and (baseline is None or row["valid_lcc"] > baseline)
+    row["baseline_valid_lcc"] = baseline if baseline is not None else ""
+    row["promoted"] = int(promote)
+    rows = write_row(state_path / "campaign.csv", row)
+    campaign_png(state_path / "campaign.png", rows)
+    chosen = dict(zip(OUTPUTS, map(float, lambdas), strict=True))
+    (state_path / "lambdas.json").write_text(json.dumps(chosen))
+    if promote:
+        info = {k: row[k] for k in ("row", "shards", "clips", "valid_lcc", "test_lcc", "test_srcc")}
+        campaign.export_head(args.promote_to, state, lambdas, PRECISION, info)
+    print(json.dumps({k: row[k] for k in ("row", "shards", "clips", "valid_lcc", "test_lcc", "test_srcc",
+                                           "promoted")}))
+    print("diagnostics (test): " + ", ".join(
+        f"{k[len('test_diag_'):]} {row[k]:.3f}" for k in row if k.startswith("test_diag_")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The quality-model campaign (issue 19): each session adds fresh simulated shards to one model until its
+# budget ends, then scores the fixed validation and test sets and appends a row to recipes/campaign/.
+#
+#   bash recipes/campaign_qa.sh                        # one session: BUDGET_MIN of shards, then the row
+#   BUDGET_MIN=90 JOBS=2 bash recipes/campaign_qa.sh
+#   SHARD=7 bash recipes/campaign_qa.sh                # start at another shard than the state's
+#   nohup bash recipes/campaign_qa.sh > exp/campaign.log 2>&1 &    # how a session starts it
+#
+# Stages: 0 references + the split of voices, noise files, music and rooms (once; idempotent) |
+# 1 the session (recipes/campaign_qa.py). Commit recipes/campaign/ and mosqa/pretrained/pesq-wb after it
+# (and at least hourly while it runs: the state is saved after every block of clips).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CORPUS=${CORPUS:-../shared/corpus}
+WORK=${WORK:-exp/campaign}
+BUDGET_MIN=${BUDGET_MIN:-60}
+JOBS=${JOBS:-2}
+SHARD=${SHARD:-}
+stage=${stage:-0}
+stop_stage=${stop_stage:-1}
+in_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+# The voices recipes/pretrain_qa.sh holds out (60 test, 30 validation), read from it: one list.
+groups() { sed -n "/^$1=/,/}/p" recipes/pretrain_qa.sh | tr -d '\\\n ' | sed 's/.*:-//; s/}.*//'; }
+
+if in_stage 0; then
+  echo "stage 0: references (own noise floor <= -35 dB) and the campaign split"
+  [ -f "$WORK/references/floors.csv" ] || python recipes/select_references.py "$CORPUS" "$WORK/references"
+  python recipes/campaign_split.py "$WORK/references/speech" "$CORPUS" "$WORK/split" \
+    --test-groups "$(groups TEST_GROUPS)" --valid-groups "$(groups VALID_GROUPS)"
+fi
+
+if in_stage 1; then
+  echo "stage 1: a campaign session of $BUDGET_MIN min"
+  python recipes/campaign_qa.py --budget-min "$BUDGET_MIN" --jobs "$JOBS" --work "$WORK" \
+    ${SHARD:+--shard "$SHARD"}
+fi

@@ -1,0 +1,171 @@
+"""The campaign's pieces: the Distill-MOS port against the published package, the ridge sums, the
+diagnostic targets, and the shipped-model form of the head (differentiable, in range)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import speech
+from scipy.stats import mannwhitneyu
+
+from mosqa import campaign, distill_mos
+from mosqa.diagnostics import TARGETS, kind_of, source_of, target_value, targets
+from mosqa.errors import MosqaError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return distill_mos.load_encoder()
+
+
+def test_encoder_matches_the_published_model(encoder):
+    """Golden scores from recipes/distillmos_reference.py (the package's own code, float32 weights);
+    ours ship as float16. The 10 s files take the reference's several-window path."""
+    golden = json.loads((FIXTURES / "distillmos" / "golden.json").read_text())["scores"]
+    for name, want in golden.items():
+        wav, _ = sf.read(FIXTURES / "dnsmos" / name, dtype="float32")
+        with torch.no_grad():
+            got = float(encoder(torch.from_numpy(wav)[None]))
+        assert got == pytest.approx(want, abs=3e-3), name
+
+
+def test_features_are_per_item_and_windowed(encoder):
+    a, b = speech(3.0, 120), speech(9.0, 200)  # 9 s: two windows without padding
+    with torch.no_grad():
+        fa = encoder.features(torch.from_numpy(a)[None])
+        fb = encoder.features(torch.from_numpy(b)[None])
+        pair = encoder.features(torch.from_numpy(np.stack([a, a])))
+    assert fa.shape == (1, distill_mos.FEATURE_DIM) and torch.isfinite(fb).all()
+    assert torch.allclose(pair[0], fa[0], atol=1e-5) and torch.allclose(pair[1], fa[0], atol=1e-5)
+    assert not torch.allclose(fa, fb)
+    assert len(distill_mos.split_windows(torch.zeros(1, 9 * 16000))) == 2
+    with torch.no_grad():  # pad=True is the reference's input: 7.68 s windows
+        padded = encoder.features(torch.from_numpy(a)[None], pad=True)
+    assert padded[0, -1] == pytest.approx(float(encoder(torch.from_numpy(a)[None])), abs=1e-5)
+
+
+def test_missing_weights_is_a_clean_error(tmp_path):
+    with pytest.raises(MosqaError, match="weights are missing"):
+        distill_mos.load_encoder(path=tmp_path / "none.pt")
+
+
+def _data(n, d=40, k=len(campaign.OUTPUTS), seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d)) * rng.uniform(0.5, 3, d) + rng.uniform(-2, 2, d)
+    w = rng.standard_normal((d, k))
+    return x, x @ w + 0.1 * rng.standard_normal((n, k))
+
+
+def test_ridge_sums_add_up_across_shards_and_match_the_closed_form():
+    x, y = _data(300)
+    whole = campaign.new_state(x[:100], rank=40)
+    campaign.accumulate(whole, x, y)
+    parts = campaign.new_state(x[:100], rank=40)
+    for chunk in np.array_split(np.arange(300), 3):
+        campaign.accumulate(parts, x[chunk], y[chunk])
+    lam = [0.1] * y.shape[1]
+    w1, b1 = campaign.solve(whole, lam)
+    w2, b2 = campaign.solve(parts, lam)
+    assert np.allclose(w1, w2) and np.allclose(b1, b2)
+    # the same ridge written out directly on the centred projected features
+    z = campaign.project(whole, x)
+    zc, yc = z - z.mean(0), y - y.mean(0)
+    unit = np.linalg.eigvalsh(zc.T @ zc).mean()
+    direct = np.linalg.solve(zc.T @ zc + 0.1 * unit * np.eye(z.shape[1]), zc.T @ yc)
+    assert np.allclose(w1, direct, atol=1e-8)
+    # folded onto raw features, the head gives the same outputs
+    wf, bf = campaign.head_weights(whole, lam)
+    assert np.allclose(x @ wf + bf, z @ w1 + b1, atol=1e-3)
+
+
+def test_state_round_trip_and_bad_state(tmp_path):
+    x, y = _data(120)
+    state = campaign.new_state(x, rank=20)
+    campaign.accumulate(state, x, y)
+    campaign.save_state(tmp_path / "state.npz", state)
+    back = campaign.load_state(tmp_path / "state.npz")
+    assert back["n"] == 120 and np.allclose(back["zz"], state["zz"], rtol=1e-6)
+    assert campaign.load_state(tmp_path / "none.npz") is None
+    (tmp_path / "bad.npz").write_bytes(b"not a state")
+    with pytest.raises(MosqaError, match="not a campaign state"):
+        campaign.load_state(tmp_path / "bad.npz")
+
+
+def test_lambda_selection_prefers_regularisation_on_noisy_few_clips():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((60, 50))
+    y = np.tile(x[:, :1] + 2.0 * rng.standard_normal((60, 1)), (1, len(campaign.OUTPUTS)))
+    xv = rng.standard_normal((400, 50))
+    yv = np.tile(xv[:, :1], (1, len(campaign.OUTPUTS)))
+    state = campaign.new_state(x, rank=50)
+    campaign.accumulate(state, x, y)
+    lambdas = campaign.select_lambdas(state, campaign.project(state, xv), yv)
+    assert lambdas[0] > campaign.LAMBDAS[0]
+
+
+def test_auc_against_scipy():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 200).astype(float)
+    scores = labels + rng.standard_normal(200).round(1)  # rounding makes ties
+    u = mannwhitneyu(scores[labels == 1], scores[labels == 0]).statistic
+    assert campaign.auc(scores, labels) == pytest.approx(u / (labels.sum() * (200 - labels.sum())))
+    assert np.isnan(campaign.auc(scores, np.ones(200)))
+
+
+def test_diagnostic_targets_from_meta_rows():
+    clean = {"degradations": "clean"}
+    assert targets(clean) == [t.absent for t in TARGETS.values()]
+    row = {"snr_db": "12.5", "babble_snr_db": "4", "drr_db": "", "clipped_share": "0.02",
+           "band_high_hz": "3400", "codec": "opus+mp3", "loss_rate": "0.1"}
+    assert target_value(row, "snr_db") == 4.0  # the strongest of the additive sources
+    assert target_value(row, "drr_db") == TARGETS["drr_db"].absent
+    assert target_value(row, "codec") == 1.0 and target_value(row, "band_high_hz") == 3400
+    assert target_value({"snr_db": "80"}, "snr_db") == TARGETS["snr_db"].high
+    assert kind_of("noise") == "noise" and kind_of("noise+codec") == "combined"
+    assert source_of("libri_1088") == "libri"
+
+
+def test_report_has_every_kind_source_and_diagnostic():
+    rng = np.random.default_rng(3)
+    y = np.column_stack([rng.uniform(1, 4.5, 30), rng.uniform(0, 1, (30, len(TARGETS)))])
+    y[:, -1] = rng.integers(0, 2, 30)
+    kinds, speakers = ("noise", "codec", "noise+clip"), ("libri_1", "so762_2")
+    rows = [{"degradations": kinds[i % 3], "speaker": speakers[i % 2]} for i in range(30)]
+    out = campaign.report(y + 0.1, y, rows)
+    assert out["lcc"] == pytest.approx(1.0) and out["bias"] == pytest.approx(0.1)
+    assert {"kind_noise_lcc", "kind_combined_bias", "source_libri_n", "diag_codec_auc"} <= set(out)
+    assert all(f"diag_{n}_mae" in out for n, t in TARGETS.items() if not t.binary)
+
+
+def test_exported_head_loads_as_a_differentiable_quality_model(tmp_path, encoder):
+    from mosqa.qa import load_qa
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((50, distill_mos.FEATURE_DIM))
+    y = np.column_stack([rng.uniform(1, 5, 50), rng.uniform(0, 1, (50, len(TARGETS)))])
+    state = campaign.new_state(x, rank=20)
+    campaign.accumulate(state, x, y)
+    lambdas = [1.0] * y.shape[1]
+    campaign.export_head(tmp_path / "model", state, lambdas, "fp32", {"row": 1})
+    scorer = load_qa(tmp_path / "model")
+    wav = torch.from_numpy(np.stack([speech(2.0, 150), speech(2.0, 150)]))
+    wav[1, 16000:] = 0
+    wav.requires_grad_(True)
+    out = scorer.full(wav, torch.tensor([32000, 16000]))
+    assert set(out) == set(campaign.OUTPUTS)
+    assert ((out["score"] >= 1) & (out["score"] <= 5)).all()
+    for name, t in TARGETS.items():
+        assert ((out[name] >= t.low) & (out[name] <= t.high)).all()
+    # the head equals the ridge on the encoder's features, item by item at its own length
+    with torch.no_grad():
+        feats = encoder.features(wav[:1].detach()).numpy()
+    w, b = campaign.solve(state, lambdas)
+    want = np.clip(campaign.project(state, feats) @ w + b, 1, 5)[0, 0]
+    assert float(out["score"][0].detach()) == pytest.approx(want, abs=1e-3)
+    scorer.normalised(wav, torch.tensor([32000, 16000])).sum().backward()
+    assert wav.grad is not None and torch.isfinite(wav.grad).all() and wav.grad[0].abs().sum() > 0
