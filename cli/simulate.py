@@ -16,6 +16,12 @@ def _pair(values) -> str:
     return ",".join(f"{v:g}" for v in values)
 
 
+def _ranged(default, flag: str, help: str):
+    """An option of the ranges panel; a range's default is shown as LOW,HIGH, as it is typed."""
+    shown = _pair(default) if isinstance(default, tuple) else default
+    return typer.Option(shown, flag, rich_help_panel=RANGES, help=help)
+
+
 def command(
     clean_dir: Path = typer.Argument(None, help="Clean speech folder, searched recursively; the first folder "
                                      "level is the speaker. Omit it (or pass --builtin) for the built-in "
@@ -24,10 +30,18 @@ def command(
                                  "6 sentences). Default: off, unless CLEAN_DIR is omitted."),
     out_dir: Path = typer.Option(Path("simulated"), "--out-dir", "-o", help="Where wav/, clean/, all.list, "
                                  "pairs.list, meta.csv and the reports go. Rerunning into it resumes."),
-    noise_dir: Path = typer.Option(None, "--noise-dir", help="Noise folder (default: generated white, pink, "
-                                   "brown and babble noise)."),
-    rir_dir: Path = typer.Option(None, "--rir-dir", help="Room impulse response folder, mixed with synthetic "
-                                 "rooms (see --synthetic-rooms). Default: synthetic rooms only."),
+    noise_dir: Path = typer.Option(None, "--noise-dir", help="Noise folder, or a list file (one path a line, "
+                                   "relative to the list; # comments) to hold whole noise files out of a "
+                                   "set. Default: generated white, pink, brown and babble noise."),
+    rir_dir: Path = typer.Option(None, "--rir-dir", help="Room impulse response folder or list file, "
+                                 "mixed with synthetic rooms (see --synthetic-rooms). Default: synthetic "
+                                 "rooms only."),
+    music_dir: Path = typer.Option(None, "--music-dir", help="Music folder or list file: adds the impairment "
+                                   "kind 'music', mixed like noise at --music-snr-range. Default: none (no "
+                                   "music clips; keep music out of --noise-dir to rate it as its own kind)."),
+    babble: bool = typer.Option(True, "--babble/--no-babble", help="Draw the kind 'babble': N other speakers "
+                                "of CLEAN_DIR talking at once (--babble-talkers), never the clip's own. "
+                                "Default: on when CLEAN_DIR has at least 4 speakers."),
     per_utt: int = typer.Option(4, "--per-utt", "-k", help="Degraded versions per clean utterance."),
     seed: int = typer.Option(0, "--seed", help="Clip (utterance i, copy k) is drawn from (seed, i, k): "
                              "the same seed gives the same corpus with any --jobs. Default: 0."),
@@ -50,48 +64,61 @@ def command(
                                         "Default 0 (off)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh even if OUT holds another run. "
                                    "Default: off (rerunning resumes)."),
-    snr_range: str = typer.Option(
-        _pair(DEFAULT.snr), "--snr-range", rich_help_panel=RANGES, help="Additive-noise SNR, dB, LOW,HIGH. "
+    snr_range: str = _ranged(
+        DEFAULT.snr, "--snr-range", help="Additive-noise SNR, dB, LOW,HIGH. "
         "Wideband PESQ is ~1.05 below 10 dB, so the range reaches high to spread labels over 1-4.6."),
-    drr_range: str = typer.Option(
-        _pair(DEFAULT.drr), "--drr-range", rich_help_panel=RANGES, help="Direct-to-reverberant ratio, dB: "
+    music_snr_range: str = _ranged(
+        DEFAULT.music_snr, "--music-snr-range", help="Music SNR, dB, "
+        "LOW,HIGH: median PESQ-WB goes from ~1.3 at 5 dB to ~4.5 at 45, so music clips' labels spread."),
+    babble_snr_range: str = _ranged(
+        DEFAULT.babble_snr, "--babble-snr-range", help="Babble SNR, dB: "
+        "~3 dB harsher than music (PESQ-WB ~1.2 at 8 dB, ~4.5 at 48), so the range sits 3 dB higher."),
+    babble_talkers: str = _ranged(
+        DEFAULT.babble_talkers, "--babble-talkers", help="Babble: how many "
+        "other speakers talk at once, MIN,MAX (3 is still a few voices one can follow, 8 a crowd)."),
+    drr_range: str = _ranged(
+        DEFAULT.drr, "--drr-range", help="Direct-to-reverberant ratio, dB: "
         "recorded RIRs are rescaled to it, synthetic rooms place the talker to give it."),
-    rt60_range: str = typer.Option(
-        _pair(DEFAULT.room.rt60), "--rt60-range", rich_help_panel=RANGES,
+    rt60_range: str = _ranged(
+        DEFAULT.room.rt60, "--rt60-range",
         help="Synthetic rooms: reverberation time RT60, seconds (log-uniform)."),
-    room_size_range: str = typer.Option(
-        _pair(DEFAULT.room.length), "--room-size-range", rich_help_panel=RANGES, help="Synthetic rooms: "
+    room_size_range: str = _ranged(
+        DEFAULT.room.length, "--room-size-range", help="Synthetic rooms: "
         "longest side, metres (log-uniform; width 40-100 % of it, height 2.4 m up to a third of it)."),
-    synthetic_rooms: float = typer.Option(
-        DEFAULT.synthetic_rooms, "--synthetic-rooms", rich_help_panel=RANGES, help="With --rir-dir: share "
+    synthetic_rooms: float = _ranged(
+        DEFAULT.synthetic_rooms, "--synthetic-rooms", help="With --rir-dir: share "
         "of reverberant clips in a synthetic room instead of a recorded RIR (without it all are synthetic)."),
-    clip_range: str = typer.Option(
-        _pair(DEFAULT.clip), "--clip-range", rich_help_panel=RANGES,
+    clip_range: str = _ranged(
+        DEFAULT.clip, "--clip-range",
         help="Clipping level as a fraction of the peak."),
-    band_high_range: str = typer.Option(
-        _pair(DEFAULT.band_high), "--band-high-range", rich_help_panel=RANGES,
+    band_high_range: str = _ranged(
+        DEFAULT.band_high, "--band-high-range",
         help="Band-limiting: upper edge, Hz (log-uniform)."),
-    band_low_range: str = typer.Option(
-        _pair(DEFAULT.band_low), "--band-low-range", rich_help_panel=RANGES, help="Band-limiting: lower "
+    band_low_range: str = _ranged(
+        DEFAULT.band_low, "--band-low-range", help="Band-limiting: lower "
         "edge, Hz (below 50 Hz: no high-pass); 300 with an upper edge of 3400 is the telephone band."),
-    loss_range: str = typer.Option(
-        _pair(DEFAULT.loss), "--loss-range", rich_help_panel=RANGES,
+    loss_range: str = _ranged(
+        DEFAULT.loss, "--loss-range",
         help="Packet loss: share of lost 20 ms frames (log-uniform)."),
-    burst_range: str = typer.Option(
-        _pair(DEFAULT.burst), "--burst-range", rich_help_panel=RANGES,
+    burst_range: str = _ranged(
+        DEFAULT.burst, "--burst-range",
         help="Packet loss: mean burst length, frames (1 = independent losses)."),
-    tandem_prob: float = typer.Option(
-        DEFAULT.tandem, "--tandem-prob", rich_help_panel=RANGES,
+    tandem_prob: float = _ranged(
+        DEFAULT.tandem, "--tandem-prob",
         help="Probability that a codec clip goes through two codecs in a chain."),
-    combine_probs: str = typer.Option(
-        _pair(DEFAULT.combine), "--combine-probs", rich_help_panel=RANGES,
+    combine_probs: str = _ranged(
+        DEFAULT.combine, "--combine-probs",
         help="Weights of 1, 2 and 3 degradations in one clip, P1,P2,P3."),
+    clean_share: float = _ranged(
+        DEFAULT.clean_share, "--clean-share", help="Share of clips left undegraded "
+        "(degradations 'clean', labelled like any clip), so a model learns the top of the scale too."),
 ):
     """Build a PESQ-labelled corpus the Quality-Net way.
 
     Each clean utterance gets K degraded versions drawn from reverberation (recorded RIRs and synthetic
-    rooms), additive noise, clipping, band-limiting, low bit-rate codecs alone or in tandem (through
-    ffmpeg when installed; numpy mu-law always) and bursty packet loss, singly and combined. Label =
+    rooms), additive noise, babble of other speakers, music (with --music-dir), clipping, band-limiting,
+    low bit-rate codecs alone or in tandem (through ffmpeg when installed; numpy mu-law always) and
+    bursty packet loss, singly and combined; a few clips stay clean (--clean-share). Label =
     wideband PESQ against the clean reference. Writes OUT/wav/*.wav, OUT/clean/*.wav (16 kHz references),
     OUT/all.list (wav,score), OUT/pairs.list (noisy,clean,score), OUT/meta.csv (speaker, every drawn
     parameter, PESQ), OUT/pesq_hist.png, the coverage report OUT/coverage.csv and OUT/coverage.png
@@ -112,7 +139,10 @@ def command(
     if jobs is not None and jobs < 1:
         raise MosqaError(f"--jobs {jobs}: must be at least 1")
     ranges = Ranges(
-        snr=_parse(snr_range, "--snr-range", 2), drr=_parse(drr_range, "--drr-range", 2),
+        snr=_parse(snr_range, "--snr-range", 2), music_snr=_parse(music_snr_range, "--music-snr-range", 2),
+        babble_snr=_parse(babble_snr_range, "--babble-snr-range", 2),
+        babble_talkers=_parse(babble_talkers, "--babble-talkers", 2), clean_share=clean_share,
+        drr=_parse(drr_range, "--drr-range", 2),
         room=RoomRanges(rt60=_parse(rt60_range, "--rt60-range", 2),
                         length=_parse(room_size_range, "--room-size-range", 2)),
         synthetic_rooms=synthetic_rooms, clip=_parse(clip_range, "--clip-range", 2),
@@ -134,6 +164,7 @@ def command(
     with progress_bar(console) as bar:
         task = bar.add_task("simulate", total=None)
         summary = sim.simulate(clean_dir, out_dir=out_dir, noise_dir=noise_dir, rir_dir=rir_dir,
+                               music_dir=music_dir, babble=babble,
                                per_utt=per_utt, seed=seed, max_utts=max_utts,
                                jobs=jobs or os.cpu_count() or 1, ranges=ranges, with_stoi=with_stoi,
                                speaker_map=sim.parse_speaker_map(speaker_map), overwrite=overwrite,

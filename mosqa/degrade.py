@@ -3,7 +3,8 @@
 Each degradation draws its own parameters from the item's random generator and returns the
 degraded signal plus those parameters (for meta.csv), so one (seed, utterance, k) always gives
 the same clip. `DEGRADATIONS` lists them in the order a real signal chain would apply them:
-room, noise, analogue clipping, band-limiting, codec, transmission loss.
+room, additive sounds (noise, babble, music), analogue clipping, band-limiting, codec, transmission
+loss; it is the one list of kinds (the coverage report and meta.csv's columns follow it).
 """
 
 from dataclasses import dataclass, field
@@ -11,37 +12,81 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.signal import butter, fftconvolve, sosfiltfilt
 
-from mosqa.audio import SAMPLE_RATE
+from mosqa.audio import SAMPLE_RATE, SILENCE_DB, is_silent, load_audio
 from mosqa.codecs import CODECS, mulaw, run_codec
+from mosqa.errors import MosqaError
 from mosqa.ranges import Ranges
 from mosqa.rooms import DIRECT_SECONDS, direct_to_reverberant_db, draw_room, log_uniform, room_rir
 
 
 @dataclass
 class Sources:
-    """What degradations draw from: named noises and RIRs (16 kHz), the codecs to use, the ranges."""
+    """What degradations draw from: named noises, RIRs and music (16 kHz), the clean set's other
+    talkers, the codecs to use, the ranges."""
 
     noises: dict
     rirs: dict = field(default_factory=dict)  # empty -> synthetic rooms only
     codecs: tuple = ()
     ranges: Ranges = Ranges()
+    music: dict = field(default_factory=dict)  # empty -> no music clips
+    talkers: dict = field(default_factory=dict)  # speaker -> clean file paths, for babble
+    speaker: str | None = None  # the speaker of the clip being degraded (babble leaves them out)
 
 
 def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-12
 
 
+def _fit(x: np.ndarray, n: int, rng) -> np.ndarray:
+    """A random stretch of n samples of x, or x looped to n samples when it is shorter."""
+    if len(x) > n:
+        start = int(rng.integers(len(x) - n))
+        return x[start:start + n]
+    return np.resize(x, n)
+
+
+def _mix(wav: np.ndarray, other: np.ndarray, snr_db: float) -> np.ndarray:
+    return wav + other * (_rms(wav) / _rms(other) * 10 ** (-snr_db / 20))
+
+
+def _add_recording(wav, rng, pool: dict, snr_range: tuple, name_column: str, snr_column: str):
+    """One recording of `pool` (a random stretch, or looped) added at an SNR drawn from `snr_range`."""
+    name = sorted(pool)[rng.integers(len(pool))]
+    snr = float(rng.uniform(*snr_range))
+    return _mix(wav, _fit(pool[name], len(wav), rng), snr), {name_column: name, snr_column: round(snr, 2)}
+
+
 def add_noise(wav, rng, src: Sources):
-    name = sorted(src.noises)[rng.integers(len(src.noises))]
-    noise = src.noises[name]
-    snr = float(rng.uniform(*src.ranges.snr))
-    if len(noise) > len(wav):
-        start = int(rng.integers(len(noise) - len(wav)))
-        noise = noise[start:start + len(wav)]
-    else:
-        noise = np.resize(noise, len(wav))
-    gain = _rms(wav) / _rms(noise) * 10 ** (-snr / 20)
-    return wav + gain * noise, {"noise": name, "snr_db": round(snr, 2)}
+    return _add_recording(wav, rng, src.noises, src.ranges.snr, "noise", "snr_db")
+
+
+def add_music(wav, rng, src: Sources):
+    """Music in the background: mixed like noise, but at its own SNR range (see Ranges.music_snr)."""
+    return _add_recording(wav, rng, src.music, src.ranges.music_snr, "music", "music_snr_db")
+
+
+def babble(wav, rng, src: Sources):
+    """Other speakers talking at once: one utterance of each of N other speakers of the clean set.
+
+    Each is read from disk only when drawn (a clean set holds far more than a worker should keep in
+    memory), scaled to unit RMS so no talker dominates, cropped or looped to the clip and summed; the
+    sum is mixed at a drawn SNR. Never the clip's own speaker, so the model cannot hear the talker it
+    rates in the background.
+    """
+    others = [s for s in sorted(src.talkers) if s != src.speaker]
+    low, high = (int(v) for v in src.ranges.babble_talkers)
+    picked = rng.choice(len(others), min(int(rng.integers(low, high + 1)), len(others)), replace=False)
+    crowd = np.zeros(len(wav))
+    for i in picked.tolist():
+        files = src.talkers[others[i]]
+        path = files[rng.integers(len(files))]
+        talk = load_audio(path, SAMPLE_RATE).astype(np.float64)
+        if is_silent(talk):
+            raise MosqaError(f"{path}: silent babble talker (below {SILENCE_DB:g} dBFS)")
+        crowd += _fit(talk, len(wav), rng) / _rms(talk)
+    snr = float(rng.uniform(*src.ranges.babble_snr))
+    return _mix(wav, crowd, snr), {"babble_talkers": len(picked), "babble_snr_db": round(snr, 2),
+                                   "babble_speakers": "+".join(others[i] for i in sorted(picked.tolist()))}
 
 
 def normalise_rir(rir: np.ndarray) -> np.ndarray:
@@ -90,7 +135,11 @@ def clip(wav, rng, src: Sources):
     """Hard clipping at a fraction of the peak."""
     fraction = float(rng.uniform(*src.ranges.clip))
     limit = fraction * float(np.max(np.abs(wav)))
-    return np.clip(wav, -limit, limit), {"clip_fraction": round(fraction, 4)}
+    out = np.clip(wav, -limit, limit)
+    # The drawn level says little on its own (a peaky utterance clips far less than a dense one at the
+    # same fraction); the share of samples actually flattened is what a model can learn to hear.
+    share = float(np.mean(np.abs(out) >= limit))
+    return out, {"clip_fraction": round(fraction, 4), "clipped_share": round(share, 4)}
 
 
 def bandlimit(wav, rng, src: Sources):
@@ -155,21 +204,53 @@ def codec(wav, rng, src: Sources):
     return wav, {"codec": "+".join(names), "codec_setting": "+".join(settings)}
 
 
-# name -> function, in signal-chain order; weight = how often it is drawn.
+# name -> function, in signal-chain order (additive sounds after the room, before analogue clipping).
 DEGRADATIONS = {
     "reverb": reverb,
     "noise": add_noise,
+    "babble": babble,
+    "music": add_music,
     "clip": clip,
     "bandlimit": bandlimit,
     "codec": codec,
     "packet_loss": packet_loss,
 }
-WEIGHTS = {"reverb": 1.5, "noise": 3.0, "clip": 1.0, "bandlimit": 1.5, "codec": 2.0, "packet_loss": 1.5}
+# How often each is drawn. Noise stays the most common; babble, the hardest background for a model to
+# tell from the talker, comes next to the room; music is rarer in the calls and recordings users rate.
+WEIGHTS = {"reverb": 1.5, "noise": 3.0, "babble": 1.5, "music": 1.0, "clip": 1.0, "bandlimit": 1.5,
+           "codec": 2.0, "packet_loss": 1.5}
+# The meta.csv columns each one's parameters fill: every simulation writes all of them (empty where a clip
+# lacks the kind), so shards made with different sources share one header.
+COLUMNS = {
+    "reverb": ("rir", "drr_db", "rt60_s", "room_m", "absorption", "distance_m"),
+    "noise": ("noise", "snr_db"),
+    "babble": ("babble_talkers", "babble_snr_db", "babble_speakers"),
+    "music": ("music", "music_snr_db"),
+    "clip": ("clip_fraction", "clipped_share"),
+    "bandlimit": ("band_low_hz", "band_high_hz"),
+    "codec": ("codec", "codec_setting"),
+    "packet_loss": ("loss_rate", "loss_burst", "loss_mode", "lost_frames"),
+}
+BABBLE_MIN_SPEAKERS = 4  # the clip's own speaker left out, at least 3 others make a crowd
+# Kinds that need something the simulation may not have; the others can always be drawn.
+NEEDS = {"music": lambda src: bool(src.music), "babble": lambda src: len(src.talkers) >= BABBLE_MIN_SPEAKERS}
+CLEAN = "clean"  # the `degradations` of a clip left undegraded (Ranges.clean_share)
+
+
+def usable(src: Sources) -> list[str]:
+    """The kinds `src` can supply, in signal-chain order."""
+    return [n for n in DEGRADATIONS if NEEDS.get(n, lambda _: True)(src)]
 
 
 def degrade(wav: np.ndarray, rng: np.random.Generator, src: Sources) -> tuple[np.ndarray, dict]:
-    """Apply one to three randomly drawn degradations; returns float32 in [-1, 1] and all parameters."""
-    names = list(DEGRADATIONS)
+    """Apply one to three randomly drawn degradations; returns float32 in [-1, 1] and all parameters.
+
+    A share of clips (Ranges.clean_share) stays clean: a model must also learn where the top is.
+    """
+    # No draw at share 0, so simulations from before clean clips existed replay draw for draw.
+    if src.ranges.clean_share and rng.random() < src.ranges.clean_share:
+        return wav.astype(np.float32), {"degradations": CLEAN}
+    names = usable(src)
     p = np.array([WEIGHTS[n] for n in names])
     combine = np.asarray(src.ranges.combine, float)
     count = int(rng.choice(len(combine), p=combine / combine.sum())) + 1

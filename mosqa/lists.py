@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mosqa.audio import atomic_path
+from mosqa.audio import AUDIO_SUFFIXES, atomic_path, find_audio
 from mosqa.errors import MosqaError
 
 SCORE_RANGE = (1.0, 5.0)
@@ -192,6 +192,26 @@ def _read_csv_with_header(list_path, text, require_score, score_range, path_col,
     if not items:
         raise MosqaError(f"{list_path}: list has a header but no rows")
     return items
+
+
+def audio_files(source) -> dict[Path, str]:
+    """A folder (searched recursively), a list file (first column) or one audio file -> audio paths, each
+    with where it was named (`list:line` for a list, else "") for error messages."""
+    source = Path(source)
+    if source.is_dir():
+        files = find_audio(source)
+        if not files:
+            raise MosqaError(f"{source}: folder holds no audio files")
+        return dict.fromkeys(files, "")
+    if source.suffix.lower() in AUDIO_SUFFIXES:
+        if not source.is_file():
+            raise MosqaError(f"{source}: no such audio file")
+        return {source: ""}
+    items = read_list(source, require_score=False, score_range=None)
+    for it in items:
+        if not it.path.is_file():
+            raise MosqaError(f"{it.where}: no such audio file {it.path}")
+    return {it.path: it.where for it in items}
 
 
 def _portable(path: Path, base: Path) -> str:

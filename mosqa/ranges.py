@@ -33,6 +33,12 @@ class Ranges:
     # Wideband PESQ is harsh: below ~10 dB SNR nearly every clip scores ~1.05, and only above ~45 dB
     # does white noise score 4 and more. This range spreads noisy clips over the whole label scale.
     snr: tuple = (5.0, 55.0)
+    # Music and babble follow the same curve a few dB apart (median PESQ-WB of 8 real utterances with
+    # music: 1.27 at 5 dB, 2.53 at 20, 4.13 at 35, ~4.5 at 45; babble of 5 talkers is ~3 dB harsher:
+    # 1.14 at 5 dB, 1.33 at 10, 2.23 at 20, 4.36 at 40): each range spans ~1.3 to ~4.5, labels spread.
+    music_snr: tuple = (5.0, 45.0)
+    babble_snr: tuple = (8.0, 48.0)
+    babble_talkers: tuple = (3, 8)  # other speakers in a babble clip (fewer if the clean set has fewer)
     drr: tuple = (0.0, 30.0)  # dB, direct-to-reverberant ratio (recorded RIRs rescaled, rooms placed)
     room: RoomRanges = RoomRanges()
     synthetic_rooms: float = 0.5  # share of reverberant clips in a synthetic room when RIRs are given
@@ -43,11 +49,17 @@ class Ranges:
     burst: tuple = (1.0, 6.0)  # mean length of a loss burst, frames
     tandem: float = 0.3  # probability that the codec stage is two codecs in a chain
     combine: tuple = (0.6, 0.28, 0.12)  # probability of 1, 2 or 3 degradations in one clip
+    # Share of clips left undegraded (label: PESQ of the clean file, ~4.64): without them a model never
+    # sees the top of the scale and rates clean input a little worse than it is.
+    clean_share: float = 0.05
 
 
 # Ranges field ("room.x": RoomRanges) -> (the simulate option that sets it, lowest and highest allowed).
 RANGE_OPTIONS = {
     "snr": ("--snr-range", -INF, INF),
+    "music_snr": ("--music-snr-range", -INF, INF),
+    "babble_snr": ("--babble-snr-range", -INF, INF),
+    "babble_talkers": ("--babble-talkers", 1, 64),
     "drr": ("--drr-range", -INF, INF),
     "room.rt60": ("--rt60-range", 0.05, 10.0),
     "room.length": ("--room-size-range", 2.5, 200.0),
@@ -57,7 +69,8 @@ RANGE_OPTIONS = {
     "loss": ("--loss-range", 1e-4, 0.9),
     "burst": ("--burst-range", 1.0, 100.0),
 }
-SHARE_OPTIONS = {"synthetic_rooms": "--synthetic-rooms", "tandem": "--tandem-prob"}
+SHARE_OPTIONS = {"synthetic_rooms": "--synthetic-rooms", "tandem": "--tandem-prob",
+                 "clean_share": "--clean-share"}
 
 
 def check_ranges(ranges: Ranges) -> None:
@@ -70,12 +83,13 @@ def check_ranges(ranges: Ranges) -> None:
     for key, option in SHARE_OPTIONS.items():
         if not 0.0 <= getattr(ranges, key) <= 1.0:
             raise MosqaError(f"{option} {getattr(ranges, key):g}: expected a probability in 0..1")
+    if any(n != int(n) for n in ranges.babble_talkers):
+        raise MosqaError(f"--babble-talkers {','.join(f'{n:g}' for n in ranges.babble_talkers)}: expected "
+                         "whole numbers of talkers")
     combine = ranges.combine
     if len(combine) != 3 or min(combine) < 0 or sum(combine) <= 0:
         raise MosqaError(f"--combine-probs {','.join(f'{p:g}' for p in combine)}: expected three weights "
                          "P1,P2,P3 (>= 0, not all 0) for 1, 2 and 3 degradations in one clip")
-
-
 
 
 def ranges_from_dict(data: dict) -> Ranges:

@@ -13,31 +13,11 @@ import soundfile as sf
 import torch
 from scipy.signal import fftconvolve
 
-from mosqa.audio import AUDIO_SUFFIXES, find_audio, load_audio, load_checked
+from mosqa.audio import load_audio, load_checked
 from mosqa.errors import MosqaError
-from mosqa.lists import read_list
+from mosqa.lists import audio_files, read_list
 
 VALID_EPOCH = -1
-
-
-def audio_files(source) -> dict[Path, str]:
-    """A folder (searched recursively), a list file (first column) or one audio file -> audio paths, each
-    with where it was named (`list:line` for a list, else "") for error messages."""
-    source = Path(source)
-    if source.is_dir():
-        files = find_audio(source)
-        if not files:
-            raise MosqaError(f"{source}: folder holds no audio files")
-        return dict.fromkeys(files, "")
-    if source.suffix.lower() in AUDIO_SUFFIXES:
-        if not source.is_file():
-            raise MosqaError(f"{source}: no such audio file")
-        return {source: ""}
-    items = read_list(source, require_score=False, score_range=None)
-    for it in items:
-        if not it.path.is_file():
-            raise MosqaError(f"{it.where}: no such audio file {it.path}")
-    return {it.path: it.where for it in items}
 
 
 def read_pairs(list_path) -> list[tuple[Path, Path, str]]:

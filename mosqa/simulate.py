@@ -1,4 +1,5 @@
-"""Build a PESQ-labelled corpus from clean speech (+ noise and RIR folders), the Quality-Net way.
+"""Build a PESQ-labelled corpus from clean speech (+ noise, RIR and music folders or lists; babble
+from the clean set's other speakers), the Quality-Net way.
 
 Every clean utterance yields K degraded clips. Clip (utterance i, copy k) is drawn from a
 generator seeded with (seed, i, k), so the corpus does not depend on worker count or order.
@@ -12,10 +13,11 @@ import csv
 import ctypes
 import json
 import multiprocessing
+import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from itertools import groupby
 from pathlib import Path
 
@@ -34,9 +36,9 @@ from mosqa.audio import (
 )
 from mosqa.codecs import select_codecs
 from mosqa.defaults import builtin_speech_dir, generated_noises
-from mosqa.degrade import DEGRADATIONS, Sources, degrade, normalise_rir
+from mosqa.degrade import CLEAN, COLUMNS, DEGRADATIONS, Sources, degrade, normalise_rir
 from mosqa.errors import MosqaError
-from mosqa.lists import Item, write_list
+from mosqa.lists import Item, audio_files, write_list
 from mosqa.metrics import pesq_wb, stoi
 from mosqa.plots import coverage_png, histogram_png
 from mosqa.prepare import MAX_SECONDS, histogram
@@ -61,6 +63,8 @@ class Settings:
     speaker_map: dict
     codecs: tuple
     voice_perturb: float = 0.0
+    music_dir: str | None = None
+    babble: bool = False
 
 
 @dataclass
@@ -87,9 +91,8 @@ def parse_speaker_map(text: str | None) -> dict:
     return out
 
 
-def plan(clean_dir: Path, per_utt: int, seed: int, max_utts: int | None, speaker_map: dict,
-         exclude: Path | None = None) -> list[Task]:
-    """One Task per (utterance, k); a --max-utts subset is a seeded draw spread over all speakers.
+def clean_files(clean_dir: Path, speaker_map: dict, exclude: Path | None = None) -> list[tuple[Path, str]]:
+    """(file, speaker) for every clean utterance, sorted: what plan and babble draw from.
 
     Files under `exclude` (the output folder, when it lies inside the clean folder) are not clean speech.
     """
@@ -98,37 +101,69 @@ def plan(clean_dir: Path, per_utt: int, seed: int, max_utts: int | None, speaker
         files = [f for f in files if not f.resolve().is_relative_to(exclude.resolve())]
     if not files:
         raise MosqaError(f"{clean_dir}: no audio files found")
+    out = []
+    for f in files:
+        rel = f.relative_to(clean_dir)
+        folder = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        out.append((f, speaker_map.get(folder, folder)))
+    return out
+
+
+def plan(clean_dir: Path, per_utt: int, seed: int, max_utts: int | None, speaker_map: dict,
+         exclude: Path | None = None) -> list[Task]:
+    """One Task per (utterance, k); a --max-utts subset is a seeded draw spread over all speakers."""
+    files = clean_files(clean_dir, speaker_map, exclude)
     indices = np.arange(len(files))
     if max_utts is not None and max_utts < len(files):
         indices = np.sort(np.random.default_rng(seed).choice(len(files), max_utts, replace=False))
     tasks = []
     for i in indices.tolist():
-        rel = files[i].relative_to(clean_dir)
-        folder = rel.parts[0] if len(rel.parts) > 1 else rel.stem
-        clean_id = rel.with_suffix("").as_posix().replace("/", "__")
-        speaker = speaker_map.get(folder, folder)
-        tasks += [Task(i, k, str(files[i]), clean_id, speaker) for k in range(per_utt)]
+        path, speaker = files[i]
+        clean_id = path.relative_to(clean_dir).with_suffix("").as_posix().replace("/", "__")
+        tasks += [Task(i, k, str(path), clean_id, speaker) for k in range(per_utt)]
     return tasks
 
 
-def load_folder(folder: str | None, transform=None) -> dict:
-    if folder is None:
+def talkers(files: list[tuple[Path, str]]) -> dict:
+    """speaker -> their clean files (paths only: babble reads the few it draws when it draws them).
+
+    The whole clean folder, not the --max-utts subset, so a subset's clips get the same babble as they
+    would in the full run.
+    """
+    out: dict = {}
+    for path, speaker in files:
+        out.setdefault(speaker, []).append(str(path))
+    return {speaker: tuple(paths) for speaker, paths in out.items()}
+
+
+def load_source(source: str | None, transform=None) -> dict:
+    """A folder (recursive) or a list file of recordings -> name -> 16 kHz audio; a bad file is named by
+    its `list:line`. A list lets a campaign hold whole noise files or rooms out of a set.
+
+    Names are paths relative to the folder, or for a list to the folder all its files share, without
+    the suffix: short in meta.csv, and the same for a file whether it comes from a folder or a list.
+    """
+    if source is None:
         return {}
-    files = find_audio(Path(folder))
-    if not files:
-        raise MosqaError(f"{folder}: no audio files found")
+    files = audio_files(source)
+    base = Path(source) if Path(source).is_dir() else Path(os.path.commonpath([f.parent for f in files]))
     out = {}
-    for f in files:
-        wav = load_audio(f, SAMPLE_RATE)
-        if is_silent(wav, -90.0):
-            raise MosqaError(f"{f}: silent file in {folder}")
-        out[f.relative_to(folder).with_suffix("").as_posix()] = transform(wav) if transform else wav
+    for f, where in files.items():
+        try:
+            wav = load_audio(f, SAMPLE_RATE)
+            if is_silent(wav, -90.0):
+                raise MosqaError(f"{f}: silent file in {source}")
+        except MosqaError as exc:
+            raise MosqaError(f"{where}: {exc}" if where else str(exc)) from None
+        out[f.relative_to(base).with_suffix("").as_posix()] = transform(wav) if transform else wav
     return out
 
 
-def load_sources(s: Settings) -> Sources:
-    noises = load_folder(s.noise_dir) or generated_noises(seed=s.seed)
-    return Sources(noises, load_folder(s.rir_dir, normalise_rir), tuple(s.codecs), ranges_from_dict(s.ranges))
+def load_sources(s: Settings, files: list[tuple[Path, str]]) -> Sources:
+    """Noises, RIRs and music in memory (loaded once, shared by the workers); babble's talkers as paths."""
+    noises = load_source(s.noise_dir) or generated_noises(seed=s.seed)
+    return Sources(noises, load_source(s.rir_dir, normalise_rir), tuple(s.codecs), ranges_from_dict(s.ranges),
+                   music=load_source(s.music_dir), talkers=talkers(files) if s.babble else {})
 
 
 _worker: dict = {}
@@ -207,8 +242,8 @@ def run_item(task: Task, clean: np.ndarray) -> dict:
     if s.voice_perturb:
         clean, factor = perturb_voice(clean, rng, s.voice_perturb)
         clean_name, voice = task.name, {"voice_speed": factor}
-    deg, params = degrade(clean, rng, sources)
-    try:
+    try:  # a babble talker that cannot be read, or PESQ refusing the pair, costs this clip only
+        deg, params = degrade(clean, rng, replace(sources, speaker=task.speaker))
         score = pesq_wb(clean, deg, SAMPLE_RATE)
     except MosqaError as exc:
         return {"skipped": str(exc)}
@@ -247,6 +282,8 @@ def _check_settings(out_dir: Path, settings: Settings, overwrite: bool) -> None:
     # Settings added later default to "off", so older simulations still resume.
     defaults = {f.name: f.default for f in fields(Settings) if f.default is not MISSING}
     stored = defaults | json.loads(path.read_text(encoding="utf-8")) if path.is_file() else current
+    # So do ranges added later: such a folder has no clean clips, and no music or babble to range over.
+    stored["ranges"] = current["ranges"] | {"clean_share": 0.0} | stored["ranges"]
     if not overwrite and stored != current:
         raise MosqaError(f"{path}: this folder holds a simulation with other settings; "
                          "choose a new --out-dir or pass --overwrite")
@@ -258,13 +295,15 @@ def _check_settings(out_dir: Path, settings: Settings, overwrite: bool) -> None:
         tmp.write_text(json.dumps(current, indent=1) + "\n", encoding="utf-8")
 
 
-def simulate(clean_dir=None, *, out_dir, noise_dir=None, rir_dir=None, per_utt: int = 4, seed: int = 0,
-             max_utts: int | None = None, jobs: int = 1, ranges: Ranges | None = None,
-             with_stoi: bool = False, speaker_map: dict | None = None, overwrite: bool = False,
-             codecs: str = "in-process",
+def simulate(clean_dir=None, *, out_dir, noise_dir=None, rir_dir=None, music_dir=None, babble: bool = True,
+             per_utt: int = 4, seed: int = 0, max_utts: int | None = None, jobs: int = 1,
+             ranges: Ranges | None = None, with_stoi: bool = False, speaker_map: dict | None = None,
+             overwrite: bool = False, codecs: str = "in-process",
              voice_perturb: float = 0.0, progress=None) -> dict:
     """Run (or resume) a simulation and write its reports; returns the summary (also OUT/summary.json).
 
+    `noise_dir`, `rir_dir`, `music_dir`: a folder or a list file of recordings. `babble`: draw babble
+    when the clean folder has enough speakers (degrade.BABBLE_MIN_SPEAKERS).
     `codecs`: "in-process" (PyAV's, the default), "all" (also those only the ffmpeg program has, each
     use paying a process start), "none" (numpy mu-law only) or NAME,NAME,...
 
@@ -274,9 +313,9 @@ def simulate(clean_dir=None, *, out_dir, noise_dir=None, rir_dir=None, per_utt: 
     clean_dir = Path(clean_dir) if clean_dir is not None else builtin_speech_dir()
     if not clean_dir.is_dir():
         raise MosqaError(f"{clean_dir}: clean speech folder not found")
-    for name, folder in (("--noise-dir", noise_dir), ("--rir-dir", rir_dir)):
-        if folder is not None and not Path(folder).is_dir():
-            raise MosqaError(f"{folder}: {name} folder not found")
+    for name, source in (("--noise-dir", noise_dir), ("--rir-dir", rir_dir), ("--music-dir", music_dir)):
+        if source is not None and not Path(source).exists():
+            raise MosqaError(f"{source}: {name} folder or list file not found")
     if per_utt < 1:
         raise MosqaError(f"--per-utt must be >= 1, got {per_utt}")
     if jobs < 1:
@@ -288,14 +327,14 @@ def simulate(clean_dir=None, *, out_dir, noise_dir=None, rir_dir=None, per_utt: 
     existing = next(f for f in (out_dir.absolute(), *out_dir.absolute().parents) if f.exists())
     if not existing.is_dir():
         raise MosqaError(f"--out-dir {out_dir}: {existing} is a file, not a folder")
-    settings = Settings(str(clean_dir.resolve()), noise_dir and str(Path(noise_dir).resolve()),
-                        rir_dir and str(Path(rir_dir).resolve()), per_utt, seed,
+    settings = Settings(str(clean_dir.resolve()), _resolved(noise_dir), _resolved(rir_dir), per_utt, seed,
                         json.loads(json.dumps(asdict(ranges))), with_stoi, dict(speaker_map or {}),
-                        select_codecs(codecs), voice_perturb)
+                        select_codecs(codecs), voice_perturb, _resolved(music_dir), babble)
     # Every input is found and read before anything is written: a bad file leaves no output behind.
+    files = clean_files(clean_dir, settings.speaker_map, exclude=out_dir)
     tasks = plan(clean_dir, per_utt, seed, max_utts, settings.speaker_map, exclude=out_dir)
     start = time.perf_counter()  # loading noises and RIRs counts: every run pays for it
-    sources = load_sources(settings)
+    sources = load_sources(settings, files)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_settings(out_dir, settings, overwrite)
     journal_path = out_dir / JOURNAL
@@ -315,6 +354,11 @@ def simulate(clean_dir=None, *, out_dir, noise_dir=None, rir_dir=None, per_utt: 
                 progress(finished, len(tasks))
     seconds = time.perf_counter() - start
     return _finish(out_dir, tasks, done, len(todo), seconds, settings)
+
+
+def _resolved(source) -> str | None:
+    """An absolute path for simulate.json, so a resumed run from another folder still matches."""
+    return source and str(Path(source).resolve())
 
 
 def _results(todo: list[Task], jobs: int, settings: Settings, out_dir: Path, sources: Sources):
@@ -358,7 +402,10 @@ def _finish(out_dir: Path, tasks: list[Task], done: dict, n_new: int, seconds: f
     write_list(out_dir / "pairs.list", items, with_clean=True)
     fixed = ["wav", "clean", "clean_id", "speaker", "k", "degradations"]
     labels = ["pesq", "stoi"] if settings.with_stoi else ["pesq"]
-    params = sorted({key for r in rows for key in r} - set(fixed) - set(labels))
+    # Every kind's columns, drawn or not, so shards of one campaign share a header; plus any others
+    # the rows carry (voice_speed).
+    declared = {c for columns in COLUMNS.values() for c in columns}
+    params = sorted((declared | {key for r in rows for key in r}) - set(fixed) - set(labels))
     _write_csv(out_dir / "meta.csv", fixed + params + labels, rows)
     _write_csv(out_dir / "skipped.csv", ["clip", "source", "reason"], skipped)
     scores = np.array([r["pesq"] for r in rows])
@@ -373,6 +420,8 @@ def _finish(out_dir: Path, tasks: list[Task], done: dict, n_new: int, seconds: f
                "pesq_min": float(np.min(scores)), "pesq_max": float(np.max(scores)),
                "pesq_hist": {"edges": LABEL_EDGES.tolist(), "counts": histogram(scores, LABEL_EDGES)},
                "coverage": cover, "codecs": list(settings.codecs), "ranges": settings.ranges,
+               "sources": {"noise": settings.noise_dir, "rir": settings.rir_dir, "music": settings.music_dir,
+                           "babble": settings.babble},
                "out_dir": str(out_dir)}
     with atomic_path(out_dir / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
@@ -387,14 +436,15 @@ def _write_csv(path: Path, columns: list, rows: list) -> None:
 
 
 def _kinds(row: dict) -> list[str]:
-    """The coverage rows a clip counts in: each of its degradations, and 'combined' for 2-3 at once."""
+    """The coverage rows a clip counts in: each of its degradations (or 'clean'), and 'combined' for
+    2-3 at once."""
     names = row["degradations"].split("+")
     return names + (["combined"] if len(names) > 1 else [])
 
 
 def kind_scores(rows: list) -> dict:
     """Impairment kind -> the labels of the clips that carry it (alone or with others)."""
-    kinds = [*DEGRADATIONS, "combined"]
+    kinds = [CLEAN, *DEGRADATIONS, "combined"]
     return {kind: np.array([r["pesq"] for r in rows if kind in _kinds(r)]) for kind in kinds}
 
 
@@ -403,7 +453,7 @@ def coverage(rows: list, by_kind: dict) -> list[dict]:
     half-point label bin, so a user sees which kinds reach which part of the scale."""
     out = []
     for kind, scores in by_kind.items():
-        alone = sum(1 for r in rows if r["degradations"] == kind) if kind in DEGRADATIONS else ""
+        alone = sum(1 for r in rows if r["degradations"] == kind) if kind != "combined" else ""
         stats = np.percentile(scores, [0, 10, 50, 90, 100]).round(2).tolist() if scores.size else [""] * 5
         bins = zip(COVERAGE_EDGES[:-1], COVERAGE_EDGES[1:], histogram(scores, COVERAGE_EDGES), strict=True)
         out.append({"kind": kind, "clips": int(scores.size), "alone": alone,

@@ -1,4 +1,5 @@
-"""degrade.py, defaults.py and simulate.py: labels, determinism, resume, skipped clips, CLI."""
+"""degrade.py, defaults.py and simulate.py: labels, determinism, resume, skipped clips, CLI, and the
+campaign options (noise/RIR/music lists, babble, music and clean clips, diagnostic columns)."""
 
 import csv
 import json
@@ -7,12 +8,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from mosqa import simulate as sim
 from mosqa.audio import load_audio, write_audio
 from mosqa.codecs import mulaw
 from mosqa.defaults import builtin_speech_dir, generated_noises
-from mosqa.degrade import DEGRADATIONS, Sources, degrade, normalise_rir
+from mosqa.degrade import (
+    CLEAN,
+    COLUMNS,
+    DEGRADATIONS,
+    NEEDS,
+    WEIGHTS,
+    Sources,
+    babble,
+    clip,
+    degrade,
+    normalise_rir,
+    usable,
+)
 from mosqa.errors import MosqaError
 from mosqa.lists import Item, read_list
 from mosqa.metrics import pesq_wb
@@ -75,7 +89,8 @@ def test_rir_is_normalised_to_a_unit_direct_path():
 
 @pytest.mark.parametrize("name", list(DEGRADATIONS))
 def test_each_degradation_is_deterministic_same_length_and_recorded(speech, name):
-    src = Sources(generated_noises(seconds=2.0))
+    src = Sources(generated_noises(seconds=2.0), music=generated_noises(seconds=2.0), speaker="spk1",
+                  talkers={p.parent.name: (str(p),) for p in BUILTIN})
     outs = [DEGRADATIONS[name](speech.astype(np.float64), np.random.default_rng(3), src) for _ in range(2)]
     (a, pa), (b, pb) = outs
     np.testing.assert_array_equal(a, b)
@@ -239,7 +254,8 @@ def test_bad_clean_files_are_skipped_and_named(tmp_path, clean_dir):
     write_audio(clean_dir / "dave" / "quiet.wav", np.zeros(16000, np.float32))
     write_audio(clean_dir / "erin" / "hum.wav", (0.001 * np.random.default_rng(0).standard_normal(16000)))
     write_audio(clean_dir / "fred" / "short.wav", load_audio(BUILTIN[1])[:4800])  # 0.3 s of speech
-    summary = sim.simulate(clean_dir, out_dir=tmp_path / "o", per_utt=1, seed=1, codecs="none")
+    # Without babble, which would also draw the bad files as other clips' talkers (test_simulate_kinds).
+    summary = sim.simulate(clean_dir, out_dir=tmp_path / "o", per_utt=1, seed=1, codecs="none", babble=False)
     reasons = {Path(s["source"]).name: s["reason"] for s in summary["skipped"]}
     assert reasons["quiet.wav"].startswith("silent clean file")
     assert "duration 0.30 s outside 0.5..60 s" in reasons["short.wav"]  # what prepare-list would say
@@ -262,7 +278,7 @@ def test_a_clip_prepare_list_would_refuse_is_not_written(tmp_path, speech):
 def test_bad_folders_are_clear_errors(tmp_path, clean_dir):
     with pytest.raises(MosqaError, match="clean speech folder not found"):
         sim.simulate(tmp_path / "none", out_dir=tmp_path / "o")
-    with pytest.raises(MosqaError, match="--noise-dir folder not found"):
+    with pytest.raises(MosqaError, match="--noise-dir folder or list file not found"):
         sim.simulate(clean_dir, out_dir=tmp_path / "o", noise_dir=tmp_path / "nn")
     (tmp_path / "noise").mkdir()
     write_audio(tmp_path / "noise" / "zero.wav", np.zeros(1600, np.float32))
@@ -298,7 +314,7 @@ def test_cli_help_and_a_tiny_run(tmp_path, clean_dir):
     for name in ("pesq_hist.png", "coverage.png"):
         assert (tmp_path / "o" / name).stat().st_size > 1000
     cover = {r["kind"]: r for r in csv.DictReader(open(tmp_path / "o" / "coverage.csv"))}
-    for kind in DEGRADATIONS:  # the report counts exactly the clips whose chain holds the kind
+    for kind in [CLEAN, *DEGRADATIONS]:  # the report counts exactly the clips whose chain holds the kind
         assert int(cover[kind]["clips"]) == sum(kind in r["degradations"].split("+") for r in rows)
         assert int(cover[kind]["clips"]) == sum(int(v) for k, v in cover[kind].items() if "-" in k)
     assert int(cover["combined"]["clips"]) == sum("+" in r["degradations"] for r in rows)
@@ -415,7 +431,9 @@ def test_every_range_option_is_a_flag_and_reaches_the_simulation(tmp_path, clean
     flags = {"--snr-range": "10,20", "--drr-range": "5,6", "--rt60-range": "0.2,0.3",
              "--room-size-range": "3,4", "--synthetic-rooms": "0.25", "--clip-range": "0.1,0.2",
              "--band-high-range": "2000,3000", "--band-low-range": "100,200", "--loss-range": "0.01,0.02",
-             "--burst-range": "2,3", "--tandem-prob": "0.75", "--combine-probs": "1,2,3"}
+             "--burst-range": "2,3", "--tandem-prob": "0.75", "--combine-probs": "1,2,3",
+             "--music-snr-range": "7,9", "--babble-snr-range": "11,13", "--babble-talkers": "2,4",
+             "--clean-share": "0.125"}
     assert set(flags) == {o for o, *_ in RANGE_OPTIONS.values()} | set(SHARE_OPTIONS.values()) | {
         "--combine-probs"}
     args = [a for pair in flags.items() for a in pair]
@@ -426,7 +444,8 @@ def test_every_range_option_is_a_flag_and_reaches_the_simulation(tmp_path, clean
     assert stored == {"snr": [10, 20], "drr": [5, 6], "room": {"rt60": [0.2, 0.3], "length": [3, 4]},
                       "synthetic_rooms": 0.25, "clip": [0.1, 0.2], "band_high": [2000, 3000],
                       "band_low": [100, 200], "loss": [0.01, 0.02], "burst": [2, 3], "tandem": 0.75,
-                      "combine": [1, 2, 3]}
+                      "combine": [1, 2, 3], "music_snr": [7, 9], "babble_snr": [11, 13],
+                      "babble_talkers": [2, 4], "clean_share": 0.125}
     for flag in flags:  # a reversed or out-of-range value: one line naming the option, exit 2
         bad = "0.9,0.1" if "," in flags[flag] else "1.5"
         bad = "-1,1,1" if flag == "--combine-probs" else bad
@@ -446,3 +465,244 @@ def test_codec_sets_and_names(monkeypatch):
         codecs.select_codecs("bogus")
     with pytest.raises(MosqaError, match="codec2 not available here"):
         codecs.select_codecs("opus,codec2")
+
+
+# ---------------------------------------------------------------- campaign options (issue 19)
+# noise/RIR/music as folders or lists, the babble, music and clean kinds, meta.csv's diagnostic columns,
+# and what a resumed run must match.
+SPEAKERS = ("spk1", "spk2", "spk3", "spk4", "spk5")
+
+
+def talkers(speakers=SPEAKERS) -> dict:
+    """The built-in speech as babble's pool: speaker -> files."""
+    return {s: tuple(str(p) for p in BUILTIN if p.parent.name == s) for s in speakers}
+
+
+def full_sources(**kw) -> Sources:
+    """Sources that can supply every kind (music: a generated noise stands in for a tune)."""
+    noises = generated_noises(seconds=2.0)
+    kw = {"music": {"tune": noises["pink"]}, "talkers": talkers(), "speaker": "spk1"} | kw
+    return Sources(noises, **kw)
+
+
+@pytest.fixture
+def crowd_dir(clean_dir):
+    """test_simulate's three speakers and two more: enough for babble (the clip's own speaker left out)."""
+    for spk, src in (("dave", BUILTIN[6]), ("erin", BUILTIN[18])):
+        (clean_dir / spk).mkdir()
+        shutil.copy(src, clean_dir / spk / "u1.flac")
+    return clean_dir
+
+
+@pytest.fixture
+def sounds(tmp_path):
+    """A folder of three recordings (a, b, sub/c) and a list naming two of them, c held out."""
+    root = tmp_path / "sounds"
+    (root / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i, name in enumerate(("a", "b", "sub/c")):
+        write_audio(root / f"{name}.wav", 0.1 * rng.standard_normal(16000 + 4000 * i))
+    listed = tmp_path / "lists" / "keep.list"
+    listed.parent.mkdir()
+    listed.write_text("# held out: sub/c.wav\n../sounds/a.wav\n\n../sounds/b.wav\n")
+    return root, listed
+
+
+def test_the_registry_lists_each_kind_once_with_weight_and_columns():
+    assert list(WEIGHTS) == list(COLUMNS) == list(DEGRADATIONS)
+    assert set(NEEDS) <= set(DEGRADATIONS)
+    names = list(DEGRADATIONS)
+    # additive sounds after the room and before clipping, like a real chain
+    assert names.index("reverb") < names.index("babble") < names.index("clip")
+    assert names.index("reverb") < names.index("music") < names.index("clip")
+    columns = [c for cs in COLUMNS.values() for c in cs]
+    assert len(columns) == len(set(columns))  # no column is filled by two kinds
+
+
+@pytest.mark.parametrize("name", list(DEGRADATIONS))
+def test_each_kind_reports_only_its_declared_columns(speech, name):
+    seen = set()
+    for seed in range(4):
+        _, params = DEGRADATIONS[name](speech.astype(np.float64), np.random.default_rng(seed), full_sources())
+        assert set(params) <= set(COLUMNS[name]), params
+        seen |= set(params)
+    assert seen == set(COLUMNS[name]) or name == "reverb"  # a recorded room has no room geometry
+
+
+def test_music_and_babble_are_drawn_only_when_they_can_be(speech):
+    assert usable(full_sources()) == list(DEGRADATIONS)
+    assert "music" not in usable(full_sources(music={}))
+    assert "babble" not in usable(full_sources(talkers=talkers(SPEAKERS[:3])))  # 3 speakers: too few
+    src = full_sources(music={}, talkers={}, ranges=Ranges(clean_share=0.0))
+    drawn = {n for i in range(60) for n in degrade(speech, np.random.default_rng(i), src)[1]["degradations"]
+             .split("+")}
+    assert drawn == set(DEGRADATIONS) - {"music", "babble"}
+
+
+def test_babble_never_uses_the_clips_own_speaker(speech):
+    ranges = Ranges(babble_talkers=(3, 8), babble_snr=(10.0, 10.0 + 1e-9))
+    for own in SPEAKERS:
+        for seed in range(5):
+            src = full_sources(speaker=own, ranges=ranges)
+            out, params = babble(speech.astype(np.float64), np.random.default_rng(seed), src)
+            used = params["babble_speakers"].split("+")
+            # four others: all of them, however many were asked for
+            assert own not in used and len(used) == params["babble_talkers"] == 4
+            crowd = out - speech
+            assert 10 * np.log10(np.mean(speech ** 2) / np.mean(crowd ** 2)) == pytest.approx(10.0, abs=0.01)
+    few = full_sources(ranges=Ranges(babble_talkers=(2, 2)))
+    assert babble(speech.astype(np.float64), np.random.default_rng(0), few)[1]["babble_talkers"] == 2
+
+
+def test_a_babble_talker_that_cannot_be_read_is_named(tmp_path, speech):
+    write_audio(tmp_path / "quiet.wav", np.zeros(16000, np.float32))
+    src = full_sources(talkers={s: (str(tmp_path / "quiet.wav"),) for s in SPEAKERS})
+    with pytest.raises(MosqaError, match=r"quiet\.wav: silent babble talker"):
+        babble(speech.astype(np.float64), np.random.default_rng(0), src)
+
+
+def test_clipped_share_is_measured_not_the_drawn_level(speech):
+    shares = []
+    for level in (0.9, 0.3, 0.05):
+        out, params = clip(speech.astype(np.float64), np.random.default_rng(0), full_sources(
+            ranges=Ranges(clip=(level, level))))
+        limit = level * np.max(np.abs(speech))
+        assert params["clipped_share"] == pytest.approx(np.mean(np.abs(out) >= limit), abs=1e-4)
+        shares.append(params["clipped_share"])
+    assert 0 < shares[0] < shares[1] < shares[2] < 1
+    assert shares[2] != 0.05  # not the drawn level
+
+
+def test_clean_share_leaves_clips_undegraded(speech):
+    src = full_sources(ranges=Ranges(clean_share=1.0))
+    out, params = degrade(speech, np.random.default_rng(0), src)
+    assert params == {"degradations": CLEAN} and np.array_equal(out, speech)
+    none = full_sources(ranges=Ranges(clean_share=0.0))
+    assert all(degrade(speech, np.random.default_rng(i), none)[1]["degradations"] != CLEAN for i in range(40))
+
+
+def test_a_list_file_restricts_the_recordings_drawn(tmp_path, sounds, crowd_dir):
+    folder, listed = sounds
+    assert set(sim.load_source(str(folder))) == {"a", "b", "sub/c"}
+    assert set(sim.load_source(str(listed))) == {"a", "b"}  # names as the folder gives them
+    ranges = Ranges(combine=(0.0, 0.0, 1.0), synthetic_rooms=0.0, clean_share=0.0)
+    summary = sim.simulate(crowd_dir, out_dir=tmp_path / "o", noise_dir=listed, rir_dir=listed,
+                           music_dir=listed, per_utt=4, seed=1, codecs="none", ranges=ranges, babble=False)
+    rows = list(csv.DictReader(open(tmp_path / "o" / "meta.csv")))
+    assert len(rows) == summary["clips"] == 20
+    for column in ("noise", "rir", "music"):
+        drawn = {r[column] for r in rows} - {""}
+        assert drawn and drawn <= {"a", "b"}, column  # sub/c is held out
+    assert summary["sources"]["noise"] == str(listed.resolve())
+
+
+def test_a_bad_list_line_is_one_line_naming_it(tmp_path, sounds, crowd_dir):
+    folder, listed = sounds
+    listed.write_text("../sounds/a.wav\n../sounds/gone.wav\n")
+    for option in ("--noise-dir", "--rir-dir", "--music-dir"):
+        result = run_cli("simulate", crowd_dir, "-o", tmp_path / "o", option, listed)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        error = result.output.splitlines()[-1]  # after the codecs line
+        assert error.startswith("error: ") and f"{listed}:2: no such audio file" in error
+    listed.write_text("../sounds/a.wav\n../sounds/a.wav 3.5 extra\n")
+    result = run_cli("simulate", crowd_dir, "-o", tmp_path / "o", "--noise-dir", listed)
+    assert result.exit_code == 2 and "keep.list:2:" in result.output
+    write_audio(folder / "silent.wav", np.zeros(16000, np.float32))
+    listed.write_text("# one silent file\n../sounds/silent.wav\n")
+    with pytest.raises(MosqaError, match=r"keep\.list:2: .*silent\.wav: silent file"):
+        sim.simulate(crowd_dir, out_dir=tmp_path / "o", music_dir=listed)
+    with pytest.raises(MosqaError, match="--music-dir folder or list file not found"):
+        sim.simulate(crowd_dir, out_dir=tmp_path / "o", music_dir=tmp_path / "none.list")
+    assert not (tmp_path / "o").exists()
+
+
+def test_music_babble_and_clean_clips_carry_their_columns(tmp_path, sounds, crowd_dir):
+    folder, _ = sounds
+    ranges = Ranges(clean_share=0.25, combine=(0.0, 0.5, 0.5), music_snr=(20.0, 30.0),
+                    babble_snr=(12.0, 18.0), babble_talkers=(2, 3))
+    summary = sim.simulate(crowd_dir, out_dir=tmp_path / "o", music_dir=folder, per_utt=8, seed=2,
+                           codecs="none", ranges=ranges, jobs=1)
+    rows = list(csv.DictReader(open(tmp_path / "o" / "meta.csv")))
+    header = rows[0].keys()
+    assert {c for cs in COLUMNS.values() for c in cs} <= set(header)  # every kind's, drawn or not
+    kinds = {r["wav"]: r["degradations"].split("+") for r in rows}
+    by_kind = {kind: [r for r in rows if kind in kinds[r["wav"]]] for kind in [CLEAN, *DEGRADATIONS]}
+    assert by_kind["music"] and by_kind["babble"] and by_kind[CLEAN]
+    for r in by_kind["music"]:
+        assert r["music"] in {"a", "b", "sub/c"} and 20 <= float(r["music_snr_db"]) <= 30
+    for r in by_kind["babble"]:
+        used = r["babble_speakers"].split("+")
+        assert int(r["babble_talkers"]) == len(used) in (2, 3) and 12 <= float(r["babble_snr_db"]) <= 18
+        assert r["speaker"] not in used and set(used) <= {"alice", "bob", "carol", "dave", "erin"}
+    for r in by_kind[CLEAN]:
+        assert kinds[r["wav"]] == [CLEAN] and float(r["pesq"]) > 4.4
+        assert not any(r[c] for cs in COLUMNS.values() for c in cs)  # nothing was drawn for it
+    for r in by_kind["clip"]:
+        assert 0 < float(r["clipped_share"]) <= 1 and r["clip_fraction"]
+    for r in rows:
+        numbers = ("snr_db", "music_snr_db", "babble_snr_db", "clipped_share", "pesq")
+        assert all(np.isfinite(float(r[c])) for c in numbers if r[c])
+    cover = {r["kind"]: r for r in summary["coverage"]}
+    assert list(cover) == [CLEAN, *DEGRADATIONS, "combined"]
+    for kind in (CLEAN, "music", "babble"):
+        assert cover[kind]["clips"] == len(by_kind[kind])
+    assert cover[CLEAN]["alone"] == len(by_kind[CLEAN])
+    stored = json.loads((tmp_path / "o" / "simulate.json").read_text())
+    assert stored["music_dir"] == str(folder.resolve()) and stored["babble"] is True
+    assert stored["ranges"]["babble_talkers"] == [2, 3] and stored["ranges"]["clean_share"] == 0.25
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["ranges"]["music_snr"] == [20, 30]
+
+
+@pytest.mark.slow
+def test_same_seed_same_corpus_with_babble_music_and_clean_clips_with_any_jobs(tmp_path, sounds, crowd_dir):
+    folder, listed = sounds
+    kw = dict(per_utt=4, seed=5, noise_dir=listed, music_dir=folder, codecs="none",
+              ranges=Ranges(clean_share=0.2, combine=(0.3, 0.4, 0.3)))
+    sim.simulate(crowd_dir, out_dir=tmp_path / "a", jobs=1, **kw)
+    sim.simulate(crowd_dir, out_dir=tmp_path / "b", jobs=2, **kw)
+    assert outputs(tmp_path / "a") == outputs(tmp_path / "b")
+    rows = csv.DictReader(open(tmp_path / "a" / "meta.csv"))
+    drawn = {k for r in rows for k in r["degradations"].split("+")}
+    assert {"babble", "music", CLEAN} <= drawn
+
+
+def test_resuming_with_other_campaign_options_is_refused(tmp_path, sounds, crowd_dir, monkeypatch):
+    folder, listed = sounds
+    monkeypatch.setattr(sim, "run_item", lambda task, clean: {"skipped": "test"})  # only settings matter
+    monkeypatch.setattr(sim, "_finish", lambda *a: {})
+    base = dict(per_utt=1, seed=0, codecs="none")
+    sim.simulate(crowd_dir, out_dir=tmp_path / "o", music_dir=folder, **base)
+    for other in (dict(music_dir=listed), dict(music_dir=None), dict(babble=False),
+                  dict(ranges=Ranges(clean_share=0.1)), dict(ranges=Ranges(babble_talkers=(3, 4))),
+                  dict(ranges=Ranges(music_snr=(0.0, 10.0))), dict(noise_dir=listed)):
+        with pytest.raises(MosqaError, match="other settings"):
+            sim.simulate(crowd_dir, out_dir=tmp_path / "o", **({"music_dir": folder} | base | other))
+    # A folder simulated before these options existed resumes when they are off, and only then.
+    sim.simulate(crowd_dir, out_dir=tmp_path / "old", babble=False, ranges=Ranges(clean_share=0.0), **base)
+    settings = json.loads((tmp_path / "old" / "simulate.json").read_text())
+    for key in ("music_dir", "babble"):
+        del settings[key]
+    for key in ("music_snr", "babble_snr", "babble_talkers", "clean_share"):
+        del settings["ranges"][key]
+    (tmp_path / "old" / "simulate.json").write_text(json.dumps(settings))
+    sim.simulate(crowd_dir, out_dir=tmp_path / "old", babble=False, ranges=Ranges(clean_share=0.0), **base)
+    with pytest.raises(MosqaError, match="other settings"):
+        sim.simulate(crowd_dir, out_dir=tmp_path / "old", **base)  # babble and clean clips on
+
+
+def test_campaign_options_are_flags_that_reach_the_simulation(tmp_path, sounds, crowd_dir):
+    folder, listed = sounds
+    result = run_cli("simulate", crowd_dir, "-o", tmp_path / "o", "-k", "1", "-j", "1", "--codecs", "none",
+                     "--noise-dir", listed, "--rir-dir", listed, "--music-dir", folder, "--no-babble",
+                     "--music-snr-range", "1,2", "--babble-snr-range", "3,4", "--babble-talkers", "4,5",
+                     "--clean-share", "0.5")
+    assert result.exit_code == 0, result.output
+    stored = json.loads((tmp_path / "o" / "simulate.json").read_text())
+    assert (stored["noise_dir"], stored["rir_dir"], stored["music_dir"], stored["babble"]) == (
+        str(listed.resolve()), str(listed.resolve()), str(folder.resolve()), False)
+    assert {k: stored["ranges"][k] for k in ("music_snr", "babble_snr", "babble_talkers", "clean_share")} == {
+        "music_snr": [1, 2], "babble_snr": [3, 4], "babble_talkers": [4, 5], "clean_share": 0.5}
+    for flag, bad in (("--babble-talkers", "3.5,4"), ("--babble-talkers", "0,3"), ("--clean-share", "1.5"),
+                      ("--music-snr-range", "9,1"), ("--babble-snr-range", "x")):
+        result = run_cli("simulate", crowd_dir, "-o", tmp_path / "x", flag, bad)
+        assert result.exit_code == 2 and flag in result.output and "Traceback" not in result.output, flag
