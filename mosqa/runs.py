@@ -23,7 +23,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from mosqa.audio import atomic_path
+from mosqa.audio import atomic_csv, atomic_path
 from mosqa.errors import MosqaError
 
 # ---------------------------------------------------------------- config
@@ -264,8 +264,7 @@ class MetricsLog:
         fields: list[str] = []
         for r in self.rows:
             fields += [k for k in r if k not in fields]
-        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
+        with atomic_csv(self.path, fields) as w:
             w.writeheader()
             w.writerows(self.rows)
 
