@@ -226,6 +226,11 @@ CASES = [
          ["badscore.list:3", "7.5"]),
     case("dnsmos-bad-shard", ["dnsmos", "{W}/audio", "--out", "{W}/d.csv", "--shard", "4/3"], ["--shard"]),
     case("enhance-bad-shard", enhance("se", "{W}/audio", *ENH, "--shard", "x"), ["--shard"]),
+    case("predict-list-is-a-folder", ["predict", "--list", "{W}/audio", "-o", "{W}/p.csv"],
+         ["audio", "is a folder"]),
+    case("dnsmos-list-is-a-folder", ["dnsmos", "--list", "{W}/audio", "-o", "{W}/d.csv"],
+         ["audio", "is a folder"]),
+    case("eval-qa-list-is-a-folder", eval_qa("qa", "audio", *EV), ["audio", "is a folder"]),
     # ---- outputs that resolve to an input (issue 22): refused before any work, every input unchanged
     case("predict-out-is-the-audio", ["predict", "{W}/flac/clip.flac", "-o", "{W}/flac/clip.flac"],
          ["--out", "clip.flac", "would overwrite the input"]),
