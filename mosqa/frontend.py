@@ -9,10 +9,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from mosqa.audio import MIN_SECONDS
 from mosqa.errors import MosqaError
 
 FEATURES = ("mag", "complex", "logmel")
 LATE_OPTIONS = ("level_norm",)
+# Positive integers: anything else would fail deep inside resampling or the STFT, as a traceback.
+COUNTS = ("sample_rate", "n_fft", "hop", "n_mels")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,13 @@ class FrontEnd:
     level_norm: float | None = None  # dBFS each clip's valid samples are scaled to first; None = as recorded
 
     def __post_init__(self):
+        for name in COUNTS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise MosqaError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if self.sample_rate * MIN_SECONDS <= self.n_fft // 2:  # the STFT's reflect padding needs more
+            raise MosqaError(f"--sample-rate {self.sample_rate}: too low for --n-fft {self.n_fft} (a "
+                             f"{MIN_SECONDS:g} s clip, the shortest accepted, must outlast half a frame)")
         if self.feature not in FEATURES:
             raise MosqaError(f"front end: feature must be one of {FEATURES}, got {self.feature!r}")
         if not 0 < self.compress <= 1:
