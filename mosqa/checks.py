@@ -95,6 +95,15 @@ def output_dir(path, flag: str = "--out-dir") -> Path:
     return path
 
 
+def check_counts(options: dict, keys) -> None:
+    """Options that count something (epochs, samples per second) are positive integers, or one line naming
+    the flag: a zero reaches resampling or the epoch loop as a traceback or a silent no-op."""
+    for key in keys:
+        value = options[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise MosqaError(f"--{key.replace('_', '-')} must be a positive integer, got {value!r}")
+
+
 def checked_config(cfg: dict, output_dirs=("exp_dir", "cache_dir"), runs: dict | None = None,
                    inputs=()) -> dict:
     """A trainer's resolved config, returned once its output folders can be written and are none of its

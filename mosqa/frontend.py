@@ -10,11 +10,12 @@ from dataclasses import asdict, dataclass
 import torch
 
 from mosqa.audio import MIN_SECONDS
+from mosqa.checks import check_counts
 from mosqa.errors import MosqaError
 
 FEATURES = ("mag", "complex", "logmel")
 LATE_OPTIONS = ("level_norm",)
-# Positive integers: anything else would fail deep inside resampling or the STFT, as a traceback.
+# Positive integers (checks.check_counts): anything else fails deep inside resampling or the STFT.
 COUNTS = ("sample_rate", "n_fft", "hop", "n_mels")
 
 
@@ -31,10 +32,7 @@ class FrontEnd:
     level_norm: float | None = None  # dBFS each clip's valid samples are scaled to first; None = as recorded
 
     def __post_init__(self):
-        for name in COUNTS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise MosqaError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        check_counts(asdict(self), COUNTS)
         if self.sample_rate * MIN_SECONDS <= self.n_fft // 2:  # the STFT's reflect padding needs more
             raise MosqaError(f"--sample-rate {self.sample_rate}: too low for --n-fft {self.n_fft} (a "
                              f"{MIN_SECONDS:g} s clip, the shortest accepted, must outlast half a frame)")

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mosqa.audio import atomic_csv, atomic_path
-from mosqa.checks import output_dir
+from mosqa.checks import check_counts, output_dir
 from mosqa.errors import MosqaError
 
 # ---------------------------------------------------------------- config
@@ -116,12 +116,6 @@ def as_floats(cfg: dict, keys, where) -> None:
 def check_choice(cfg: dict, key: str, choices) -> None:
     if cfg[key] not in choices:
         raise MosqaError(f"{_flag(key)} must be one of {', '.join(choices)}, got {cfg[key]!r}")
-
-
-def check_counts(cfg: dict, keys) -> None:
-    for key in keys:
-        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise MosqaError(f"{_flag(key)} must be a positive integer, got {cfg[key]!r}")
 
 
 def check_training(cfg: dict) -> None:
