@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from cli.scoring import AUDIO_LISTS, AUDIO_PATHS, SHARD, summary_table
+from cli.scoring import AUDIO_LISTS, AUDIO_PATHS, SHARD, checked_files, summary_table
 
 
 def command(
@@ -43,19 +43,14 @@ def command(
     from rich.console import Console
 
     from mosqa import dnsmos
-    from mosqa.checks import output_file
     from mosqa.errors import MosqaError
-    from mosqa.lists import shard as take_shard
     from mosqa.progress import progress_bar
 
     if not paths and not list_files:
         raise MosqaError("usage: mosqa dnsmos PATH... [--list FILE]: give audio files, folders or a list")
     if jobs is not None and jobs < 1:
         raise MosqaError(f"--jobs {jobs}: must be at least 1")
-    output_file(out, "--out")
-    if summary_json is not None:
-        output_file(summary_json, "--summary-json")
-    files = take_shard(dnsmos.collect_inputs(paths or [], list_files), shard)
+    files = checked_files(paths, list_files, shard, {"--out": out, "--summary-json": summary_json})
     console = Console(stderr=True)
     with progress_bar(console) as bar:
         task = bar.add_task("dnsmos", total=len(files))

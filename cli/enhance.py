@@ -29,7 +29,7 @@ def command(
 
     Every input is decoded before the first is enhanced, so a bad file stops the run with no output.
     """
-    from mosqa.checks import output_file, require_kind
+    from mosqa.checks import not_an_input, output_file, require_kind
     from mosqa.errors import MosqaError
 
     if compare:
@@ -38,6 +38,8 @@ def command(
         out_csv = output_file(out_dir / "compare.csv", "--out-dir") if out_dir else None
         for run in paths:
             require_kind(run, "se", "enhance --compare")
+        if out_dir:
+            not_an_input([out_csv, out_dir], paths, "--out-dir")
         compare_runs(paths, out_csv=out_csv)
         return
     if len(paths) < 2 or out_dir is None:

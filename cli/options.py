@@ -33,5 +33,6 @@ def train(module: str, config, resume, options: dict) -> None:
             raise MosqaError("--resume uses the run's own config.yaml; drop --config")
         run_dir = trainer.train(resume=resume, overrides=options)
     else:
-        run_dir = trainer.train(checked_config(trainer.resolve(config, options), runs={"qa_model": "qa"}))
+        cfg = trainer.resolve(config, options)
+        run_dir = trainer.train(checked_config(cfg, runs={"qa_model": "qa"}, inputs=trainer.PATH_KEYS))
     typer.echo(str(run_dir))

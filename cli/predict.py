@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from cli.scoring import AUDIO_LISTS, AUDIO_PATHS, SHARD, summary_table
+from cli.scoring import AUDIO_LISTS, AUDIO_PATHS, SHARD, checked_files, summary_table
 
 
 def command(
@@ -31,9 +31,7 @@ def command(
     from rich.console import Console
 
     from mosqa import dnsmos, predict
-    from mosqa.checks import output_file
     from mosqa.errors import MosqaError
-    from mosqa.lists import shard as take_shard
     from mosqa.progress import progress_bar
     from mosqa.runs import pick_device
 
@@ -45,8 +43,7 @@ def command(
         raise MosqaError(f"--batch-size {batch_size}: must be at least 1")
     if chunk_seconds < predict.MIN_SECONDS:
         raise MosqaError(f"--chunk-seconds {chunk_seconds}: must be at least {predict.MIN_SECONDS}")
-    output_file(out, "--out")
-    files = take_shard(dnsmos.collect_inputs(paths or [], list_files), shard)
+    files = checked_files(paths, list_files, shard, {"--out": out})
     device_name = str(pick_device(device))
     options = predict.Options(model=model, device=device_name, batch_size=batch_size,
                               chunk_seconds=chunk_seconds)

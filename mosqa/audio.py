@@ -4,8 +4,11 @@ Kept free of torch so that `mosqa dnsmos` starts fast; the STFT front end models
 frontend.py.
 """
 
+import csv
+import errno
 import io
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from fractions import Fraction
@@ -14,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from mosqa.checks import in_place, replaced_file, standard_stream
 from mosqa.errors import MosqaError
 
 SAMPLE_RATE = 16000
@@ -133,18 +137,65 @@ def load_checked(path, sr: int | None = SAMPLE_RATE, where: str = "", **limits) 
 
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
+    """Yield a temporary path; once the block succeeds, its bytes become `path`'s.
+
+    The output rule (mosqa.checks): a regular file (or a link's target, the link kept) is replaced by a
+    rename beside it, so a crash never leaves a torn file; a device, FIFO or this process's stdout is
+    written into, so `-o /dev/null` discards and /dev/null stays a device. A full disk is one error line.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    try:
+        if in_place(path):
+            yield from _in_place(path)
+            return
+        target = replaced_file(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=path.suffix or ".tmp")
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give outputs the usual permissions
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise MosqaError(f"{path}: cannot write: {os.strerror(exc.errno).lower()}") from None
+
+
+@contextmanager
+def atomic_csv(path, fieldnames=None, **options):
+    """A csv writer (a DictWriter given `fieldnames`) whose rows become `path` by atomic_path. Lines end
+    in a bare LF, as every other text mosqa writes does (csv's own default is CR LF)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        if fieldnames is None:
+            yield csv.writer(fh, lineterminator="\n", **options)
+        else:
+            yield csv.DictWriter(fh, fieldnames, lineterminator="\n", **options)
+
+
+def _in_place(path: Path):
+    """atomic_path for a device, FIFO or standard stream: the block writes a temporary file (in the
+    temp folder: /dev is no place for it), whose bytes are then written into `path`."""
+    fd, tmp = tempfile.mkstemp(suffix=path.suffix or ".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give outputs the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
+        data = Path(tmp).read_bytes()
+        stream = standard_stream(path)
+        if stream is None:
+            with open(path, "wb") as fh:
+                fh.write(data)
+        else:  # through the descriptor, so what is printed next follows the output
+            for text in (sys.stdout, sys.stderr):
+                text.flush()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(stream, view):]
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_audio(path, wav: np.ndarray, sr: int = SAMPLE_RATE, subtype: str | None = None) -> None:

@@ -10,7 +10,6 @@ the two thread pools do not fight over the cores (DOMAIN.md §4). The same netwo
 Never imports torch unless the torch engine is chosen: `mosqa dnsmos` must start fast.
 """
 
-import csv
 import functools
 import importlib.metadata
 import importlib.util
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mosqa.audio import atomic_path, audio_problem, find_audio, load_audio_native, resample
+from mosqa.audio import atomic_csv, audio_problem, find_audio, load_audio_native, resample
 from mosqa.errors import MosqaError
 from mosqa.onnx_sessions import available_cpus, onnx_session, resolve_device
 
@@ -477,8 +476,7 @@ def write_csv(path, rows: list[dict], columns: list[str]) -> None:
     """Atomically. The `warning` and `error` columns are always there (empty for a clean file): the same
     header whatever the files, so shards' CSVs concatenate into the unsharded one."""
     columns = [*columns, *NOTE_COLUMNS]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
+    with atomic_csv(path) as writer:
         writer.writerow(columns)
         for row in rows:
             writer.writerow([_format(row[c]) if c in row else "" for c in columns])

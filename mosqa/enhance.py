@@ -6,7 +6,6 @@ model at each chunk start. The model never sees more than chunk + overlap sample
 stays flat whatever the file length.
 """
 
-import csv
 from pathlib import Path
 from typing import NamedTuple
 
@@ -17,7 +16,7 @@ from rich.table import Table
 
 from mosqa.audio import (
     AUDIO_SUFFIXES,
-    atomic_path,
+    atomic_csv,
     audio_problem,
     find_audio,
     load_audio_native,
@@ -147,7 +146,8 @@ def enhance_files(
 ) -> list[dict]:
     """Enhance every input into `out_dir` at the input's own rate; optionally DNSMOS-score the results.
 
-    Inputs are never overwritten: an output that resolves to an input file is refused. `shard_spec`
+    Inputs are never overwritten: an output (or `out_dir`) that resolves to an input file, list or
+    folder is refused. `shard_spec`
     ('K/N') enhances only the K-th of N contiguous blocks of the inputs (lists.shard).
     """
     console = console or Console(stderr=True)
@@ -155,10 +155,11 @@ def enhance_files(
         raise MosqaError("--chunk-seconds must be > 0 and --overlap-seconds >= 0")
     out_dir = output_dir(out_dir, "--out-dir")
     model, cfg = load_se(run_dir, device)
-    files = shard(collect_inputs(inputs), shard_spec)
+    every = collect_inputs(inputs)
+    files = shard(every, shard_spec)
     scores_csv = out_dir / scores_name(shard_spec)
     outputs = [out_dir / f.name for f in files] + ([scores_csv] if score else [])
-    not_an_input(outputs, [f.path for f in files] + [p for p in map(Path, inputs) if p.is_file()])
+    not_an_input([*outputs, out_dir], [*(f.path for f in every), *inputs])
     check_inputs(files, console)
     sr = cfg["sample_rate"]
     scorer = None
@@ -194,7 +195,6 @@ def enhance_files(
 
 
 def write_scores(path, rows: list[dict]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+    with atomic_csv(path, list(rows[0])) as w:
         w.writeheader()
         w.writerows({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r.items()} for r in rows)

@@ -20,8 +20,16 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader
 
-from mosqa.audio import atomic_path, resample
-from mosqa.checks import RUN_KINDS, has_checkpoint, output_dir, output_file, require_kind, run_kind
+from mosqa.audio import atomic_csv, resample
+from mosqa.checks import (
+    RUN_KINDS,
+    has_checkpoint,
+    not_an_input,
+    output_dir,
+    output_file,
+    require_kind,
+    run_kind,
+)
 from mosqa.data import BucketBatchSampler, FeatureSet, collate, load_features
 from mosqa.errors import MosqaError
 from mosqa.lists import read_list
@@ -120,8 +128,7 @@ def write_run_outputs(result: dict, out: Path, items, list_path) -> None:
 
 def _write_predictions(path: Path, items, true, columns: dict) -> None:
     names = list(dict.fromkeys(columns))
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
+    with atomic_csv(path) as w:
         w.writerow(["path", "true", "condition", *names])
         for i, it in enumerate(items):
             values = [f"{columns[k][i]:.6f}" for k in names]
@@ -184,8 +191,7 @@ def comparison_table(rows: list[dict], title: str) -> Table:
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+    with atomic_csv(path, list(rows[0])) as w:
         w.writeheader()
         w.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()} for r in rows)
 
@@ -246,6 +252,9 @@ def evaluate(
         output_dir(out, "--out-dir")
     output_file(table_path, "--table")
     items = read_list(list_path)
+    inputs = [*(p for run in runs for p in run), list_path, *(it.path for it in items)]
+    not_an_input(outs, inputs, "--out-dir")
+    not_an_input([table_path], inputs, "--table")
     dev = pick_device(device)
     results = [score_run(run_dir, ckpt, items, list_path, batch_size, dev, cache_dir, Console(stderr=True))
                for run_dir, ckpt in runs]
@@ -328,8 +337,7 @@ def compare_runs(run_dirs, out_csv=None, console: Console | None = None) -> list
     table = metrics_table("enhancement runs (validation set)", {r["run"]: r for r in rows})
     (console or Console()).print(table)
     if out_csv:
-        with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["run", *SE_METRICS], extrasaction="ignore")
+        with atomic_csv(out_csv, ["run", *SE_METRICS], extrasaction="ignore") as w:
             w.writeheader()
             w.writerows(rows)
     return rows

@@ -9,10 +9,14 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from mosqa.audio import MIN_SECONDS
+from mosqa.checks import check_counts
 from mosqa.errors import MosqaError
 
 FEATURES = ("mag", "complex", "logmel")
 LATE_OPTIONS = ("level_norm",)
+# Positive integers (checks.check_counts): anything else fails deep inside resampling or the STFT.
+COUNTS = ("sample_rate", "n_fft", "hop", "n_mels")
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,10 @@ class FrontEnd:
     level_norm: float | None = None  # dBFS each clip's valid samples are scaled to first; None = as recorded
 
     def __post_init__(self):
+        check_counts(asdict(self), COUNTS)
+        if self.sample_rate * MIN_SECONDS <= self.n_fft // 2:  # the STFT's reflect padding needs more
+            raise MosqaError(f"--sample-rate {self.sample_rate}: too low for --n-fft {self.n_fft} (a "
+                             f"{MIN_SECONDS:g} s clip, the shortest accepted, must outlast half a frame)")
         if self.feature not in FEATURES:
             raise MosqaError(f"front end: feature must be one of {FEATURES}, got {self.feature!r}")
         if not 0 < self.compress <= 1:

@@ -101,6 +101,8 @@ def read_list(
     Pass a list as `bad_lines` to skip bad lines instead: each one's message is appended to it.
     """
     list_path = Path(list_path)
+    if list_path.is_dir():
+        raise MosqaError(f"{list_path}: is a folder, not a list file")
     if not list_path.is_file():
         raise MosqaError(f"{list_path}: no such list file")
     try:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mosqa.audio import MIN_SECONDS, SILENCE_DB, atomic_path, load_checked
+from mosqa.audio import MIN_SECONDS, SILENCE_DB, atomic_csv, atomic_path, load_checked
+from mosqa.checks import not_an_input
 from mosqa.errors import MosqaError
 from mosqa.lists import Item, read_list, write_list
 from mosqa.plots import histogram_png
@@ -188,6 +189,7 @@ def histogram(scores, edges) -> list[int]:
 
 OUTPUT_NAMES = {"train": "wav_train_qn.list", "train_rs": "wav_train_qn_rs.list",
                 "valid": "wav_valid_qn.list", "test": "wav_test_qn.list"}
+REPORT_NAMES = ("score_hist.png", "bad_files.csv", "prepare_summary.json")
 
 
 def prepare(list_paths, out_dir, *, seed: int = 0, split: str = "0.8,0.1,0.1", test_groups=None,
@@ -207,6 +209,11 @@ def prepare(list_paths, out_dir, *, seed: int = 0, split: str = "0.8,0.1,0.1", t
                          "tightened")
     bad_lines: list | None = [] if skip_bad else None
     items = read_lists(list_paths, bad_lines, group_col)
+    # A list passed back through prepare-list (lists/wav_train_qn.list --out-dir lists/) would be
+    # overwritten by its own split; refused before the first file is checked.
+    out_dir = Path(out_dir)
+    not_an_input([out_dir / name for name in (*OUTPUT_NAMES.values(), *REPORT_NAMES)],
+                 [*list_paths, *(p for it in items for p in (it.path, it.clean) if p is not None)])
     if progress:
         progress(len(items))
     good, bad = validate(items, min_dur=min_dur, max_dur=max_dur, silence_db=silence_db, skip_bad=skip_bad,
@@ -216,7 +223,6 @@ def prepare(list_paths, out_dir, *, seed: int = 0, split: str = "0.8,0.1,0.1", t
         raise MosqaError(f"{', '.join(map(str, list_paths))}: no valid files left")
     splits = split_by_group(good, ratios, seed, test_groups, valid_groups)
     splits["train_rs"], report = balance(splits["train"], edges, target, seed)
-    out_dir = Path(out_dir)
     outputs = {}
     for name, file_name in OUTPUT_NAMES.items():
         if splits[name]:
@@ -225,8 +231,8 @@ def prepare(list_paths, out_dir, *, seed: int = 0, split: str = "0.8,0.1,0.1", t
     series = {name: [it.score for it in splits[name]] for name in OUTPUT_NAMES}
     histogram_png(out_dir / "score_hist.png", {n: s for n, s in series.items() if s}, edges)
     if bad:
-        with atomic_path(out_dir / "bad_files.csv") as tmp, open(tmp, "w", newline="") as fh:
-            csv.writer(fh).writerows([("where", "reason"), *bad])
+        with atomic_csv(out_dir / "bad_files.csv") as writer:
+            writer.writerows([("where", "reason"), *bad])
     summary = {
         "lists": [str(p) for p in list_paths], "seed": seed, "split": list(ratios), "bin_width": bin_width,
         "target": str(target), "valid_items": len(good), "bad_items": len(bad), "outputs": outputs,

@@ -6,8 +6,10 @@ models are passed around as directories. Checkpoints hold only tensors and plain
 and are loaded with `weights_only=True`: loading one never runs pickled code.
 """
 
+import contextlib
 import csv
 import datetime
+import fcntl
 import io
 import math
 import os
@@ -23,7 +25,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from mosqa.audio import atomic_path
+from mosqa.audio import atomic_csv, atomic_path
+from mosqa.checks import check_counts, output_dir
 from mosqa.errors import MosqaError
 
 # ---------------------------------------------------------------- config
@@ -117,9 +120,7 @@ def check_choice(cfg: dict, key: str, choices) -> None:
 
 def check_training(cfg: dict) -> None:
     """The settings every trainer shares: at least one epoch, one item per batch, a learning rate."""
-    for key in ("epochs", "batch_size"):
-        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise MosqaError(f"{_flag(key)} must be a positive integer, got {cfg[key]!r}")
+    check_counts(cfg, ("epochs", "batch_size"))
     if not cfg["lr"] > 0:
         raise MosqaError(f"--lr must be > 0, got {cfg['lr']}")
     if cfg["grad_clip"] < 0:
@@ -148,6 +149,7 @@ def resume_config(run_dir, kind: str, overrides: dict, renamed: dict | None = No
             f"--resume continues {run_dir}'s own config; only {', '.join(map(_flag, RESUMABLE))} may "
             f"change, not {', '.join(map(_flag, fixed))}"
         )
+    check_counts(cfg | given, ("epochs",))
     return cfg | given
 
 
@@ -264,8 +266,7 @@ class MetricsLog:
         fields: list[str] = []
         for r in self.rows:
             fields += [k for k in r if k not in fields]
-        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
+        with atomic_csv(self.path, fields) as w:
             w.writeheader()
             w.writerows(self.rows)
 
@@ -406,6 +407,55 @@ def grad_scaler(amp: bool, device: torch.device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=fp16)
 
 
+# ---------------------------------------------------------------- one writer per run
+
+
+class RunLock:
+    """One writer per run directory: an advisory `flock` on `<run>/.lock`, which holds the writer's pid.
+
+    Two trainers writing one run (two `--resume RUN` at once, or a resume of a run still training)
+    would interleave last.pt, metrics.csv and train.log. Only the main process takes the lock (the other
+    DDP ranks write nothing to the run); every rank learns whether it got it, so a refused job stops
+    whole. The kernel drops the lock with the process, so the file a killed run leaves blocks nothing.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, run_dir, dist: "Distributed"):
+        self.file = None
+        refused = dist.broadcast_object(self._take(Path(run_dir)) if dist.is_main else None)
+        if refused:
+            raise MosqaError(refused)
+
+    def _take(self, run_dir: Path) -> str | None:
+        """None once held, else why not."""
+        handle = open(run_dir / self.NAME, "a+")  # not "w": the holder's pid must survive until read
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            return (f"{run_dir}: another process (pid {holder}) is training this run; wait for it to "
+                    "finish or stop it, then resume")
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self.file = handle
+        return None
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 # ---------------------------------------------------------------- one optimisation step
 
 
@@ -474,9 +524,11 @@ class Run:
                  console=None):
         self.kind, self.cfg, self.dist = kind, cfg, dist
         self.console = console or Console(stderr=True)
+        self.lock = None  # a resumed run is locked by `start`, before its data are loaded
         if resume is None:
             made = [str(p) for p in reserve_run_dir(cfg["exp_dir"], cfg["name"])] if dist.is_main else None
             self.final, self.path = (Path(p) for p in dist.broadcast_object(made))
+            self.lock = RunLock(self.path, dist)  # moves with the folder when it takes its final name
         else:
             self.final = self.path = Path(resume)
         if dist.is_main:  # on resume this records changed flags (e.g. a longer --epochs) with the run
@@ -493,6 +545,8 @@ class Run:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None and self.dist.is_main and not self.started:
             shutil.rmtree(self.path, ignore_errors=True)
+        if self.lock is not None:
+            self.lock.release()
 
     @property
     def started(self) -> bool:
@@ -585,13 +639,28 @@ def fit(run: Run, train_epoch, validate, after_validation=None, columns=()) -> P
 def start(kind: str, cfg: dict | None, resume, overrides: dict | None, body, renamed=None,
           console=None) -> Path:
     """Take a new run's `cfg`, or the config of the run directory `resume` (with the RESUMABLE
-    `overrides`), set up devices and processes, and return what `body(cfg, dist)` returns."""
+    `overrides`), set up devices and processes, and return what `body(cfg, dist)` returns.
+
+    A resumed run is checked writable and locked (RunLock) before its data are loaded; one that has
+    already done its --epochs is left as it is."""
     if resume is not None:
         cfg = resume_config(resume, kind, overrides or {}, renamed, console)
+        output_dir(resume, "--resume")
     dist = Distributed(cfg["device"])
+    say = warn if dist.is_main else (lambda *_: None)
     try:
-        set_threads(cfg["threads"], dist)
-        seed_everything(cfg["seed"])
-        return body(cfg, dist)
+        with RunLock(resume, dist) if resume is not None else contextlib.nullcontext():
+            done = int(load_checkpoint(Path(resume) / "last.pt")["epoch"]) if resume is not None else 0
+            if done >= cfg["epochs"]:  # rewriting config.yaml with the smaller --epochs would be a lie
+                say(f"{resume}: nothing trained: it has done {done} epoch(s) and --epochs is "
+                    f"{cfg['epochs']}; give a larger --epochs to continue it", console)
+                return Path(resume)
+            if resume is None and cfg["amp"] and dist.device.type != "cuda":
+                say(f"--amp: mixed precision needs CUDA; training on {dist.device.type} in full precision "
+                    "(config.yaml records amp: false)", console)
+                cfg = cfg | {"amp": False}
+            set_threads(cfg["threads"], dist)
+            seed_everything(cfg["seed"])
+            return body(cfg, dist)
     finally:
         dist.close()

@@ -9,7 +9,6 @@ meta.csv, the label histogram and the per-impairment coverage report are rewritt
 that journal. A clip is written only if prepare-list would accept it. Torch-free.
 """
 
-import csv
 import ctypes
 import json
 import multiprocessing
@@ -26,6 +25,7 @@ import numpy as np
 from mosqa.audio import (
     SAMPLE_RATE,
     SILENCE_DB,
+    atomic_csv,
     atomic_path,
     find_audio,
     is_silent,
@@ -34,6 +34,7 @@ from mosqa.audio import (
     resample,
     write_audio,
 )
+from mosqa.checks import not_an_input
 from mosqa.codecs import select_codecs
 from mosqa.defaults import builtin_speech_dir, generated_noises
 from mosqa.degrade import CLEAN, COLUMNS, DEGRADATIONS, Sources, degrade, normalise_rir
@@ -327,6 +328,8 @@ def simulate(clean_dir=None, *, out_dir, noise_dir=None, rir_dir=None, music_dir
     existing = next(f for f in (out_dir.absolute(), *out_dir.absolute().parents) if f.exists())
     if not existing.is_dir():
         raise MosqaError(f"--out-dir {out_dir}: {existing} is a file, not a folder")
+    # A folder inside the clean one is fine (plan() leaves it out); the clean folder itself is not.
+    not_an_input([out_dir], [f for f in (clean_dir, noise_dir, rir_dir, music_dir) if f is not None])
     settings = Settings(str(clean_dir.resolve()), _resolved(noise_dir), _resolved(rir_dir), per_utt, seed,
                         json.loads(json.dumps(asdict(ranges))), with_stoi, dict(speaker_map or {}),
                         select_codecs(codecs), voice_perturb, _resolved(music_dir), babble)
@@ -429,8 +432,7 @@ def _finish(out_dir: Path, tasks: list[Task], done: dict, n_new: int, seconds: f
 
 
 def _write_csv(path: Path, columns: list, rows: list) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, restval="")
+    with atomic_csv(path, columns, restval="") as writer:
         writer.writeheader()
         writer.writerows(rows)
 

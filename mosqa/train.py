@@ -98,6 +98,7 @@ FLOAT_KEYS = {k for k, v in TRAINING.items() if isinstance(v, float)} | {
     name for cls in (FrontEnd, ModelOptions, LossOptions)
     for name, hint in typing.get_type_hints(cls).items() if hint is float or float in typing.get_args(hint)}
 SUMMARY = ("train_loss", "valid_mse", "valid_lcc", "valid_srcc", "lr", "seconds")
+PATH_KEYS = ("train", "valid")  # the options that name inputs (lists), made absolute
 
 
 # ---------------------------------------------------------------- config
@@ -112,7 +113,7 @@ def resolve(config_file=None, overrides: dict | None = None, console: Console | 
     for key, registry in (("arch", MODELS), ("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS),
                           ("early_stop_metric", METRIC_MODES)):
         check_choice(cfg, key, registry)
-    for key in ("train", "valid"):
+    for key in PATH_KEYS:
         if not cfg[key]:
             raise MosqaError(f"--{key} LIST is required (a wav,score list)")
         cfg[key] = str(Path(cfg[key]).absolute())

@@ -11,6 +11,10 @@ import hashlib
 import io
 import os
 import shutil
+import stat
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +89,13 @@ def work(tmp_path_factory) -> Path:
     clean.mkdir(parents=True)
     sf.write(clean / "good.wav", speech(1.5, 150), SR)
     sf.write(clean / "quiet.wav", np.zeros(SR, np.float32), SR)
+    # Outputs that are inputs: a list named as prepare-list names its outputs, a flac alone in its
+    # folder (enhance would write a .wav beside it), a path-only list, a link to an input clip.
+    shutil.copy(w / "qa.list", w / "wav_train_qn.list")
+    (w / "flac").mkdir()
+    sf.write(w / "flac" / "clip.flac", speech(1.0, 150), SR)
+    (w / "clips.list").write_text("audio/clip0.wav\naudio/clip1.wav\n")
+    os.symlink(w / "audio" / "clip1.wav", w / "clip1_link.wav")
     return w
 
 
@@ -125,6 +136,7 @@ def enhance(run: str, *inputs_and_options) -> list:
 
 CLIP, EV, ENH, EXP = "{W}/audio/clip0.wav", ["--out-dir", "{W}/ev"], ["--out-dir", "{W}/enh"], "{W}/exp"
 UNDER_FILE = "{W}/file.txt/x"
+DNSMOS_FAST = ["--no-p808", "--jobs", "1", "--device", "cpu"]
 
 
 def case(name: str, args: list, fragments: list):
@@ -214,6 +226,48 @@ CASES = [
          ["badscore.list:3", "7.5"]),
     case("dnsmos-bad-shard", ["dnsmos", "{W}/audio", "--out", "{W}/d.csv", "--shard", "4/3"], ["--shard"]),
     case("enhance-bad-shard", enhance("se", "{W}/audio", *ENH, "--shard", "x"), ["--shard"]),
+    case("train-qa-sample-rate-0", train_qa("qa.list", "--sample-rate", "0", "--exp-dir", EXP),
+         ["--sample-rate", "positive integer", "got 0"]),
+    case("train-se-sample-rate-0", train_se("pairs.list", "--sample-rate", "0", "--exp-dir", EXP),
+         ["--sample-rate", "positive integer", "got 0"]),
+    case("predict-list-is-a-folder", ["predict", "--list", "{W}/audio", "-o", "{W}/p.csv"],
+         ["audio", "is a folder"]),
+    case("dnsmos-list-is-a-folder", ["dnsmos", "--list", "{W}/audio", "-o", "{W}/d.csv"],
+         ["audio", "is a folder"]),
+    case("eval-qa-list-is-a-folder", eval_qa("qa", "audio", *EV), ["audio", "is a folder"]),
+    # ---- outputs that resolve to an input (issue 22): refused before any work, every input unchanged
+    case("predict-out-is-the-audio", ["predict", "{W}/flac/clip.flac", "-o", "{W}/flac/clip.flac"],
+         ["--out", "clip.flac", "would overwrite the input"]),
+    case("predict-out-is-the-list", ["predict", "--list", "{W}/clips.list", "-o", "{W}/clips.list"],
+         ["--out", "clips.list", "would overwrite the input"]),
+    case("predict-out-is-a-file-of-an-input-folder", ["predict", "{W}/audio", "-o", "{W}/audio/clip2.wav"],
+         ["--out", "clip2.wav", "would overwrite the input"]),
+    case("predict-out-links-to-an-input", ["predict", "--list", "{W}/clips.list", "-o", "{W}/clip1_link.wav"],
+         ["--out", "clip1_link.wav", "would overwrite the input", "clip1.wav"]),
+    case("dnsmos-out-is-the-audio", ["dnsmos", CLIP, "-o", CLIP], ["--out", "clip0.wav", "would overwrite"]),
+    case("dnsmos-out-is-the-list", ["dnsmos", "--list", "{W}/clips.list", "-o", "{W}/clips.list"],
+         ["--out", "clips.list", "would overwrite"]),
+    case("dnsmos-summary-is-the-list",
+         ["dnsmos", "--list", "{W}/clips.list", "-o", "{W}/d.csv", "--summary-json", "{W}/clips.list"],
+         ["--summary-json", "clips.list", "would overwrite"]),
+    case("prepare-list-over-its-own-list", ["prepare-list", "{W}/wav_train_qn.list", "--out-dir", "{W}"],
+         ["--out-dir", "wav_train_qn.list", "would overwrite the input"]),
+    case("simulate-into-its-clean-folder",
+         ["simulate", "{W}/clean_with_bad", "--out-dir", "{W}/clean_with_bad", "--no-codecs"],
+         ["--out-dir", "clean_with_bad", "is the input folder"]),
+    case("eval-qa-table-is-the-list", eval_qa("qa", "qa.list", *EV, "--table", "{W}/qa.list"),
+         ["--table", "qa.list", "would overwrite the input"]),
+    case("eval-qa-table-is-a-clip", eval_qa("qa", "qa.list", *EV, "--table", "{W}/audio/clip2.wav"),
+         ["--table", "clip2.wav", "would overwrite the input"]),
+    case("eval-qa-out-is-the-run", eval_qa("qa", "qa.list", "--out-dir", "{W}/runs/qa"),
+         ["--out-dir", "runs/qa", "is the input folder"]),
+    case("enhance-into-its-input-folder", enhance("se", "{W}/flac", "--out-dir", "{W}/flac"),
+         ["--out-dir", "flac", "is the input folder"]),
+    case("enhance-compare-into-a-run", ["enhance", "--compare", "{W}/runs/se", "--out-dir", "{W}/runs/se"],
+         ["--out-dir", "runs/se", "is the input folder"]),
+    case("train-se-exp-is-its-clean-folder",
+         ["train-se", "--clean", "{W}/audio", "--noise", "{W}/audio", "--valid", "{W}/pairs.list", *SE_TINY,
+          "--exp-dir", "{W}/audio"], ["--exp-dir", "audio", "is the input folder"]),
 ]
 
 
@@ -259,6 +313,104 @@ def test_enhance_into_the_input_folder_leaves_every_input_byte_identical(work, t
     after = snapshot(folder)
     assert {k: v for k, v in after.items() if k in before} == before
     assert set(after) - set(before) == {"other.wav"}
+
+
+# ---------------------------------------------------------------- outputs that are devices or links
+
+
+# Commands writing one output file, OUT ({W}: the work folder, {T}: the test's own folder).
+ONE_FILE_WRITERS = {
+    "predict": ["predict", CLIP, "-o", "{OUT}", "--device", "cpu", "--jobs", "1"],
+    "dnsmos": ["dnsmos", CLIP, "-o", "{OUT}", *DNSMOS_FAST],
+    "dnsmos-summary": ["dnsmos", CLIP, "-o", "{T}/d.csv", "--summary-json", "{OUT}", *DNSMOS_FAST],
+    "eval-qa-table": [*eval_qa("qa", "qa.list", "--out-dir", "{T}/ev"), "--table", "{OUT}"],
+}
+
+
+def node(path: Path) -> tuple:
+    """What a node is (kind, device numbers, link target), not what it holds."""
+    st = os.lstat(path)
+    return stat.S_IFMT(st.st_mode), st.st_rdev, os.readlink(path) if path.is_symlink() else None
+
+
+@pytest.fixture
+def nodes(tmp_path) -> Path:
+    """Copies of /dev/null and /dev/full made with mknod (the system's own are never written), a FIFO, a
+    regular file, and a link to each, in one folder."""
+    folder = tmp_path / "nodes"
+    folder.mkdir()
+    try:
+        os.mknod(folder / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        os.mknod(folder / "full", stat.S_IFCHR | 0o666, os.makedev(1, 7))
+        (folder / "null").write_bytes(b"")  # a nodev mount makes nodes that cannot be opened
+    except OSError as exc:
+        pytest.skip(f"no usable mknod device nodes here ({exc})")
+    os.mkfifo(folder / "fifo")
+    (folder / "old.csv").write_text("old\n")
+    for name in ("null", "full", "fifo", "old.csv"):
+        os.symlink(folder / name, folder / f"link_to_{name}")
+    return folder
+
+
+def written_to_fifo(fifo: Path, write) -> tuple:
+    """(what `write()` returned, the bytes a reader of `fifo` got meanwhile)."""
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    result = write()
+    try:  # a writer that never opened the FIFO leaves the reader waiting for one: release it
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass
+    reader.join(30)
+    return result, got[0] if got else b""
+
+
+@pytest.mark.parametrize("writer", ONE_FILE_WRITERS)
+def test_devices_fifos_and_links_are_written_into_never_replaced(work, nodes, tmp_path, writer,
+                                                                 one_dnsmos_session):
+    inputs, names = snapshot(work), sorted(os.listdir(nodes))
+    kinds = {p.name: node(p) for p in nodes.iterdir()}
+
+    def run(out):
+        return invoke([a.format(W=work, T=tmp_path, OUT=out) for a in ONE_FILE_WRITERS[writer]])
+
+    result = run(nodes / "null")  # -o /dev/null discards
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    result = run(nodes / "full")  # -o /dev/full: no space left, one line, exit 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert len(errors) == 1 and "full" in errors[0] and "no space left on device" in errors[0], errors
+    # A link to a FIFO, as /dev/stdout is in a pipe: the reader gets the whole output.
+    result, got = written_to_fifo(nodes / "fifo", lambda: run(nodes / "link_to_fifo"))
+    assert result.exit_code == 0, result.output
+    assert got.strip() and b"\r" not in got, got
+    result = run(nodes / "link_to_old.csv")  # a link to a regular file: its target replaced, the link kept
+    assert result.exit_code == 0, result.output
+    replaced = (nodes / "old.csv").read_bytes()
+    assert replaced != b"old\n" and b"\r" not in replaced
+    assert {p.name: node(p) for p in nodes.iterdir()} == kinds, "a device, FIFO or link was replaced"
+    assert sorted(os.listdir(nodes)) == names, "a temporary file was left beside a node"
+    assert snapshot(work) == inputs
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/fd/1"), reason="no /proc/self/fd")
+def test_out_dev_stdout_redirected_to_a_file_gets_the_csv_then_the_table(work, tmp_path):
+    """`-o /dev/stdout > out.txt`: a rename would have replaced out.txt (the table then lost), a second
+    descriptor would have had the table overwrite the CSV; the output goes through stdout's own one. The
+    link is this test's own copy of /dev/stdout, so code that still renamed over it harms nothing else."""
+    os.symlink("/proc/self/fd/1", tmp_path / "stdout")
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "cli.main", "dnsmos", CLIP.format(W=work), "-o", tmp_path / "stdout",
+           *DNSMOS_FAST]
+    with open(tmp_path / "out.txt", "w") as fh:
+        done = subprocess.run(cmd, stdout=fh, stderr=subprocess.PIPE, text=True, timeout=120, cwd=root,
+                              env={**os.environ, "PYTHONPATH": str(root), "COLUMNS": "120"})
+    assert done.returncode == 0, done.stderr
+    assert os.readlink(tmp_path / "stdout") == "/proc/self/fd/1"
+    header, row, rest = (tmp_path / "out.txt").read_text().split("\n", 2)
+    assert header.startswith("filename,len_in_sec,sr,num_hops") and "clip0.wav" in row
+    assert "DNSMOS" in rest and "OVRL" in rest, rest  # the summary table follows the CSV
 
 
 # ---------------------------------------------------------------- --shard

@@ -1,7 +1,12 @@
 """The run skeleton both trainers share (mosqa.runs) and what the two commands have in common."""
 
+import contextlib
+import hashlib
+import os
+import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -171,3 +176,131 @@ def test_cosine_schedule_resumes_an_older_cosine_annealing_state_and_replans():
     replanned = cosine_schedule(opt, 4)
     replanned.load_state_dict(old.state_dict())
     assert opt.param_groups[0]["lr"] == pytest.approx(0.05) and replanned.last_epoch == 2
+
+
+# ---------------------------------------------------------------- one writer per run (issue 22)
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory, corpus):
+    """A finished one-epoch train-qa run, asked for --amp on CPU; tests resume copies of it."""
+    exp = tmp_path_factory.mktemp("lock") / "exp"
+    res = run_cli("train-qa", "--train", corpus["train"], "--valid", corpus["valid"], *QA_TINY,
+                  "--epochs", "1", "--amp", "--exp-dir", exp)
+    assert res.exit_code == 0, res.output
+    (run,) = runs_in(exp)
+    return run, res.output
+
+
+@pytest.fixture
+def run_copy(one_epoch_run, tmp_path) -> Path:
+    shutil.copytree(one_epoch_run[0], tmp_path / "run")
+    return tmp_path / "run"
+
+
+def _epoch_lines(run: Path) -> list:
+    return [line for line in (run / "train.log").read_text().splitlines() if line.startswith("epoch ")]
+
+
+def test_amp_on_cpu_is_warned_about_and_recorded_off(one_epoch_run):
+    run, output = one_epoch_run
+    assert "warning: --amp: mixed precision needs CUDA" in output
+    assert yaml.safe_load((run / "config.yaml").read_text())["amp"] is False
+    assert b"\r" not in (run / "metrics.csv").read_bytes()  # CSV lines end in \n, as every text mosqa writes
+
+
+def test_two_resumes_at_once_only_one_trains(run_copy, monkeypatch):
+    """The first resume is held inside its epoch loop (so the two overlap whatever the machine's speed)
+    while the second starts; the second is refused, naming the holder, and the first then finishes."""
+    import mosqa.train
+
+    holding, release = threading.Event(), threading.Event()
+
+    def held_fit(*args, **kwargs):
+        holding.set()
+        assert release.wait(60)
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(mosqa.train, "fit", held_fit)
+    first: dict = {}
+    thread = threading.Thread(target=lambda: first.update(
+        out=mosqa.train.train(resume=run_copy, overrides={"epochs": 3, "threads": 1})))
+    thread.start()
+    try:
+        assert holding.wait(60), "the first resume never reached its epoch loop"
+        second = run_cli("train-qa", "--resume", run_copy, "--epochs", "3")
+    finally:
+        release.set()
+        thread.join(120)
+    errors = [line for line in second.output.splitlines() if line.startswith("error:")]
+    assert second.exit_code == 2 and "Traceback" not in second.output, second.output
+    assert len(errors) == 1 and f"(pid {os.getpid()})" in errors[0] and "training this run" in errors[0]
+    assert first["out"] == run_copy  # the first trained to the end
+    assert [line.split(":")[0] for line in _epoch_lines(run_copy)] == ["epoch 1/1", "epoch 2/3", "epoch 3/3"]
+    assert load_checkpoint(run_copy / "last.pt")["epoch"] == 3
+
+
+def test_a_live_holder_is_named_and_a_dead_one_blocks_nothing(run_copy):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom mosqa.runs import Distributed, RunLock\n"
+         "lock = RunLock(sys.argv[1], Distributed('cpu'))\nprint('held', flush=True)\ntime.sleep(300)",
+         str(run_copy)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        refused = run_cli("train-qa", "--resume", run_copy, "--epochs", "2")
+        assert refused.exit_code == 2 and f"(pid {holder.pid})" in refused.output, refused.output
+    finally:
+        holder.kill()  # SIGKILL: no clean-up runs, the .lock file stays with the dead pid in it
+        holder.wait()
+    assert (run_copy / ".lock").read_text().strip() == str(holder.pid)
+    resumed = run_cli("train-qa", "--resume", run_copy, "--epochs", "2")
+    assert resumed.exit_code == 0, resumed.output
+    assert load_checkpoint(run_copy / "last.pt")["epoch"] == 2
+
+
+def _hashes(folder: Path) -> dict:
+    return {p.name: hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("epochs", ["1", "0"])
+def test_resume_to_no_more_epochs_says_nothing_was_trained_and_writes_nothing(run_copy, epochs):
+    before = _hashes(run_copy)
+    res = run_cli("train-qa", "--resume", run_copy, "--epochs", epochs)
+    if epochs == "0":
+        assert res.exit_code == 2 and "--epochs must be a positive integer" in res.output, res.output
+    else:
+        assert res.exit_code == 0, res.output
+        assert "nothing trained: it has done 1 epoch(s) and --epochs is 1" in res.output
+    assert _hashes(run_copy) == before
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """`folder` unwritable for this process: mode 555, or for root (whom modes do not stop) a read-only
+    bind mount; skips the test where neither is possible."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    mount = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+    if mount.returncode != 0:
+        pytest.skip(f"root, and no bind mount here: {mount.stderr.decode().strip()}")
+    try:
+        if subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], capture_output=True).returncode:
+            pytest.skip("root, and no read-only remount here")
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_resume_of_a_read_only_run_says_so_before_training(run_copy):
+    before = _hashes(run_copy)
+    with read_only(run_copy):
+        res = run_cli("train-qa", "--resume", run_copy, "--epochs", "2")
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert len(errors) == 1 and "--resume" in errors[0] and "not writable" in errors[0], errors
+    assert "epoch" not in res.output and _hashes(run_copy) == before
