@@ -10,6 +10,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mosqa.errors import MosqaError
 
@@ -41,7 +42,8 @@ def reports_errors(fn):
         try:
             return fn(*args, **kwargs)
         except MosqaError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # escaped: a message is plain text, and `[...]` in it (a path, an extra's name) is not markup
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")
