@@ -28,6 +28,7 @@ COMMANDS = [
     ("train-qa", "train_qa", "Train a non-intrusive quality (MOS) model."),
     ("eval-qa", "eval_qa", "Evaluate quality models on a test list and compare runs."),
     ("predict", "predict", "Score audio with a quality model (default: the shipped pesq-wb model)."),
+    ("export", "export", "Export a quality model to ONNX, for scoring with onnxruntime alone."),
     ("dnsmos", "dnsmos", "Score audio with DNSMOS P.835 (SIG/BAK/OVRL) and P.808."),
     ("train-se", "train_se", "Train a speech-enhancement model, optionally guided by a quality model."),
     ("enhance", "enhance", "Enhance audio files with a trained speech-enhancement model."),

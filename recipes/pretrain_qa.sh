@@ -126,7 +126,7 @@ fi
 
 if in_stage 6; then
   run=$OUT/exp/$(cat "$OUT/eval/selected_run.txt")
-  echo "stage 6: export $run to mosqa/pretrained/$MODEL_NAME (the model card is kept, edited by hand)"
+  echo "stage 6: export $run to mosqa/pretrained/$MODEL_NAME: config, weights, model.onnx (the model card is kept, edited by hand)"
   python -c "import sys; from mosqa.pretrained import export; export(sys.argv[1], sys.argv[2])" \
     "$run" "mosqa/pretrained/$MODEL_NAME"
 fi
