@@ -1,24 +1,16 @@
 """The README's Results table (recipes/results.py): each model's LCC/SRCC per group against scipy, on the
 same clips, and the scatter."""
 
-import csv
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_csv
 from scipy.stats import pearsonr, spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
 import results  # noqa: E402
-
-
-def _write(path: Path, header: list[str], rows: list[list]):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
 
 
 def test_table_rows_are_the_correlations_of_each_group(tmp_path):
@@ -29,11 +21,11 @@ def test_table_rows_are_the_correlations_of_each_group(tmp_path):
     kinds = ["noise" if i % 3 else "codec+noise" for i in range(n)]
     true = rng.uniform(1, 4.5, n)
     ours, ovrl, p808 = (true + rng.normal(0, s, n) for s in (0.3, 0.8, 1.2))
-    _write(tmp_path / "meta.csv", ["wav", "speaker", "degradations"],
+    write_csv(tmp_path / "meta.csv", ["wav", "speaker", "degradations"],
            [[f"w/{a}", b, c] for a, b, c in zip(names, speakers, kinds, strict=True)])
-    _write(tmp_path / "eval" / "predictions.csv", ["path", "true", "score"],
+    write_csv(tmp_path / "eval" / "predictions.csv", ["path", "true", "score"],
            [[f"/x/{a}", t, p] for a, t, p in zip(names, true, ours, strict=True)])
-    _write(tmp_path / "dnsmos.csv", ["filename", "OVRL", "P808_MOS", "error"],
+    write_csv(tmp_path / "dnsmos.csv", ["filename", "OVRL", "P808_MOS", "error"],
            [[f"/y/{a}", o, p, ""] for a, o, p in zip(names, ovrl, p808, strict=True)])
     out = tmp_path / "docs" / "results.md"
     assert results.main(["--eval", str(tmp_path / "eval"), "--meta", str(tmp_path / "meta.csv"), "--dnsmos",
