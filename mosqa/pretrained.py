@@ -38,10 +38,9 @@ def resolve(spec) -> Path:
     return shipped
 
 
-def export(run_dir, dest, checkpoint: str = "best.pt", card: Path | None = None, onnx: bool = True) -> Path:
-    """Write a run's config (machine paths removed) and weights into `dest`, plus a model card if given,
-    and (`onnx`) the ONNX graph of those weights beside them."""
-    from mosqa.export import export_onnx
+def export(run_dir, dest, checkpoint: str = "best.pt", card: Path | None = None) -> Path:
+    """Write a run's config (machine paths removed) and weights into `dest`, plus a model card if given.
+    Its model.onnx is mosqa.export's (`mosqa export DEST`), which reads shipped models through here."""
     from mosqa.runs import find_checkpoint, load_checkpoint, load_run_config, save_checkpoint, save_yaml
 
     run_dir, ckpt = find_checkpoint(run_dir, prefer=checkpoint)
@@ -56,6 +55,4 @@ def export(run_dir, dest, checkpoint: str = "best.pt", card: Path | None = None,
                                        "epoch": state.get("epoch")})
     if card is not None:
         shutil.copyfile(card, dest / "MODEL_CARD.md")
-    if onnx:
-        export_onnx(dest)
     return dest

@@ -123,4 +123,5 @@ if in_stage 6; then
   echo "stage 6: export $run to mosqa/pretrained/$MODEL_NAME: config, weights, model.onnx (the model card is kept, edited by hand)"
   python -c "import sys; from mosqa.pretrained import export; export(sys.argv[1], sys.argv[2])" \
     "$run" "mosqa/pretrained/$MODEL_NAME"
+  mosqa export "mosqa/pretrained/$MODEL_NAME"
 fi

@@ -159,7 +159,7 @@ def test_worker_processes_give_the_same_rows(run_dir, tmp_path):
 def test_export_scores_exactly_as_the_run_and_loads_weights_only(run_dir, tmp_path):
     card = tmp_path / "card.md"
     card.write_text("# card\n")
-    dest = export(run_dir, tmp_path / "shipped", card=card, onnx=False)  # the graph: tests/test_export.py
+    dest = export(run_dir, tmp_path / "shipped", card=card)
     assert sorted(p.name for p in dest.iterdir()) == ["MODEL_CARD.md", "best.pt", "config.yaml"]
     assert "train" not in (dest / "config.yaml").read_text().split(":")[0]
     state = torch.load(dest / "best.pt", weights_only=True)
