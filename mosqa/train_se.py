@@ -239,7 +239,7 @@ def _train(cfg: dict, dist: Distributed, console: Console, resume) -> Path:
             _input_metrics(run.path, valid_loader, dist.device, cfg, dnsmos, run.log, console)
         return runs.fit(run, lambda epoch: _train_epoch(enh, epoch),
                         lambda epoch: _validate(enh, valid_loader, dnsmos), columns=SUMMARY,
-                        losses=("train_loss", "train_qa_loss"),
+                        losses=("train_loss", "valid_loss", "train_qa_loss"),
                         to_board=lambda epoch, board: _board_clips(enh, valid_loader, epoch, board))
 
 
@@ -337,8 +337,19 @@ def _validate(enh: Enhancer, loader: DataLoader, dnsmos) -> dict:
     if enh.dist.is_main:
         enh.model.eval()
         scores = enhancement_metrics(enh.model, loader, enh.dist.device, enh.cfg["sample_rate"], dnsmos)
+        scores["loss"] = _valid_loss(enh, loader)
     scores = enh.dist.broadcast_object(scores)
     return {f"valid_{k}": v for k, v in scores.items() if k != "n"}
+
+
+def _valid_loss(enh: Enhancer, loader: DataLoader) -> float:
+    """The spectral training loss on the validation set: curves.png's validation loss beside train_loss."""
+    device, total = enh.dist.device, 0.0
+    with torch.no_grad():
+        for noisy, clean, lengths in loader:
+            noisy, clean, lengths = noisy.to(device), clean.to(device), lengths.to(device)
+            total += float(enh.loss_fn(enh.model.run(noisy, lengths), clean, lengths))
+    return total / max(len(loader), 1)
 
 
 def _board_clips(enh: Enhancer, loader: DataLoader, epoch: int, board) -> None:

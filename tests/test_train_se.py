@@ -689,5 +689,5 @@ def test_curves_png_and_tensorboard_clips(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run / "tensorboard")).Reload()
-    assert {"train_loss", "valid_pesq", "lr"} <= set(events.Tags()["scalars"])
+    assert {"train_loss", "valid_loss", "valid_pesq", "lr"} <= set(events.Tags()["scalars"])
     assert {"valid_enhanced/0", "valid_noisy/0"} <= set(events.Tags()["audio"])
