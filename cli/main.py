@@ -10,6 +10,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mosqa.errors import MosqaError
 
@@ -27,6 +28,7 @@ COMMANDS = [
     ("train-qa", "train_qa", "Train a non-intrusive quality (MOS) model."),
     ("eval-qa", "eval_qa", "Evaluate quality models on a test list and compare runs."),
     ("predict", "predict", "Score audio with a quality model (default: the shipped pesq-wb model)."),
+    ("export", "export", "Export a quality model to ONNX, for scoring with onnxruntime alone."),
     ("dnsmos", "dnsmos", "Score audio with DNSMOS P.835 (SIG/BAK/OVRL) and P.808."),
     ("train-se", "train_se", "Train a speech-enhancement model, optionally guided by a quality model."),
     ("enhance", "enhance", "Enhance audio files with a trained speech-enhancement model."),
@@ -41,7 +43,8 @@ def reports_errors(fn):
         try:
             return fn(*args, **kwargs)
         except MosqaError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # escaped: a message is plain text, and `[...]` in it (a path, an extra's name) is not markup
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")

@@ -7,7 +7,7 @@ import typer
 
 CONFIG_HELP = "YAML config (recipes/conf/*.yaml); flags override it. Default: none."
 RESUME_HELP = ("Continue RUN_DIR exactly from its last.pt with its own config; only --epochs, --device, "
-               "--threads, --num-workers, --patience may change. Default: a new run.")
+               "--threads, --num-workers, --patience, --tensorboard may change. Default: a new run.")
 
 
 def opt(panel: str, help: str, *flags: str):

@@ -16,6 +16,9 @@ def command(
     jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes, one thread each. Default: one "
                              "per core when there are many files on CPU, else 1."),
     device: str = typer.Option("auto", help="auto (cuda when a GPU is present) | cpu | cuda."),
+    engine: str = typer.Option("auto", help="What runs the model: onnx (onnxruntime on the model's "
+                               "model.onnx, no torch needed) | torch | auto (torch on a GPU or when the "
+                               "model has no model.onnx, else onnx)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Chunks scored per forward pass (and files per "
                                    "worker task)."),
     chunk_seconds: float = typer.Option(8.0, "--chunk-seconds", help="Longer files are cut into equal chunks "
@@ -33,7 +36,6 @@ def command(
     from mosqa import dnsmos, predict
     from mosqa.errors import MosqaError
     from mosqa.progress import progress_bar
-    from mosqa.runs import pick_device
 
     if not paths and not list_files:
         raise MosqaError("usage: mosqa predict PATH... [--list FILE]: give audio files, folders or a list")
@@ -44,9 +46,9 @@ def command(
     if chunk_seconds < predict.MIN_SECONDS:
         raise MosqaError(f"--chunk-seconds {chunk_seconds}: must be at least {predict.MIN_SECONDS}")
     files = checked_files(paths, list_files, shard, {"--out": out})
-    device_name = str(pick_device(device))
+    engine, device_name = predict.resolve_engine(engine, model, device)
     options = predict.Options(model=model, device=device_name, batch_size=batch_size,
-                              chunk_seconds=chunk_seconds)
+                              chunk_seconds=chunk_seconds, engine=engine)
     jobs = jobs or predict.default_jobs(len(files), device_name)
     console = Console(stderr=True)
     with progress_bar(console) as bar:

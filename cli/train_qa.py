@@ -41,6 +41,9 @@ def command(
     threads: int = opt(RUN, "torch CPU threads; 0 = torch's choice, split between DDP processes. "
                        "Default: 0."),
     num_workers: int = opt(RUN, "DataLoader worker processes. Default: 0."),
+    tensorboard: bool = opt(RUN, "Also write metrics.csv's scalars as TensorBoard events under "
+                            "<run>/tensorboard (pip install 'mosqa[tensorboard]'). Default: off.",
+                            "--tensorboard/--no-tensorboard"),
     bucket_batches: int = opt(TRAIN, "Batches per length-sorted bucket (less padding). Default: 20."),
     cache_dir: Path = opt(RUN, "Feature cache folder. Default: <exp-dir>/.cache."),
     exp_dir: Path = opt(RUN, "Runs go to <exp-dir>/<name><YYYYmmdd_HHMMSS>/. Default: exp."),

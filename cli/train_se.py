@@ -84,6 +84,10 @@ def command(
     amp: bool = opt(RUN, "Mixed precision (CUDA only; bfloat16 where supported). Default: off.",
                     "--amp/--no-amp"),
     num_workers: int = opt(RUN, "DataLoader worker processes. Default: 0."),
+    tensorboard: bool = opt(RUN, "Also write metrics.csv's scalars and a few enhanced validation clips "
+                            "as TensorBoard events under <run>/tensorboard (pip install "
+                            "'mosqa[tensorboard]'). Default: off.",
+                            "--tensorboard/--no-tensorboard"),
     threads: int = opt(RUN, "torch CPU threads; 0 = torch's choice, split between DDP processes. "
                        "Default: 0."),
     train_list: Path = deprecated("--train"),

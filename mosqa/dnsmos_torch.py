@@ -24,14 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mosqa import dnsmos
+from mosqa import dnsmos_spec
 from mosqa.errors import MosqaError
 
 LOG_FLOOR = 1e-12  # the graph's Maximum before Log
 LN10 = 2.3025851249694824  # the graph divides ln by this float32 constant
 STFT_KERNELS = ("time2freq/stft-real/kernel:0", "time2freq/stft-imag/kernel:0")
 FRAME_HOP = 160
-P808_TRIM = dnsmos.P808_TRIM
+P808_TRIM = dnsmos_spec.P808_TRIM
 
 
 # Winograd only where both channel counts reach this (128->64, 64->64): there it measured as fast as the
@@ -226,8 +226,8 @@ class P808Net(nn.Module):
 # ---------------------------------------------------------------- P.808 features
 @functools.lru_cache(maxsize=4)
 def _mel_constants(device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    window = torch.from_numpy(dnsmos.periodic_hann(dnsmos.N_FFT)).to(device)
-    filterbank = torch.from_numpy(dnsmos.mel_filterbank().T.copy()).to(device)  # (161, 120)
+    window = torch.from_numpy(dnsmos_spec.periodic_hann(dnsmos_spec.N_FFT)).to(device)
+    filterbank = torch.from_numpy(dnsmos_spec.mel_filterbank().T.copy()).to(device)  # (161, 120)
     return window, filterbank
 
 
@@ -236,13 +236,13 @@ def log_mel(wav: torch.Tensor) -> torch.Tensor:
     centred zero-padded STFT (n_fft 321, periodic Hann, hop 160), Slaney mel power, dB re each clip's
     maximum floored 80 dB below it, then (dB + 40) / 40."""
     window, filterbank = _mel_constants(str(wav.device))
-    padded = F.pad(wav.double(), (dnsmos.N_FFT // 2, dnsmos.N_FFT // 2))
-    spec = torch.fft.rfft(padded.unfold(-1, dnsmos.N_FFT, dnsmos.MEL_HOP) * window, dim=-1)
+    padded = F.pad(wav.double(), (dnsmos_spec.N_FFT // 2, dnsmos_spec.N_FFT // 2))
+    spec = torch.fft.rfft(padded.unfold(-1, dnsmos_spec.N_FFT, dnsmos_spec.MEL_HOP) * window, dim=-1)
     mel = (spec.real**2 + spec.imag**2) @ filterbank
-    db = 10.0 * torch.log10(mel.clamp_min(dnsmos.AMIN))
-    peak = 10.0 * torch.log10(mel.amax(dim=(1, 2), keepdim=True).clamp_min(dnsmos.AMIN))
+    db = 10.0 * torch.log10(mel.clamp_min(dnsmos_spec.AMIN))
+    peak = 10.0 * torch.log10(mel.amax(dim=(1, 2), keepdim=True).clamp_min(dnsmos_spec.AMIN))
     db = db - peak
-    db = torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - dnsmos.TOP_DB)
+    db = torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - dnsmos_spec.TOP_DB)
     return ((db + 40.0) / 40.0).to(wav.dtype)
 
 
@@ -259,10 +259,10 @@ class TorchNetworks:
             if threads:
                 torch.set_num_threads(threads)
         conv = "winograd" if on_cpu and winograd_available() else "direct"
-        self.batch = dnsmos.CPU_BATCH if on_cpu else dnsmos.GPU_BATCH
-        path = dnsmos.model_path(dnsmos.P835_MODELS[personalized], model_dir)
+        self.batch = dnsmos_spec.CPU_BATCH if on_cpu else dnsmos_spec.GPU_BATCH
+        path = dnsmos_spec.model_path(dnsmos_spec.P835_MODELS[personalized], model_dir)
         self.p835_net = P835Net(path, conv).to(self.device).eval()
-        p808_path = dnsmos.model_path(dnsmos.P808_MODEL, model_dir)
+        p808_path = dnsmos_spec.model_path(dnsmos_spec.P808_MODEL, model_dir)
         self.p808_net = P808Net(p808_path, conv).to(self.device).eval() if p808 else None
 
     @torch.inference_mode()
@@ -301,9 +301,9 @@ class DNSMOS(nn.Module):
 
     def __init__(self, personalized: bool = False, model_dir=None):
         super().__init__()
-        self.p835 = P835Net(dnsmos.model_path(dnsmos.P835_MODELS[personalized], model_dir))
-        self.p808 = P808Net(dnsmos.model_path(dnsmos.P808_MODEL, model_dir))
-        calibration = dnsmos.CALIBRATION[personalized]
+        self.p835 = P835Net(dnsmos_spec.model_path(dnsmos_spec.P835_MODELS[personalized], model_dir))
+        self.p808 = P808Net(dnsmos_spec.model_path(dnsmos_spec.P808_MODEL, model_dir))
+        calibration = dnsmos_spec.CALIBRATION[personalized]
         self.names = list(calibration)  # SIG, BAK, OVRL: the P.835 graph's output order
         degree = max(len(c) for c in calibration.values())
         padded = [[0.0] * (degree - len(c)) + list(c) for c in calibration.values()]
@@ -311,12 +311,12 @@ class DNSMOS(nn.Module):
 
     def segments(self, wav: torch.Tensor) -> torch.Tensor:
         """(B, N) -> (B, S, L)"""
-        if wav.ndim != 2 or wav.shape[-1] < dnsmos.FS:
+        if wav.ndim != 2 or wav.shape[-1] < dnsmos_spec.FS:
             raise MosqaError(f"DNSMOS takes a (batch, samples) waveform of at least 1 s at 16 kHz, "
                              f"got shape {tuple(wav.shape)}")
-        if wav.shape[-1] <= dnsmos.SEGMENT:
+        if wav.shape[-1] <= dnsmos_spec.SEGMENT:
             return wav[:, None]
-        return wav.unfold(-1, dnsmos.SEGMENT, dnsmos.HOP)
+        return wav.unfold(-1, dnsmos_spec.SEGMENT, dnsmos_spec.HOP)
 
     def forward(self, wav: torch.Tensor) -> dict[str, torch.Tensor]:
         segments = self.segments(wav)

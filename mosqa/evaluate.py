@@ -41,7 +41,8 @@ from mosqa.qa import load_qa
 from mosqa.runs import find_checkpoint, load_checkpoint, load_run_config, load_yaml, pick_device, save_yaml
 
 # Settings that say where or how a run ran, not what it learned: left out of comparisons.
-NOT_COMPARED = ("valid", "cache_dir", "exp_dir", "device", "threads", "num_workers", "name", "epochs")
+NOT_COMPARED = ("valid", "cache_dir", "exp_dir", "device", "threads", "num_workers", "name", "epochs",
+                "tensorboard")
 ROW_METRICS = (
     "mse",
     "mse_norm",

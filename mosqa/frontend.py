@@ -75,6 +75,9 @@ def make_window(kind: str, length: int, device=None) -> torch.Tensor:
     if kind == "hann":
         return torch.hann_window(length, device=device)
     if kind == "hamming":
+        if torch.compiler.is_exporting():  # ONNX's HammingWindow has 25/46 and 21/46, not torch's 0.54, 0.46
+            n = torch.arange(length, device=device, dtype=torch.float32)
+            return 0.54 - 0.46 * torch.cos(2 * torch.pi * n / length)
         return torch.hamming_window(length, device=device)
     if kind == "sine":  # DPCRN's analysis window; sine^2 + shifted sine^2 = 1 at 50 % overlap
         n = torch.arange(length, device=device, dtype=torch.float32)

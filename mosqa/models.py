@@ -626,15 +626,20 @@ class NISQA(Backbone):
 
     def forward(self, x, lengths):
         n_seg = self.segments(lengths)
-        count = int(n_seg.max())
+        # From the shape, not from n_seg's values, so that an exported graph has no data-dependent size;
+        # segments past a clip's own count are masked like any padding.
+        count = (max(x.shape[1] - self.seg_frames, 0) + self.seg_hop - 1) // self.seg_hop + 1
         need = (count - 1) * self.seg_hop + self.seg_frames
-        x = F.pad(x, (0, 0, 0, max(need - x.shape[1], 0)))[:, :need]
+        x = F.pad(x, (0, 0, 0, need - x.shape[1]))
         segs = x.unfold(1, self.seg_frames, self.seg_hop)  # (B, N, F, 15)
-        mask = sequence_mask(n_seg, count)
-        # Only valid segments go through the CNN, so BatchNorm never sees padding.
-        valid = self.proj(self.cnn(segs[mask].unsqueeze(1)))
-        emb = valid.new_zeros(x.shape[0], count, self.d_model)
-        emb[mask] = valid
+        mask = sequence_mask(n_seg, segs.shape[1])
+        if self.training:  # only valid segments go through the CNN, so BatchNorm never sees padding
+            valid = self.proj(self.cnn(segs[mask].unsqueeze(1)))
+            emb = valid.new_zeros(x.shape[0], segs.shape[1], self.d_model)
+            emb[mask] = valid
+        else:  # BatchNorm's statistics are fixed: every segment in one pass, the padded ones zeroed after
+            emb = self.proj(self.cnn(segs.flatten(0, 1).unsqueeze(1))).view(*segs.shape[:2], self.d_model)
+            emb = emb * mask.unsqueeze(-1).to(emb.dtype)
         for layer in self.layers:
             emb = layer(emb, mask)
         return emb, n_seg

@@ -1,12 +1,18 @@
 """onnxruntime sessions shared by DNSMOS and SIGMOS, in one place so neither imports the other.
 
 Never imports torch: `mosqa dnsmos` must start fast.
+
+`MOSQA_ORT_PROFILE=DIR` makes every session write onnxruntime's per-node profile under DIR (a bench's
+output folder). Profiling switched on by hand writes `onnxruntime_profile__<time>.json` into the working
+directory instead, which is how two such files once ended up committed at the repository root.
 """
 
 import os
 from pathlib import Path
 
 from mosqa.errors import MosqaError
+
+PROFILE_ENV = "MOSQA_ORT_PROFILE"
 
 
 def available_cpus() -> int:
@@ -45,6 +51,11 @@ def onnx_session(path, device: str = "cpu", threads: int | None = None):
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     options.log_severity_level = 3
+    profile_dir = os.environ.get(PROFILE_ENV)
+    if profile_dir:
+        Path(profile_dir).mkdir(parents=True, exist_ok=True)
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(profile_dir) / f"onnxruntime_profile_{path.stem}")
     providers = (["CUDAExecutionProvider"] if device == "cuda" else []) + ["CPUExecutionProvider"]
     try:
         return ort.InferenceSession(str(path), options, providers=providers)

@@ -1,4 +1,5 @@
-"""PNG figures: score histograms and predicted-vs-true scatters. Matplotlib's Agg backend, no display."""
+"""PNG figures: score histograms, predicted-vs-true scatters, training curves. Matplotlib's Agg backend,
+no display."""
 
 from pathlib import Path
 
@@ -59,6 +60,37 @@ def scatter_png(path, pred, true, title: str) -> None:
     ax.set_ylabel("predicted score")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
+    _save(fig, path, plt)
+
+
+def _column(rows: list[dict], name: str) -> tuple[list[int], list[float]]:
+    """(epochs, values) of one metrics.csv column, skipping epochs without it (a column added on resume)."""
+    pairs = [(int(r["epoch"]), float(r[name])) for r in rows if r.get(name) not in (None, "")]
+    return [e for e, _ in pairs], [v for _, v in pairs]
+
+
+def curves_png(path, rows: list[dict], losses, metric: str, best_epoch: int | None) -> None:
+    """Training curves from metrics.csv's rows: the `losses` columns, the early-stopping column `metric`
+    and the learning rate, one panel each over epochs, the epoch best.pt holds marked in every panel;
+    train and validation drifting apart is over-fitting, seen at a glance."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(3, 1, figsize=(6, 6.5), sharex=True)
+    panels = ((axes[0], [c for c in losses if any(c in r for r in rows)], "loss"),
+              (axes[1], [metric], f"{metric} (early stopping)"), (axes[2], ["lr"], "learning rate"))
+    for ax, names, label in panels:
+        for name in names:
+            epochs, values = _column(rows, name)
+            ax.plot(epochs, values, marker="o", markersize=3, label=name)
+            if best_epoch in epochs and name == metric:
+                ax.plot([best_epoch], [values[epochs.index(best_epoch)]], "r*", markersize=12,
+                        label=f"best.pt (epoch {best_epoch})")
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="r", linestyle=":", linewidth=1)
+        ax.set_ylabel(label, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[-1].set_xlabel("epoch")
+    axes[-1].xaxis.get_major_locator().set_params(integer=True)
     _save(fig, path, plt)
 
 

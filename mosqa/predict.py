@@ -6,16 +6,21 @@ is the duration-weighted mean of the chunk scores. Chunks of several files share
 padded to its longest chunk and the model masks the padding, so batching never changes a score.
 A batch is scored as soon as it is full, so memory holds one batch and one file at most,
 however many and however long the files are.
+
+Two engines run the model on those batches: `torch` (mosqa.qa.load_qa) and `onnx` (onnxruntime on the
+graph mosqa.export writes, the same scorer front end included). Everything else here is shared, and
+this module imports torch only when the torch engine is chosen: with the onnx engine, scoring works
+where torch is not installed.
 """
 
 import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from mosqa.audio import audio_problem, load_audio_native, resample
 from mosqa.errors import MosqaError
+from mosqa.onnx_sessions import available_cpus
 
 MIN_SECONDS = 0.5
 MAX_SECONDS = 600.0
@@ -30,6 +35,7 @@ class Options:
     device: str = "cpu"
     batch_size: int = 16
     chunk_seconds: float = CHUNK_SECONDS
+    engine: str = "torch"
 
 
 def chunk_bounds(n_samples: int, chunk: int) -> list[tuple[int, int]]:
@@ -51,32 +57,104 @@ def read_file(path, sample_rate: int) -> tuple[np.ndarray, dict]:
     return resample(wav, sr, sample_rate), row | ({"warning": silent} if silent else {})
 
 
-class Predictor:
-    """A loaded scorer plus the chunking and batching policy; `score_files` -> rows in input order."""
+class TorchEngine:
+    """The model in torch (load_qa): `score(batch, lengths)` on numpy arrays -> numpy scores."""
 
-    def __init__(self, options: Options):
+    def __init__(self, options: Options, threads: int | None = None):
+        import torch
+
         from mosqa.qa import load_qa
 
-        self.options = options
+        if threads:
+            torch.set_num_threads(threads)
         self.device = torch.device(options.device)
         self.scorer = load_qa(options.model, device=self.device)
         self.sample_rate = self.scorer.frontend.sample_rate
+
+    def score(self, batch: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            wav, n = torch.from_numpy(batch).to(self.device), torch.from_numpy(lengths).to(self.device)
+            return self.scorer(wav, n).float().cpu().numpy()
+
+
+class OnnxEngine:
+    """The model's ONNX graph (mosqa.export) in onnxruntime; never imports torch."""
+
+    def __init__(self, options: Options, threads: int | None = None):
+        from mosqa.export import check_fresh, onnx_path
+        from mosqa.onnx_sessions import onnx_session
+
+        path = onnx_path(options.model)
+        self.session = onnx_session(path, options.device, threads)
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        check_fresh(path, metadata)
+        if "sample_rate" not in metadata:
+            raise MosqaError(f"{path}: not a graph written by mosqa export (no sample_rate in its metadata)")
+        self.sample_rate = int(metadata["sample_rate"])
+
+    def score(self, batch: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"wav": batch, "lengths": lengths})[0]
+
+
+def _torch_device(device: str) -> str:
+    from mosqa.runs import pick_device
+
+    return str(pick_device(device))
+
+
+def _onnx_device(device: str) -> str:
+    from mosqa.onnx_sessions import resolve_device
+
+    return resolve_device(device)
+
+
+# --engine: (what runs the model, how it resolves --device)
+ENGINES = {"torch": (TorchEngine, _torch_device), "onnx": (OnnxEngine, _onnx_device)}
+
+
+def resolve_engine(engine: str, model: str, device: str) -> tuple[str, str]:
+    """(engine, device) with auto resolved before any worker starts: torch where torch sees a GPU
+    (mosqa.dnsmos's rule, which costs no torch import on a CPU build) or where the model has no ONNX
+    graph; onnx otherwise, the faster engine on CPU (README: predict speed)."""
+    from mosqa.dnsmos import pick_engine
+
+    if engine == "auto":
+        engine = pick_engine("auto", device)
+        if engine == "onnx":
+            from mosqa.export import onnx_path
+
+            try:
+                onnx_path(model)
+            except MosqaError:
+                engine = "torch"
+    elif engine not in ENGINES:
+        raise MosqaError(f"--engine {engine}: expected auto, {', '.join(ENGINES)}")
+    return engine, ENGINES[engine][1](device)
+
+
+class Predictor:
+    """A loaded engine plus the chunking and batching policy; `score_files` -> rows in input order."""
+
+    def __init__(self, options: Options, threads: int | None = None):
+        self.options = options
+        self.engine = ENGINES[options.engine][0](options, threads)
+        self.sample_rate = self.engine.sample_rate
         self.chunk = int(options.chunk_seconds * self.sample_rate)
 
-    @torch.inference_mode()
     def score_chunks(self, chunks: list[np.ndarray]) -> list[float]:
         """Scores of waveform chunks, batched `batch_size` at a time in order of length."""
         order = sorted(range(len(chunks)), key=lambda i: len(chunks[i]))
         out = [0.0] * len(chunks)
         for start in range(0, len(order), self.options.batch_size):
             idx = order[start:start + self.options.batch_size]
-            lengths = torch.tensor([len(chunks[i]) for i in idx])
-            batch = torch.zeros(len(idx), int(lengths.max()))
+            lengths = np.array([len(chunks[i]) for i in idx], dtype=np.int64)
+            batch = np.zeros((len(idx), int(lengths.max())), dtype=np.float32)
             for row, i in enumerate(idx):
-                batch[row, : len(chunks[i])] = torch.from_numpy(chunks[i])
-            scores = self.scorer(batch.to(self.device), lengths.to(self.device)).float().cpu().tolist()
-            for i, s in zip(idx, scores, strict=True):
-                out[i] = s
+                batch[row, : len(chunks[i])] = chunks[i]
+            for i, s in zip(idx, self.engine.score(batch, lengths).tolist(), strict=True):
+                out[i] = float(s)
         return out
 
     def score_group(self, paths: list) -> list[dict]:
@@ -115,8 +193,7 @@ _worker: dict = {}
 
 
 def _init_worker(options: Options) -> None:
-    torch.set_num_threads(1)
-    _worker["predictor"] = Predictor(options)
+    _worker["predictor"] = Predictor(options, threads=1)
 
 
 def _score_in_worker(paths: list) -> list[dict]:
@@ -140,7 +217,7 @@ def score_files(paths, options: Options, jobs: int = 1, progress=None) -> list[d
     import multiprocessing
 
     Predictor(options)  # a bad --model fails here, once, with its own message
-    # spawn: a forked child would inherit torch's thread pool in an undefined state
+    # spawn: a forked child would inherit torch's or onnxruntime's thread pool in an undefined state
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(min(jobs, len(groups)), _init_worker, (options,)) as pool:
         for group_rows in pool.imap(_score_in_worker, groups):
@@ -152,6 +229,6 @@ def score_files(paths, options: Options, jobs: int = 1, progress=None) -> list[d
 
 def default_jobs(n_files: int, device: str) -> int:
     """One process per core for many files on CPU; one process (all cores) for few files or a GPU."""
-    from mosqa.dnsmos import POOL_MIN_FILES, available_cpus
+    from mosqa.dnsmos import POOL_MIN_FILES
 
     return available_cpus() if device == "cpu" and n_files >= POOL_MIN_FILES else 1

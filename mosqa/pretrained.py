@@ -1,14 +1,15 @@
 """Quality models shipped inside the package (`mosqa/pretrained/<name>/`), and the export that makes them.
 
 A shipped model is a run directory cut to what scoring needs: config.yaml without the machine's
-paths, and best.pt holding the weights only (no optimiser state), so `load_qa` reads both alike.
+paths, best.pt holding the weights only (no optimiser state), so `load_qa` reads both alike, and
+model.onnx, the same scorer for onnxruntime (mosqa.export). Lookup is torch-free: `mosqa predict
+--engine onnx` resolves names without torch installed.
 """
 
 import shutil
 from pathlib import Path
 
 from mosqa.errors import MosqaError
-from mosqa.runs import find_checkpoint, load_checkpoint, load_run_config, save_checkpoint, save_yaml
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 # Run-config keys that name files on the training machine: meaningless (and private) in a package.
@@ -38,7 +39,10 @@ def resolve(spec) -> Path:
 
 
 def export(run_dir, dest, checkpoint: str = "best.pt", card: Path | None = None) -> Path:
-    """Write a run's config (machine paths removed) and weights into `dest`, plus a model card if given."""
+    """Write a run's config (machine paths removed) and weights into `dest`, plus a model card if given.
+    Its model.onnx is mosqa.export's (`mosqa export DEST`), which reads shipped models through here."""
+    from mosqa.runs import find_checkpoint, load_checkpoint, load_run_config, save_checkpoint, save_yaml
+
     run_dir, ckpt = find_checkpoint(run_dir, prefer=checkpoint)
     state = load_checkpoint(ckpt)
     if "model" not in state:

@@ -48,7 +48,9 @@ def load_yaml(path) -> dict:
 
 
 # Flags that may change when resuming: they do not alter the trajectory (epochs only extends it).
-RESUMABLE = ("epochs", "device", "threads", "num_workers", "patience")
+RESUMABLE = ("epochs", "device", "threads", "num_workers", "patience", "tensorboard")
+TENSORBOARD_MISSING = ("--tensorboard needs the optional tensorboard package: "
+                       "pip install 'mosqa[tensorboard]' (curves.png is written without it)")
 
 
 def warn(message: str, console: Console | None = None) -> None:
@@ -538,11 +540,15 @@ class Run:
         self.stopper = EarlyStopping(cfg["early_stop_metric"], mode, cfg["patience"])
         self.holders: dict = {}
         self.start = 0
+        self.best_epoch: int | None = None
+        self._board = None
 
     def __enter__(self) -> "Run":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        if self._board is not None:
+            self._board.close()
         if exc_type is not None and self.dist.is_main and not self.started:
             shutil.rmtree(self.path, ignore_errors=True)
         if self.lock is not None:
@@ -568,6 +574,8 @@ class Run:
             elif holder.state_dict():  # e.g. a disabled scaler has nothing to restore
                 raise MosqaError(f"{last}: holds no {name} state to resume from")
         self.start = int(state["epoch"])
+        best = self.path / "best.pt"
+        self.best_epoch = int(load_checkpoint(best)["epoch"]) if best.is_file() else None
         if self.dist.is_main:
             self.metrics.truncate(self.start)
         self.log(f"resumed from {last} after epoch {self.start}")
@@ -576,6 +584,8 @@ class Run:
     def end_epoch(self, epoch: int, row: dict, value: float) -> bool:
         """Early stopping, checkpoints (best.pt when `value` improved), metrics and log line."""
         improved = self.stopper.update(value)
+        if improved:
+            self.best_epoch = epoch + 1
         if self.dist.is_main:
             state = {name: h.state_dict() for name, h in self.holders.items()}
             state |= {"epoch": epoch + 1, "metrics": {k: float(v) for k, v in row.items()}}
@@ -596,9 +606,25 @@ class Run:
         self.dist.barrier()
         return improved
 
+    def draw(self, losses) -> None:
+        """curves.png beside metrics.csv, redrawn from all its rows (main process)."""
+        from mosqa.plots import curves_png
+
+        curves_png(self.path / "curves.png", self.metrics.rows, losses, f"valid_{self.stopper.metric}",
+                   self.best_epoch)
+
+    @property
+    def board(self):
+        """The run's TensorBoard writer (`<run>/tensorboard/`) with --tensorboard on the main process, else
+        None. Made after the first checkpoint, when the folder has its final name; on resume it drops
+        the events of epochs that are being trained again."""
+        if self._board is None and self.cfg.get("tensorboard") and self.dist.is_main and self.started:
+            self._board = tensorboard_writer(self.path / "tensorboard", purge_step=self.start + 1)
+        return self._board
+
     def summary(self, columns) -> Table:
         """metrics.csv as a table, the epoch best.pt holds marked."""
-        best = load_checkpoint(self.path / "best.pt")["epoch"] if (self.path / "best.pt").is_file() else None
+        best = self.best_epoch
         table = Table(title=f"{self.path.name}  (* = best.pt)")
         cols = ["epoch", *(c for c in columns if any(c in r for r in self.metrics.rows))]
         for c in cols:
@@ -609,11 +635,14 @@ class Run:
         return table
 
 
-def fit(run: Run, train_epoch, validate, after_validation=None, columns=()) -> Path:
+def fit(run: Run, train_epoch, validate, after_validation=None, columns=(), losses=("train_loss",),
+        to_board=None) -> Path:
     """The epoch loop both trainers share.
 
     `train_epoch(epoch)` -> {"train_loss", "lr", ...}; `validate(epoch)` -> {"valid_<metric>", ...} on
     every rank; `after_validation(value)` (e.g. a plateau scheduler) sees the early-stopping value.
+    After each epoch the main process redraws curves.png (`losses` are the columns of its loss panel)
+    and, with --tensorboard, writes the row's scalars and whatever `to_board(epoch, writer)` adds.
     The global RNG is re-seeded from seed and epoch at each epoch start, so dropout draws depend on the
     epoch alone and a resumed run continues exactly where the interrupted one stopped.
     """
@@ -628,12 +657,38 @@ def fit(run: Run, train_epoch, validate, after_validation=None, columns=()) -> P
             value = -math.inf if run.stopper.mode == "max" else math.inf
         if after_validation is not None:
             after_validation(value)
-        run.end_epoch(epoch, row | {"seconds": time.time() - t0}, value)
+        row |= {"seconds": time.time() - t0}
+        run.end_epoch(epoch, row, value)
+        if run.dist.is_main:
+            run.draw(losses)
+        if run.board is not None:
+            for name, v in row.items():
+                if name != "epoch":
+                    run.board.add_scalar(name, v, epoch + 1)
+            if to_board is not None:
+                to_board(epoch, run.board)
+            run.board.flush()
     if run.stopper.should_stop:
         run.log(f"early stop: {run.stopper.metric} did not improve for {run.stopper.bad_epochs} epochs")
     if run.dist.is_main:
         run.console.print(run.summary(columns))
     return run.path
+
+
+def require_tensorboard() -> None:
+    """Before any work: --tensorboard without its optional package is one clear line, not an ImportError."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise MosqaError(TENSORBOARD_MISSING)
+
+
+def tensorboard_writer(log_dir, purge_step: int):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise MosqaError(TENSORBOARD_MISSING) from None
+    return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
 
 def start(kind: str, cfg: dict | None, resume, overrides: dict | None, body, renamed=None,
@@ -646,6 +701,8 @@ def start(kind: str, cfg: dict | None, resume, overrides: dict | None, body, ren
     if resume is not None:
         cfg = resume_config(resume, kind, overrides or {}, renamed, console)
         output_dir(resume, "--resume")
+    if cfg.get("tensorboard"):
+        require_tensorboard()
     dist = Distributed(cfg["device"])
     say = warn if dist.is_main else (lambda *_: None)
     try:

@@ -67,6 +67,7 @@ TRAINING = {
     "amp": False,
     "threads": 0,  # torch CPU threads; 0 = torch's choice (split between DDP processes)
     "num_workers": 0,
+    "tensorboard": False,  # also write TensorBoard events (the optional tensorboard extra)
     "bucket_batches": 20,  # batches per length-sorted bucket
     "cache_dir": None,  # default <exp_dir>/.cache
     "exp_dir": "exp",
@@ -99,6 +100,8 @@ FLOAT_KEYS = {k for k, v in TRAINING.items() if isinstance(v, float)} | {
     for name, hint in typing.get_type_hints(cls).items() if hint is float or float in typing.get_args(hint)}
 SUMMARY = ("train_loss", "valid_mse", "valid_lcc", "valid_srcc", "lr", "seconds")
 PATH_KEYS = ("train", "valid")  # the options that name inputs (lists), made absolute
+# curves.png's loss panel: the training loss and the validation error on the default loss's scale
+CURVES = ("train_loss", "valid_mse_norm")
 
 
 # ---------------------------------------------------------------- config
@@ -253,7 +256,7 @@ def _train(cfg: dict, dist: Distributed, console: Console, resume) -> Path:
         )
         return fit(run, lambda epoch: _train_epoch(step, epoch),
                    lambda epoch: validate(step.net, valid_set, cfg, dist),
-                   _scheduler_step(scheduler), SUMMARY)
+                   _scheduler_step(scheduler), SUMMARY, losses=CURVES)
 
 
 def _scheduler_step(scheduler):

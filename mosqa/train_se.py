@@ -91,6 +91,7 @@ DEFAULTS = {
     "device": "auto",
     "amp": False,
     "num_workers": 0,
+    "tensorboard": False,  # also write TensorBoard events and a few enhanced validation clips
     "threads": 0,
 }
 # train-se's earlier names (now train-qa's words); accepted with a warning for one release.
@@ -104,6 +105,7 @@ SCHEDULERS = {
     "none": lambda opt, steps: None,
     "cosine": runs.cosine_schedule,
 }
+BOARD_CLIPS = 3  # validation clips written to TensorBoard as audio each epoch (--tensorboard)
 FLOAT_KEYS = {k for k, v in DEFAULTS.items() if isinstance(v, float)} | {"compress"}
 MODEL_KEYS = tuple(dict.fromkeys(k for keys in MODEL_OPTIONS.values() for k in keys))
 # What makes two enhancers the same network: --init takes these from the run it starts from.
@@ -236,7 +238,9 @@ def _train(cfg: dict, dist: Distributed, console: Console, resume) -> Path:
         if dist.is_main:
             _input_metrics(run.path, valid_loader, dist.device, cfg, dnsmos, run.log, console)
         return runs.fit(run, lambda epoch: _train_epoch(enh, epoch),
-                        lambda epoch: _validate(enh, valid_loader, dnsmos), columns=SUMMARY)
+                        lambda epoch: _validate(enh, valid_loader, dnsmos), columns=SUMMARY,
+                        losses=("train_loss", "valid_loss", "train_qa_loss"),
+                        to_board=lambda epoch, board: _board_clips(enh, valid_loader, epoch, board))
 
 
 def _enhancer(cfg: dict, dist: Distributed, console: Console, fresh: bool = True) -> Enhancer:
@@ -333,8 +337,33 @@ def _validate(enh: Enhancer, loader: DataLoader, dnsmos) -> dict:
     if enh.dist.is_main:
         enh.model.eval()
         scores = enhancement_metrics(enh.model, loader, enh.dist.device, enh.cfg["sample_rate"], dnsmos)
+        scores["loss"] = _valid_loss(enh, loader)
     scores = enh.dist.broadcast_object(scores)
     return {f"valid_{k}": v for k, v in scores.items() if k != "n"}
+
+
+def _valid_loss(enh: Enhancer, loader: DataLoader) -> float:
+    """The spectral training loss on the validation set: curves.png's validation loss beside train_loss."""
+    device, total = enh.dist.device, 0.0
+    with torch.no_grad():
+        for noisy, clean, lengths in loader:
+            noisy, clean, lengths = noisy.to(device), clean.to(device), lengths.to(device)
+            total += float(enh.loss_fn(enh.model.run(noisy, lengths), clean, lengths))
+    return total / max(len(loader), 1)
+
+
+def _board_clips(enh: Enhancer, loader: DataLoader, epoch: int, board) -> None:
+    """The first validation mixtures as this epoch's model enhances them (and, once, as they are), as
+    TensorBoard audio: what a metric cannot tell, e.g. musical noise or a muffled voice."""
+    rate = enh.cfg["sample_rate"]
+    enh.model.eval()
+    with torch.no_grad():
+        for i, (noisy, _, lengths) in enumerate(itertools.islice(loader, BOARD_CLIPS)):
+            n = int(lengths[0])
+            wav = enh.model.run(noisy.to(enh.dist.device), lengths.to(enh.dist.device))["wav"]
+            board.add_audio(f"valid_enhanced/{i}", wav[:1, :n].float().clamp(-1, 1).cpu(), epoch + 1, rate)
+            if epoch == 0:
+                board.add_audio(f"valid_noisy/{i}", noisy[:1, :n].clamp(-1, 1), 0, rate)
 
 
 def _ddp_run(dmodel, noisy, lengths) -> dict:

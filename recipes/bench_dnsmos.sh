@@ -6,6 +6,7 @@
 #   CORPUS=../shared/corpus (beside the repository)
 #   REFENV=/tmp/mosqa_dnsmos_refenv   throwaway venv for the reference, made here when missing
 #                                     (librosa is not a mosqa dependency)
+#   PROFILE=1   also write onnxruntime's per-node profiles, under $OUT/profile (never the working directory)
 # Run it when the machine is quiet: the load average is printed before and after each part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ CORPUS=$(realpath -m "${CORPUS:-../shared/corpus}")  # beside the repository; ab
 OUT=${BENCH_OUT:-bench_out}/dnsmos
 REFENV=${REFENV:-/tmp/mosqa_dnsmos_refenv}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if [ "${PROFILE:-0}" = 1 ]; then export MOSQA_ORT_PROFILE="$OUT/profile"; fi
 
 REFPY=python
 if ! python -c "import librosa, speechmos.dnsmos" 2>/dev/null; then

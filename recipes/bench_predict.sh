@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `mosqa predict` speed on one CPU thread (target >= 200x real time) and its files/s against
-# `mosqa dnsmos` on the same 10 s clips (target >= 3x), in one run.
+# `mosqa predict` speed on one CPU thread, torch and onnx engines (scores compared), and its files/s
+# against `mosqa dnsmos` on the same 10 s clips, in one run.
 #   N=100 (clips of 10 s, built from $CORPUS/speech as bench_dnsmos.sh builds them)
 #   MODEL=pesq-wb (a shipped name or a train-qa run directory)
 set -euo pipefail

@@ -48,13 +48,7 @@ SPEAKER_MAP=ast_en_allison=allison,ast_es_allison=allison
 # 60 held-out test voices (25 LibriSpeech, 28 speechocean762, 5 KLettres, 2 v1) and 30 validation
 # voices, drawn once (python random.Random(9) over the kept speakers) and pinned here so that a
 # bigger corpus never moves them.
-TEST_GROUPS=${TEST_GROUPS:-libri_1088,libri_1624,libri_1898,libri_2007,libri_2391,libri_254,libri_2691,\
-libri_2911,libri_3005,libri_3235,libri_3857,libri_4137,libri_5022,libri_5104,libri_5678,libri_5778,\
-libri_6209,libri_6476,libri_6563,libri_7178,libri_78,libri_8419,libri_8465,libri_8629,libri_911,\
-so762_0003,so762_0056,so762_0092,so762_0096,so762_0120,so762_0135,so762_1050,so762_1061,so762_1064,\
-so762_1109,so762_1336,so762_1404,so762_1420,so762_2022,so762_2129,so762_2179,so762_2244,so762_2252,\
-so762_3007,so762_5039,so762_8002,so762_8581,so762_9101,so762_9555,so762_9609,so762_9617,so762_9618,\
-so762_9624,klettres_ar,klettres_da,klettres_de,klettres_nds,klettres_ru,ast_it_carlo,arctic_axb}
+TEST_GROUPS=${TEST_GROUPS:-$(cat recipes/conf/pesq_wb_test_voices.txt)}  # results.sh reads them too
 VALID_GROUPS=${VALID_GROUPS:-libri_1069,libri_1116,libri_1263,libri_2196,libri_26,libri_2893,libri_298,\
 libri_3982,libri_3983,libri_5867,libri_7113,libri_87,so762_0114,so762_0145,so762_0306,so762_1156,\
 so762_1181,so762_2488,so762_2917,so762_3837,so762_4005,so762_5408,so762_6099,so762_6504,so762_9558,\
@@ -126,7 +120,8 @@ fi
 
 if in_stage 6; then
   run=$OUT/exp/$(cat "$OUT/eval/selected_run.txt")
-  echo "stage 6: export $run to mosqa/pretrained/$MODEL_NAME (the model card is kept, edited by hand)"
+  echo "stage 6: export $run to mosqa/pretrained/$MODEL_NAME: config, weights, model.onnx (the model card is kept, edited by hand)"
   python -c "import sys; from mosqa.pretrained import export; export(sys.argv[1], sys.argv[2])" \
     "$run" "mosqa/pretrained/$MODEL_NAME"
+  mosqa export "mosqa/pretrained/$MODEL_NAME"
 fi

@@ -86,3 +86,14 @@ def run_cli(*args):
 def runs_in(exp) -> list:
     """The run directories under exp (hidden folders such as .cache and .partial runs excluded)."""
     return [p for p in exp.iterdir() if not p.name.startswith(".")]
+
+
+def write_csv(path, header: list[str], rows: list[list]) -> None:
+    """A CSV with a header, its folder made: the files recipes read (meta.csv, predictions.csv ...)."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_csv
 from scipy.stats import pearsonr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
@@ -15,24 +16,16 @@ import coverage_table  # noqa: E402
 KINDS = ["noise", "clip", "reverb+noise"]  # the last counts as "combined"
 
 
-def _write(path: Path, header: list[str], rows: list[list]):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-
-
 def _corpus(tmp_path, rng):
     names = [f"c{i:02d}.wav" for i in range(30)]
     kinds = [KINDS[i % 3] for i in range(30)]
     rows = [[f"wav/{n}", k] for n, k in zip(names, kinds, strict=True)]
-    _write(tmp_path / "meta.csv", ["wav", "degradations"], rows)
+    write_csv(tmp_path / "meta.csv", ["wav", "degradations"], rows)
     return names, kinds, rng.uniform(1.0, 4.5, size=30)
 
 
 def _run(folder, names, true, pred):
-    _write(folder / "predictions.csv", ["path", "true", "score"],
+    write_csv(folder / "predictions.csv", ["path", "true", "score"],
            [[f"/x/{n}", t, p] for n, t, p in zip(names, true, pred, strict=True)])
 
 

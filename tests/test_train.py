@@ -234,3 +234,57 @@ def test_every_option_is_a_flag():
 
     params = set(inspect.signature(command).parameters) - {"config", "resume"}
     assert params == set(DEFAULTS)
+
+
+# ---------------------------------------------------------------- curves.png and TensorBoard
+
+
+def test_curves_png_is_redrawn_every_epoch_with_best_pt_marked(corpus, tmp_path, monkeypatch):
+    import mosqa.plots as plots
+    import mosqa.train as train_mod
+
+    calls, real = [], plots.curves_png
+
+    def spy(path, rows, losses, metric, best_epoch):
+        calls.append((len(rows), tuple(losses), metric, best_epoch))
+        real(path, rows, losses, metric, best_epoch)
+
+    monkeypatch.setattr(plots, "curves_png", spy)
+    cfg = train_mod.resolve(None, {"train": str(corpus["train"]), "valid": str(corpus["valid"]),
+                                   "lstm_hidden": 8, "batch_size": 4, "epochs": 2, "threads": 1,
+                                   "early_stop_metric": "mse", "exp_dir": str(tmp_path)})
+    run_dir = train_mod.train(cfg)
+    assert [c[0] for c in calls] == [1, 2]  # once per epoch, from all rows so far
+    best = torch.load(run_dir / "best.pt", weights_only=True)["epoch"]
+    assert calls[-1][1:] == (("train_loss", "valid_mse_norm"), "valid_mse", best)
+    assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    train_mod.train(resume=run_dir, overrides={"epochs": 3})
+    assert calls[-1][0] == 3 and calls[-1][3] in (best, 3)  # resumed: best.pt's epoch read back
+
+
+def test_tensorboard_without_its_extra_is_one_line_before_any_run(corpus, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "tensorboard" else real(name, *args))
+    result = run_cli(*train_args(corpus, tmp_path / "exp", "--epochs", "1", "--tensorboard"))
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "pip install 'mosqa[tensorboard]'" in lines[0]
+    assert not (tmp_path / "exp").exists()
+
+
+def test_tensorboard_gets_every_epochs_scalars(corpus, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = run_cli(*train_args(corpus, tmp_path, "--epochs", "2", "--tensorboard"))
+    assert result.exit_code == 0, result.output
+    (run_dir,) = tmp_path.glob("qualitynet*")
+    board = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    rows = _metrics(run_dir)
+    for name in ("train_loss", "lr", "valid_lcc", "valid_mse"):
+        events = board.Scalars(name)
+        assert [e.step for e in events] == [1, 2]
+        assert [e.value for e in events] == pytest.approx([float(r[name]) for r in rows], rel=1e-5)

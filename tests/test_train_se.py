@@ -421,7 +421,7 @@ FLAG_VALUES = {
     "spec_weight": 2.0, "epochs": 2, "batch_size": 2, "lr": 0.01, "scheduler": "cosine",
     "weight_decay": 0.1, "grad_clip": 0.0, "steps_per_epoch": 3, "early_stop_metric": "stoi", "patience": 0,
     "dnsmos": False, "exp_dir": "e", "name": "nm", "device": "cpu", "amp": True, "num_workers": 1,
-    "threads": 2,
+    "threads": 2, "tensorboard": True,
 }
 GUIDED = {"qa": "joint", "qa_model": "qa_run", "qa_weight": 2.0, "qa_every": 3, "qa_lr": 0.01}
 DPCRN = {"blocks": 1, "intra_hidden": 8, "inter_hidden": 8}
@@ -672,3 +672,22 @@ def test_a_run_from_before_the_renaming_resumes(tmp_path):
     assert "'monitor' is deprecated, use 'early_stop_metric'" in res.output
     assert [r["epoch"] for r in _metric_rows(run)] == ["1", "2"]
     assert yaml.safe_load((run / "config.yaml").read_text())["early_stop_metric"] == "pesq"  # saved renamed
+
+
+def test_curves_png_and_tensorboard_clips(tmp_path):
+    train, valid = write_pairs(tmp_path / "d")
+    board = __import__("importlib").util.find_spec("tensorboard") is not None
+    res = _train(["--train", str(train), "--valid", str(valid), "--exp-dir", str(tmp_path / "exp"),
+                  "--arch", "dpcrn", "--blocks", "1", "--intra-hidden", "8", "--inter-hidden", "8",
+                  "--epochs", "1", "--batch-size", "2", "--crop-seconds", "0.5", "--no-dnsmos", "--device",
+                  "cpu", "--steps-per-epoch", "1", *(["--tensorboard"] if board else [])])
+    assert res.exit_code == 0, res.output
+    (run,) = runs_in(tmp_path / "exp")
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    if not board:
+        pytest.skip("tensorboard is not installed: curves.png checked, events not")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    assert {"train_loss", "valid_loss", "valid_pesq", "lr"} <= set(events.Tags()["scalars"])
+    assert {"valid_enhanced/0", "valid_noisy/0"} <= set(events.Tags()["audio"])
