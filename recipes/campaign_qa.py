@@ -1,14 +1,15 @@
 """One session of the quality-model campaign (issue 19): fresh shards until the budget ends, then a row.
 
-    python recipes/campaign_qa.py --budget-min 60 [--shard N] [--jobs 2] [--work exp/campaign]
-        [--state recipes/campaign] [--promote-to mosqa/pretrained/pesq-wb]
+    python recipes/campaign_qa.py train --budget-min 60 [--shard N] [--jobs 2] [--work exp/campaign]
+        [--state recipes/campaign]
+    python recipes/campaign_qa.py row [--promote-to mosqa/pretrained/pesq-wb]
 
 Per shard (N from the committed state, or --shard): simulate ~10,000 clips from the training voices,
 noises, music and rooms with seed 1000 + N (`mosqa simulate`, resumable), encode them with the frozen
 Distill-MOS encoder (saved every 256 clips), and add them to the ridge sums in blocks of BLOCK clips;
 the state is saved after every block (about every 8 minutes on 2 cores), so a cut session resumes the
-same shard where it stopped. When the budget is spent: pick each output's ridge strength on the fixed
-validation set, score validation and test, append a row to campaign.csv, redraw campaign.png, and
+same shard where it stopped. Then the row step (its own process): pick each output's ridge strength
+on the fixed validation set, score validation and test, append a row to campaign.csv, redraw campaign.png, and
 export the head to --promote-to when validation LCC beats every earlier row (and the shipped model it
 would replace). The fixed sets are simulated once from their own voices, noises and rooms (seeds 900001
 and 900002): the same clips on every machine.
@@ -138,31 +139,21 @@ def campaign_png(path: Path, rows: list[dict]) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--budget-min", type=float, default=60.0, help="wall minutes for training shards")
-    ap.add_argument("--shard", type=int, default=None, help="start at this shard (default: the state's)")
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--work", type=Path, default=Path("exp/campaign"))
-    ap.add_argument("--state", type=Path, default=Path("recipes/campaign"))
-    ap.add_argument("--promote-to", type=Path, default=Path("mosqa/pretrained/pesq-wb"))
-    args = ap.parse_args(argv)
-    session_start = time.monotonic()
-    deadline = session_start + args.budget_min * 60
+def score_row(args) -> dict:
+    """Pick the ridge strengths on the fixed validation set, score both fixed sets, append the row,
+    redraw the curve, and promote the head when validation beats every earlier row and the shipped model."""
     state_path = args.state
     state = campaign.load_state(state_path / "state.npz")
-    if state is not None and args.shard is not None:
-        state["shards"], state["shard_done"] = np.int64(args.shard), np.int64(0)
+    if state is None:
+        raise SystemExit(f"{state_path / 'state.npz'}: no campaign state yet; run the train step first")
     xv, yv, rv = fixed_set(args.work, "valid", args.jobs)
     xt, yt, rt = fixed_set(args.work, "test", args.jobs)
-    state = train_shards(state, args.work, state_path, deadline, args)
-
     zv = campaign.project(state, xv)
     lambdas = campaign.select_lambdas(state, zv, yv)
     w, b = campaign.solve(state, lambdas)
     row = {"row": 0, "date": time.strftime("%Y-%m-%d"), "shards": int(state["shards"]),
            "clips": int(state["clips"]), "updates": int(state.get("updates", 0)),
-           "wall_min": float(state["wall_s"]) / 60, "session_min": campaign.elapsed(session_start) / 60,
+           "wall_min": float(state["wall_s"]) / 60, "session_min": float(state.get("session_s", 0.0)) / 60,
            "kept_variance": float(state["kept_variance"])}
     for name, z, y, rows in (("valid", zv, yv, rv), ("test", campaign.project(state, xt), yt, rt)):
         figures = campaign.report(campaign.predict_projected(z, w, b), y, rows)
@@ -182,14 +173,36 @@ def main(argv=None) -> int:
     chosen = dict(zip(OUTPUTS, map(float, lambdas), strict=True))
     (state_path / "lambdas.json").write_text(json.dumps(chosen))
     if promote:
-        info = {k: row[k] for k in ("row", "shards", "clips", "valid_lcc", "test_lcc", "test_srcc")}
-        campaign.export_head(args.promote_to, state, lambdas, PRECISION, info)
+        campaign.export_head(args.promote_to, state, lambdas, PRECISION, row)
     print(json.dumps({k: row[k] for k in ("row", "shards", "clips", "valid_lcc", "test_lcc", "test_srcc",
                                            "promoted")}))
     print("diagnostics (test): " + ", ".join(
         f"{k[len('test_diag_'):]} {row[k]:.3f}" for k in row if k.startswith("test_diag_")))
-    return 0
+    return row
 
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("step", choices=("train", "row"),
+                    help="train: add shards until --budget-min ends; row: score the fixed sets, add the row")
+    ap.add_argument("--budget-min", type=float, default=60.0, help="wall minutes for training shards")
+    ap.add_argument("--shard", type=int, default=None, help="start at this shard (default: the state's)")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--work", type=Path, default=Path("exp/campaign"))
+    ap.add_argument("--state", type=Path, default=Path("recipes/campaign"))
+    ap.add_argument("--promote-to", type=Path, default=Path("mosqa/pretrained/pesq-wb"))
+    args = ap.parse_args(argv)
+    if args.step == "row":
+        score_row(args)
+        return 0
+    start = time.monotonic()
+    state = campaign.load_state(args.state / "state.npz")
+    if state is not None and args.shard is not None:
+        state["shards"], state["shard_done"] = np.int64(args.shard), np.int64(0)
+    state = train_shards(state, args.work, args.state, start + args.budget_min * 60, args)
+    state["session_s"] = np.float64(campaign.elapsed(start))
+    campaign.save_state(args.state / "state.npz", state)
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,6 +12,7 @@ OUT/{train,valid,test}/speech/<speaker> links and OUT/{train,valid,test}_{noise,
 """
 
 import argparse
+import csv
 import hashlib
 import re
 import sys
@@ -20,8 +21,6 @@ from pathlib import Path
 from mosqa.audio import atomic_path, find_audio
 
 PARTS = ("train", "valid", "test")
-# Noise recordings that are music (manifest names): a kind of its own, not background noise.
-MUSIC = re.compile(r"music|fanfare|flute|guitar|piano|drum|trumpet|violin|harp|bell_tune|xylophone")
 # Rooms whose channels or ears are separate files: one room, one part.
 ROOM = re.compile(r"_(ch\d|left|right)$")
 # In each group, in hash order, every EVERY-th recording goes to validation and the one half a cycle on
@@ -52,6 +51,12 @@ def write_list(path: Path, files: list[Path]) -> None:
         tmp.write_text("".join(f"{f.resolve()}\n" for f in files))
 
 
+def music_names(manifest: Path) -> set[str]:
+    """Noise recordings whose manifest category is music ("noise: music; ..."): a kind of its own."""
+    with open(manifest, newline="") as f:
+        return {r["speaker_or_name"] for r in csv.DictReader(f) if r["notes"].startswith("noise: music")}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("references", type=Path)
@@ -71,8 +76,9 @@ def main(argv=None) -> int:
             link.symlink_to(speaker.resolve())
         counts[part]["speakers"] += 1
     sources = {"noise": [], "music": [], "rir": []}
+    music = music_names(args.corpus / "manifest.csv")
     for path in find_audio(args.corpus / "noise"):
-        if MUSIC.search(path.stem):
+        if path.stem in music:
             sources["music"].append(("music", path.stem, path))
         else:
             sources["noise"].append((path.stem.split("_")[0], path.stem, path))

@@ -49,10 +49,7 @@ SPEAKER_MAP=ast_en_allison=allison,ast_es_allison=allison
 # voices, drawn once (python random.Random(9) over the kept speakers) and pinned here so that a
 # bigger corpus never moves them.
 TEST_GROUPS=${TEST_GROUPS:-$(cat recipes/conf/pesq_wb_test_voices.txt)}  # results.sh reads them too
-VALID_GROUPS=${VALID_GROUPS:-libri_1069,libri_1116,libri_1263,libri_2196,libri_26,libri_2893,libri_298,\
-libri_3982,libri_3983,libri_5867,libri_7113,libri_87,so762_0114,so762_0145,so762_0306,so762_1156,\
-so762_1181,so762_2488,so762_2917,so762_3837,so762_4005,so762_5408,so762_6099,so762_6504,so762_9558,\
-so762_9634,klettres_en_GB,klettres_nl,klettres_uk,ast_fr_june}
+VALID_GROUPS=${VALID_GROUPS:-$(cat recipes/conf/pesq_wb_valid_voices.txt)}  # campaign_qa.sh reads both files
 stage=${stage:-0}
 stop_stage=${stop_stage:-6}
 lists=$OUT/lists
