@@ -24,6 +24,10 @@ def command(
     chunk_seconds: float = typer.Option(8.0, "--chunk-seconds", help="Longer files are cut into equal chunks "
                                         "at most this long; the file's score is their duration-weighted "
                                         "mean."),
+    diagnose: bool = typer.Option(False, "--diagnose", help="Add why a clip sounds bad, from the model's "
+                                  "diagnostic heads: snr_db, drr_db (reverberation), clipped_share, "
+                                  "band_high_hz (band limit), loss_rate (packet loss) and codec (probability "
+                                  "of a speech codec). Needs a model with those heads (pesq-wb)."),
     shard: str = SHARD,
 ):
     """Score audio with a non-intrusive quality model: one score per file, no reference needed.
@@ -48,14 +52,15 @@ def command(
     files = checked_files(paths, list_files, shard, {"--out": out})
     engine, device_name = predict.resolve_engine(engine, model, device)
     options = predict.Options(model=model, device=device_name, batch_size=batch_size,
-                              chunk_seconds=chunk_seconds, engine=engine)
+                              chunk_seconds=chunk_seconds, engine=engine, diagnose=diagnose)
     jobs = jobs or predict.default_jobs(len(files), device_name)
     console = Console(stderr=True)
     with progress_bar(console) as bar:
         task = bar.add_task("predict", total=len(files))
         rows = predict.score_files(files, options, jobs=jobs, progress=lambda n: bar.advance(task, n))
-    dnsmos.write_csv(out, rows, predict.COLUMNS)
-    summary = dnsmos.summarize(rows, predict.SCORE_COLUMNS)
+    columns = predict.output_columns(diagnose)
+    dnsmos.write_csv(out, rows, predict.COLUMNS + columns[1:])
+    summary = dnsmos.summarize(rows, columns)
     Console().print(summary_table(f"{model}: {len(rows)} file(s)", summary))
     warned = [r for r in rows if "warning" in r]
     if warned:

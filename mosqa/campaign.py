@@ -193,7 +193,7 @@ def report(pred: np.ndarray, y: np.ndarray, rows: list[dict]) -> dict:
     """One flat dict: LCC, SRCC, RMSE of the score; LCC and bias per impairment kind and per source;
     each diagnostic's MAE (or AUC)."""
     m = correlation_metrics(pred[:, 0], y[:, 0])
-    out = {"lcc": m["lcc"], "srcc": m["srcc"], "rmse": m["rmse"],
+    out = {"n": len(y), "lcc": m["lcc"], "srcc": m["srcc"], "rmse": m["rmse"],
            "bias": float(np.mean(pred[:, 0] - y[:, 0]))}
     by = (("kind", lambda r: kind_of(r["degradations"])), ("source", lambda r: source_of(r["speaker"])))
     for label, key in by:
@@ -244,8 +244,12 @@ def head_weights(state: dict, lambdas) -> tuple[np.ndarray, np.ndarray]:
     return full, b - state["mean"] @ full
 
 
-def export_head(dest, state: dict, lambdas, precision: str, info: dict) -> Path:
-    """The head folded onto the raw features, as a model folder `load_qa` reads (config.yaml, best.pt)."""
+def export_head(dest, state: dict, lambdas, precision: str, row: dict) -> Path:
+    """The head folded onto the raw features, as a model folder `load_qa` reads (config.yaml, best.pt,
+    MODEL_CARD.md from the campaign row). The folder is built beside `dest` and swapped in whole, so
+    nothing of the model it replaces (an ONNX graph, an old card) survives, and a crash leaves either."""
+    import shutil
+
     import torch
 
     from mosqa.encoder_qa import ARCH
@@ -253,13 +257,115 @@ def export_head(dest, state: dict, lambdas, precision: str, info: dict) -> Path:
 
     w, b = head_weights(state, lambdas)
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    save_yaml(dest / "config.yaml", {"kind": "qa", "arch": ARCH, "sample_rate": 16000, "precision": precision,
-                                     "outputs": list(OUTPUTS), "ridge_lambdas": [float(v) for v in lambdas],
-                                     "campaign": info})
+    new, old = dest.with_name(f".{dest.name}.new"), dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir(parents=True)
+    info = {k: row[k] for k in ("row", "shards", "clips", "valid_lcc", "test_lcc", "test_srcc") if k in row}
+    save_yaml(new / "config.yaml", {"kind": "qa", "arch": ARCH, "sample_rate": 16000, "precision": precision,
+                                    "outputs": list(OUTPUTS), "ridge_lambdas": [float(v) for v in lambdas],
+                                    "campaign": info})
     weights = {"weight": torch.tensor(w.T, dtype=torch.float32), "bias": torch.tensor(b, dtype=torch.float32)}
-    save_checkpoint(dest / "best.pt", {"model": weights, "source_run": f"campaign row {info.get('row')}"})
+    save_checkpoint(new / "best.pt", {"model": weights, "source_run": f"campaign row {row.get('row')}"})
+    (new / "MODEL_CARD.md").write_text(model_card(dest.name, row))
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    new.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
     return dest
+
+
+def _figure(row: dict, key: str, fmt: str = "{:.3f}") -> str:
+    try:
+        return fmt.format(float(row[key]))
+    except (KeyError, TypeError, ValueError):
+        return "–"
+
+
+FORMATS = {"n": "{:.0f}", "bias": "{:+.3f}"}
+
+
+def _cells(row: dict, prefix: str, keys) -> str:
+    """'| a | b |' of row[prefix + key] for each key, formatted as FORMATS says (else 3 decimals)."""
+    return "| " + " | ".join(_figure(row, prefix + k, FORMATS.get(k, "{:.3f}")) for k in keys) + " |"
+
+
+def _group_table(row: dict, label: str) -> str:
+    groups = sorted({k[len(f"test_{label}_"):-len("_n")] for k in row
+                     if k.startswith(f"test_{label}_") and k.endswith("_n")})
+    lines = [f"| {label} | clips | LCC | bias (predicted − true) |", "|---|---|---|---|"]
+    lines += [f"| {g} " + _cells(row, f"test_{label}_{g}_", ("n", "lcc", "bias")) for g in groups]
+    return "\n".join(lines)
+
+
+def model_card(name: str, row: dict) -> str:
+    """MODEL_CARD.md of a promoted head, its figures all read from the campaign row."""
+    diag = [f"| {n} | {t.unit} | {'AUC' if t.binary else 'MAE'} "
+            + _cells(row, f"test_diag_{n}_", ["auc" if t.binary else "mae"])[2:] for n, t in TARGETS.items()]
+    overall = ("n", "lcc", "srcc", "rmse", "bias")
+    return f"""# Model card: `{name}`
+
+A non-intrusive speech quality model: one 16 kHz waveform in, no reference, out the **wideband PESQ**
+(ITU-T P.862.2) it predicts and six diagnostics that say *why* a clip sounds bad. It is the frozen
+Distill-MOS encoder (`mosqa/pretrained/distill-mos`, MIT; 4.1M parameters, shipped once) with a linear
+head on 3,449 pooled features of its layers, fitted by the campaign (`recipes/campaign_qa.sh`, issue 19):
+a ridge regression whose sums grow by a fresh simulated shard every session.
+
+    mosqa predict clips/ --out scores.csv --diagnose     # --model {name}
+    qa = mosqa.load_qa("{name}")                          # differentiable: qa(wav (B, N), lengths) -> (B,)
+    mosqa train-se ... --qa frozen --qa-model {name}
+
+Campaign row {row.get("row")} ({row.get("date")}): {int(float(row.get("clips", 0))):,} training clips in
+{row.get("shards")} shard(s), {_figure(row, "wall_min", "{:.0f}")} CPU-minutes of encoding. The curve:
+`recipes/campaign/campaign.csv` and `campaign.png`.
+
+## Held-out figures
+
+Fixed sets simulated from voices, noise files, music and rooms that no shard uses
+(`recipes/campaign_split.py`; the same clips every session): validation (ridge strengths picked on
+it) and test (never tuned on).
+
+| set | clips | LCC | SRCC | RMSE | bias |
+|---|---|---|---|---|---|
+| validation {_cells(row, "valid_", overall)}
+| test {_cells(row, "test_", overall)}
+
+Test per impairment kind (clean: no impairment; combined: two or more):
+
+{_group_table(row, "kind")}
+
+Test per speech source:
+
+{_group_table(row, "source")}
+
+## Diagnostics (`--diagnose`)
+
+Targets are the values the simulator drew; a clip without the impairment has the value of no
+impairment (SNR 50 dB, DRR 30 dB, band limit 8 kHz, 0 clipped, 0 lost, no codec). Test accuracy:
+
+| column | unit | test |
+|---|---|---|
+{chr(10).join(diag)}
+
+## What it is not
+
+- **Not human MOS.** It predicts PESQ-WB, a reference-based measure, without the reference. Where
+  PESQ and listeners disagree it follows PESQ; the frozen encoder was trained on listener ratings and
+  the head is linear, which keeps some of that knowledge (issue 19's scout).
+- **Not for every recording.** "Clean" means the references it saw: read speech with a noise floor at
+  least 35 dB below the speech (`recipes/select_references.py`). Distant microphones, singing and
+  speech of languages or ages outside `../shared/corpus` are out of domain.
+- Scores are clipped to 1–5; PESQ-WB itself tops out near 4.64.
+
+## Data and licences
+
+Simulated by `mosqa simulate` from `../shared/corpus` (LibriSpeech readers and speechocean762 speakers,
+CC-BY-4.0; KLettres, GPL-2+; Asterisk prompts, CC-BY-SA-3.0/CC-BY-3.0; CMU ARCTIC; Speech Commands;
+noise and music recordings and measured RIRs under the licences in that corpus's README). Impairments:
+noise, babble of 3–8 other training voices, music, reverberation, clipping, band limits, codecs, packet
+loss, alone or combined, and clean clips. The weights derive from share-alike and GPL material among
+others; redistribute them with this card.
+"""
 
 
 def elapsed(since: float) -> float:

@@ -25,6 +25,8 @@ OUTPUTS = ("score", *TARGETS)
 class EncoderScorer(nn.Module):
     """forward(wav (B, N) at 16 kHz, lengths (B,) or None) -> (B,) MOS; `full` adds the diagnostics."""
 
+    diagnostics = tuple(TARGETS)  # what `full` adds to the score (`predict --diagnose` reads it)
+
     def __init__(self, config: dict):
         super().__init__()
         self.config = dict(config)

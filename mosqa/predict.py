@@ -2,10 +2,10 @@
 
 A model sees clips of a few seconds in training, so a long file is cut into equal chunks no longer
 than `chunk_seconds` (a 25 s file at 8 s becomes four 6.25 s chunks, never a 1 s tail) and its score
-is the duration-weighted mean of the chunk scores. Chunks of several files share a batch; a batch is
-padded to its longest chunk and the model masks the padding, so batching never changes a score.
-A batch is scored as soon as it is full, so memory holds one batch and one file at most,
-however many and however long the files are.
+is the duration-weighted mean of the chunk scores (and of each diagnostic, with --diagnose). Chunks
+of several files share a batch; a batch is padded to its longest chunk and the model masks the
+padding, so batching never changes a score. A batch is scored as soon as it is full, so memory holds
+one batch and one file at most, however many and however long the files are.
 
 Two engines run the model on those batches: `torch` (mosqa.qa.load_qa) and `onnx` (onnxruntime on the
 graph mosqa.export writes, the same scorer front end included). Everything else here is shared, and
@@ -27,6 +27,15 @@ MAX_SECONDS = 600.0
 CHUNK_SECONDS = 8.0
 COLUMNS = ["filename", "len_in_sec", "sr", "num_chunks", "score"]
 SCORE_COLUMNS = ["score"]
+NO_DIAGNOSTICS = ("has no diagnostic heads; --diagnose needs a model trained with them (the campaign's "
+                  "distill-mos-ridge, shipped as pesq-wb)")
+
+
+def output_columns(diagnose: bool) -> list[str]:
+    """The CSV's score columns: the score, then with --diagnose one per diagnostic target."""
+    from mosqa.diagnostics import TARGETS
+
+    return SCORE_COLUMNS + (list(TARGETS) if diagnose else [])
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,7 @@ class Options:
     batch_size: int = 16
     chunk_seconds: float = CHUNK_SECONDS
     engine: str = "torch"
+    diagnose: bool = False
 
 
 def chunk_bounds(n_samples: int, chunk: int) -> list[tuple[int, int]]:
@@ -58,7 +68,7 @@ def read_file(path, sample_rate: int) -> tuple[np.ndarray, dict]:
 
 
 class TorchEngine:
-    """The model in torch (load_qa): `score(batch, lengths)` on numpy arrays -> numpy scores."""
+    """The model in torch (load_qa): `score(batch, lengths)` on numpy arrays -> {column: numpy (B,)}."""
 
     def __init__(self, options: Options, threads: int | None = None):
         import torch
@@ -70,13 +80,19 @@ class TorchEngine:
         self.device = torch.device(options.device)
         self.scorer = load_qa(options.model, device=self.device)
         self.sample_rate = self.scorer.frontend.sample_rate
+        self.diagnose = options.diagnose
+        if self.diagnose and not getattr(self.scorer, "diagnostics", ()):
+            raise MosqaError(f"--model {options.model}: {NO_DIAGNOSTICS}")
 
-    def score(self, batch: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    def score(self, batch: np.ndarray, lengths: np.ndarray) -> dict:
         import torch
 
         with torch.inference_mode():
             wav, n = torch.from_numpy(batch).to(self.device), torch.from_numpy(lengths).to(self.device)
-            return self.scorer(wav, n).float().cpu().numpy()
+            if not self.diagnose:
+                return {"score": self.scorer(wav, n).float().cpu().numpy()}
+            outputs = self.scorer.full(wav, n)
+            return {k: outputs[k].float().cpu().numpy() for k in ("score", *self.scorer.diagnostics)}
 
 
 class OnnxEngine:
@@ -93,9 +109,11 @@ class OnnxEngine:
         if "sample_rate" not in metadata:
             raise MosqaError(f"{path}: not a graph written by mosqa export (no sample_rate in its metadata)")
         self.sample_rate = int(metadata["sample_rate"])
+        if options.diagnose:
+            raise MosqaError(f"--model {options.model}: its ONNX graph {NO_DIAGNOSTICS}; use --engine torch")
 
-    def score(self, batch: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"wav": batch, "lengths": lengths})[0]
+    def score(self, batch: np.ndarray, lengths: np.ndarray) -> dict:
+        return {"score": self.session.run(None, {"wav": batch, "lengths": lengths})[0]}
 
 
 def _torch_device(device: str) -> str:
@@ -143,18 +161,19 @@ class Predictor:
         self.sample_rate = self.engine.sample_rate
         self.chunk = int(options.chunk_seconds * self.sample_rate)
 
-    def score_chunks(self, chunks: list[np.ndarray]) -> list[float]:
-        """Scores of waveform chunks, batched `batch_size` at a time in order of length."""
+    def score_chunks(self, chunks: list[np.ndarray]) -> list[dict]:
+        """{column: value} of each waveform chunk, batched `batch_size` at a time in order of length."""
         order = sorted(range(len(chunks)), key=lambda i: len(chunks[i]))
-        out = [0.0] * len(chunks)
+        out: list[dict] = [{}] * len(chunks)
         for start in range(0, len(order), self.options.batch_size):
             idx = order[start:start + self.options.batch_size]
             lengths = np.array([len(chunks[i]) for i in idx], dtype=np.int64)
             batch = np.zeros((len(idx), int(lengths.max())), dtype=np.float32)
             for row, i in enumerate(idx):
                 batch[row, : len(chunks[i])] = chunks[i]
-            for i, s in zip(idx, self.engine.score(batch, lengths).tolist(), strict=True):
-                out[i] = float(s)
+            scores = {k: v.tolist() for k, v in self.engine.score(batch, lengths).items()}
+            for row, i in enumerate(idx):
+                out[i] = {k: float(v[row]) for k, v in scores.items()}
         return out
 
     def score_group(self, paths: list) -> list[dict]:
@@ -167,9 +186,11 @@ class Predictor:
         def flush(count: int) -> None:
             batch = pending[:count]
             del pending[:count]
-            for (i, chunk), s in zip(batch, self.score_chunks([c for _, c in batch]), strict=True):
-                weighted, samples = sums.get(i, (0.0, 0))
-                sums[i] = (weighted + s * len(chunk), samples + len(chunk))
+            for (i, chunk), scores in zip(batch, self.score_chunks([c for _, c in batch]), strict=True):
+                weighted, samples = sums.get(i, ({}, 0))
+                for k, v in scores.items():
+                    weighted[k] = weighted.get(k, 0.0) + v * len(chunk)
+                sums[i] = (weighted, samples + len(chunk))
 
         for path in paths:
             try:
@@ -185,7 +206,7 @@ class Predictor:
                 flush(self.options.batch_size)
         flush(len(pending))
         for i, (weighted, samples) in sums.items():
-            rows[i]["score"] = weighted / samples
+            rows[i].update({k: v / samples for k, v in weighted.items()})
         return rows
 
 

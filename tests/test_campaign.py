@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import speech
+from conftest import run_cli, speech
 from scipy.stats import mannwhitneyu
 
 from mosqa import campaign, distill_mos
@@ -142,15 +142,19 @@ def test_report_has_every_kind_source_and_diagnostic():
     assert all(f"diag_{n}_mae" in out for n, t in TARGETS.items() if not t.binary)
 
 
-def test_exported_head_loads_as_a_differentiable_quality_model(tmp_path, encoder):
-    from mosqa.qa import load_qa
-
-    rng = np.random.default_rng(4)
+def _random_head(seed=4):
+    rng = np.random.default_rng(seed)
     x = rng.standard_normal((50, distill_mos.FEATURE_DIM))
     y = np.column_stack([rng.uniform(1, 5, 50), rng.uniform(0, 1, (50, len(TARGETS)))])
     state = campaign.new_state(x, rank=20)
     campaign.accumulate(state, x, y)
-    lambdas = [1.0] * y.shape[1]
+    return state, [1.0] * y.shape[1]
+
+
+def test_exported_head_loads_as_a_differentiable_quality_model(tmp_path, encoder):
+    from mosqa.qa import load_qa
+
+    state, lambdas = _random_head()
     campaign.export_head(tmp_path / "model", state, lambdas, "fp32", {"row": 1})
     scorer = load_qa(tmp_path / "model")
     wav = torch.from_numpy(np.stack([speech(2.0, 150), speech(2.0, 150)]))
@@ -169,3 +173,56 @@ def test_exported_head_loads_as_a_differentiable_quality_model(tmp_path, encoder
     assert float(out["score"][0].detach()) == pytest.approx(want, abs=1e-3)
     scorer.normalised(wav, torch.tensor([32000, 16000])).sum().backward()
     assert wav.grad is not None and torch.isfinite(wav.grad).all() and wav.grad[0].abs().sum() > 0
+
+
+def test_export_replaces_the_whole_folder_and_writes_the_card(tmp_path):
+    dest = tmp_path / "pesq-wb"
+    dest.mkdir()
+    (dest / "model.onnx").write_bytes(b"graph of the model being replaced")
+    state, lambdas = _random_head()
+    row = {"row": 3, "date": "2026-12-04", "clips": 20754, "shards": 2, "test_lcc": 0.91, "test_n": 1100,
+           "test_kind_noise_n": 200, "test_kind_noise_lcc": 0.88, "test_kind_noise_bias": -0.04,
+           "test_diag_codec_auc": 0.95, "test_diag_snr_db_mae": 4.2}
+    campaign.export_head(dest, state, lambdas, "bf16", row)
+    assert sorted(p.name for p in dest.iterdir()) == ["MODEL_CARD.md", "best.pt", "config.yaml"]
+    assert not list(tmp_path.glob(".pesq-wb*"))  # no staging folder left behind
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert "`pesq-wb`" in card and "row 3" in card and "20,754 training clips" in card
+    assert "| noise | 200 | 0.880 | -0.040 |" in card and "AUC 0.950" in card and "MAE 4.200" in card
+
+
+@pytest.fixture(scope="module")
+def head_model(tmp_path_factory):
+    state, lambdas = _random_head(5)
+    return campaign.export_head(tmp_path_factory.mktemp("head") / "model", state, lambdas, "fp32", {"row": 1})
+
+
+def test_predict_diagnose_adds_finite_in_range_columns(tmp_path, head_model):
+    import csv
+
+    for i, seconds in enumerate((1.5, 10.0)):  # the long one is scored in chunks
+        sf.write(tmp_path / f"clip{i}.wav", speech(seconds, 120 + 40 * i), 16000)
+    out = tmp_path / "scores.csv"
+    res = run_cli("predict", str(tmp_path / "clip0.wav"), str(tmp_path / "clip1.wav"), "--model",
+                  str(head_model), "--diagnose", "--chunk-seconds", "4", "-o", str(out))
+    assert res.exit_code == 0, res.output
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["num_chunks"] for r in rows] == ["1", "3"]
+    for r in rows:
+        assert 1 <= float(r["score"]) <= 5
+        for name, t in TARGETS.items():
+            assert t.low <= float(r[name]) <= t.high, (name, r[name])
+    plain = tmp_path / "plain.csv"
+    res = run_cli("predict", str(tmp_path / "clip0.wav"), "--model", str(head_model), "-o", str(plain))
+    assert res.exit_code == 0, res.output
+    header = plain.read_text().splitlines()[0].split(",")
+    assert "score" in header and not set(TARGETS) & set(header)
+
+
+def test_diagnose_with_a_model_without_heads_is_a_one_line_error(tmp_path):
+    sf.write(tmp_path / "clip.wav", speech(1.5, 120), 16000)
+    res = run_cli("predict", str(tmp_path / "clip.wav"), "--model", "pesq-wb-nisqa", "--diagnose",
+                  "--engine", "torch", "-o", str(tmp_path / "s.csv"))
+    assert res.exit_code != 0 and "has no diagnostic heads" in res.output
+    assert "Traceback" not in res.output and not (tmp_path / "s.csv").exists()
