@@ -14,7 +14,8 @@ listeners (the scout: a ridge head kept LCC 0.46 on listener ratings where an ML
 The state (`state.npz`, plain arrays, read with allow_pickle=False):
   mean, scale (D,)        standardisation, fixed by the first shard
   basis (D, R) float16    projection, fixed by the first shard
-  n, z_sum (R), zz (R, R), y_sum (K), zy (R, K), yy (K)   the sums over every shard so far
+  n, z_sum (R), zz (R, R) as its upper triangle zz_upper, y_sum (K), zy (R, K), yy (K)
+                          the sums over every shard so far, float64
   shards, clips, wall_s   what the campaign has spent
 """
 
@@ -32,7 +33,7 @@ from mosqa.errors import MosqaError
 from mosqa.metrics import correlation_metrics
 
 OUTPUTS = ("score", *TARGETS)
-RANK = 768  # projected dimensions: zz in float32 is 2.4 MB, basis in float16 5.3 MB
+RANK = 768  # projected dimensions: zz's upper triangle in float64 is 2.4 MB, basis in float16 5.3 MB
 LAMBDAS = np.logspace(-3, 3, 25)  # ridge strengths tried, per output, relative to the mean eigenvalue
 PART = 256  # clips per saved feature file: an interrupted extraction loses at most this many
 STATE_SUMS = ("n", "z_sum", "zz", "y_sum", "zy", "yy")
@@ -105,8 +106,9 @@ def extract_features(paths: list, cache_dir, jobs: int = 1, precision: str = "bf
 # ---------------------------------------------------------------- the ridge head
 def new_state(x: np.ndarray, rank: int = RANK) -> dict:
     """Standardisation and projection from the first shard's features; empty sums."""
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0) + 1e-6
+    # stored as saved (float32, float16), so a resumed state projects exactly as the one that made it
+    mean = x.mean(axis=0).astype(np.float32)
+    scale = (x.std(axis=0) + 1e-6).astype(np.float32)
     z = (x - mean) / scale
     eigval, eigvec = np.linalg.eigh(z.T @ z / len(z))
     basis = eigvec[:, ::-1][:, :rank]
@@ -119,7 +121,7 @@ def new_state(x: np.ndarray, rank: int = RANK) -> dict:
 
 
 def project(state: dict, x: np.ndarray) -> np.ndarray:
-    return ((x - state["mean"]) / state["scale"]) @ state["basis"].astype(np.float64)
+    return ((x.astype(np.float64) - state["mean"]) / state["scale"]) @ state["basis"].astype(np.float64)
 
 
 def accumulate(state: dict, x: np.ndarray, y: np.ndarray) -> None:
@@ -215,9 +217,10 @@ def report(pred: np.ndarray, y: np.ndarray, rows: list[dict]) -> dict:
 
 # ---------------------------------------------------------------- state on disk
 def save_state(path, state: dict) -> None:
-    """Sums in float32 (their rounding is ~1e-7 of the value, far below what a shard adds)."""
-    arrays = {k: (v.astype(np.float32) if k in ("zz", "zy", "mean", "scale") else v)
-              for k, v in state.items()}
+    """The sums in float64, so a resumed campaign adds up exactly as an uncut one (float32 loses the
+    small entries that are differences of large partial sums); zz, symmetric, as its upper triangle."""
+    arrays = {k: v for k, v in state.items() if k != "zz"}
+    arrays["zz_upper"] = state["zz"][np.triu_indices(len(state["zz"]))]
     with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
 
@@ -231,6 +234,12 @@ def load_state(path) -> dict | None:
             state = {k: data[k] for k in data.files}
     except (OSError, ValueError) as exc:
         raise MosqaError(f"{path}: not a campaign state ({exc})") from None
+    if "zz_upper" in state:
+        upper = state.pop("zz_upper")
+        rank = int(round((np.sqrt(8 * len(upper) + 1) - 1) / 2))
+        zz = np.zeros((rank, rank))
+        zz[np.triu_indices(rank)] = upper
+        state["zz"] = zz + np.triu(zz, 1).T
     missing = {"mean", "scale", "basis", *STATE_SUMS} - set(state)
     if missing:
         raise MosqaError(f"{path}: not a campaign state (no {', '.join(sorted(missing))})")

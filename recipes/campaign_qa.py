@@ -18,6 +18,7 @@ and 900002): the same clips on every machine.
 import argparse
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -34,19 +35,22 @@ SHARD_PER_UTT = 9  # x 1,153 training utterances = 10,377 clips a shard
 FIXED = {"valid": (5, 900001), "test": (5, 900002)}  # per-utt, seed: ~1,235 and ~1,145 clips
 BLOCK = 2048  # clips added to the sums between two saves of the state
 PRECISION = "bf16"
+# the venv's mosqa beside this python, so the recipe works without the venv on PATH (and in the tests)
+MOSQA = shutil.which("mosqa", path=str(Path(sys.executable).parent)) or "mosqa"
 
 
 def simulate(work: Path, part: str, out: Path, per_utt: int, seed: int, jobs: int) -> None:
     split = work / "split"
-    cmd = ["mosqa", "simulate", str(split / part / "speech"), "--out-dir", str(out), "--per-utt",
+    cmd = [MOSQA, "simulate", str(split / part / "speech"), "--out-dir", str(out), "--per-utt",
            str(per_utt), "--seed", str(seed), "--jobs", str(jobs), "--speaker-map", SPEAKER_MAP,
            "--noise-dir", str(split / f"{part}_noise.list"), "--rir-dir", str(split / f"{part}_rir.list"),
            "--music-dir", str(split / f"{part}_music.list")]
     subprocess.run(cmd, check=True)
 
 
-def fixed_set(work: Path, part: str, jobs: int):
-    per_utt, seed = FIXED[part]
+def fixed_set(work: Path, part: str, jobs: int, per_utt: int | None = None):
+    default_per_utt, seed = FIXED[part]
+    per_utt = per_utt or default_per_utt
     sim = work / f"fixed_{part}"
     if not (sim / "summary.json").is_file():
         simulate(work, part, sim, per_utt, seed, jobs)
@@ -61,7 +65,7 @@ def shipped_baseline(model_dir: Path, sim: Path) -> float | None:
         return None
     out = sim.parent / f"baseline_{model_dir.name}.csv"
     if not out.is_file():
-        subprocess.run(["mosqa", "predict", "--list", str(sim / "all.list"), "--model", str(model_dir),
+        subprocess.run([MOSQA, "predict", "--list", str(sim / "all.list"), "--model", str(model_dir),
                         "-o", str(out)], check=True)
     with open(out, newline="") as f:
         pred = {Path(r["filename"]).name: float(r["score"]) for r in csv.DictReader(f)}
@@ -71,14 +75,15 @@ def shipped_baseline(model_dir: Path, sim: Path) -> float | None:
 
 def train_shards(state: dict | None, work: Path, state_path: Path, deadline: float, args) -> dict:
     """Add shards to the sums until the deadline; returns the state (saved after every block)."""
-    while time.monotonic() < deadline:
+    blocks = 0
+    while time.monotonic() < deadline and blocks != args.max_blocks:
         shard = int(state["shards"]) if state is not None else args.shard or 0
         sim = work / f"shard_{shard:03d}"
-        simulate(work, "train", sim, SHARD_PER_UTT, 1000 + shard, args.jobs)
+        simulate(work, "train", sim, args.per_utt, 1000 + shard, args.jobs)
         paths, y, _ = campaign.read_set(sim)
         done = int(state["shard_done"]) if state is not None and "shard_done" in state else 0
-        while done < len(paths) and time.monotonic() < deadline:
-            block = slice(done, min(len(paths), done + BLOCK))
+        while done < len(paths) and time.monotonic() < deadline and blocks != args.max_blocks:
+            block = slice(done, min(len(paths), done + args.block))
             start = time.monotonic()
             cache = work / f"features/shard_{shard:03d}_{done:06d}"
             x = campaign.extract_features(paths[block], cache, args.jobs, PRECISION)
@@ -89,6 +94,7 @@ def train_shards(state: dict | None, work: Path, state_path: Path, deadline: flo
                          wall_s=state["wall_s"] + campaign.elapsed(start),
                          updates=state.get("updates", 0) + 1)
             campaign.save_state(state_path / "state.npz", state)
+            blocks += 1
             print(f"shard {shard}: {done}/{len(paths)} clips added ({int(state['clips'])} in all)",
                   flush=True)
         if done >= len(paths):
@@ -146,8 +152,8 @@ def score_row(args) -> dict:
     state = campaign.load_state(state_path / "state.npz")
     if state is None:
         raise SystemExit(f"{state_path / 'state.npz'}: no campaign state yet; run the train step first")
-    xv, yv, rv = fixed_set(args.work, "valid", args.jobs)
-    xt, yt, rt = fixed_set(args.work, "test", args.jobs)
+    xv, yv, rv = fixed_set(args.work, "valid", args.jobs, args.fixed_per_utt)
+    xt, yt, rt = fixed_set(args.work, "test", args.jobs, args.fixed_per_utt)
     zv = campaign.project(state, xv)
     lambdas = campaign.select_lambdas(state, zv, yv)
     w, b = campaign.solve(state, lambdas)
@@ -165,7 +171,8 @@ def score_row(args) -> dict:
     row["row"] = len(earlier) + 1
     best_before = max([float(r["valid_lcc"]) for r in earlier], default=-1.0)
     baseline = shipped_baseline(args.promote_to, args.work / "fixed_valid") if not earlier else None
-    promote = row["valid_lcc"] > best_before and (baseline is None or row["valid_lcc"] > baseline)
+    gain = round(row["valid_lcc"], 4)  # as campaign.csv keeps it: the same model again is no gain
+    promote = gain > best_before and (baseline is None or gain > baseline)
     row["baseline_valid_lcc"] = baseline if baseline is not None else ""
     row["promoted"] = int(promote)
     rows = write_row(state_path / "campaign.csv", row)
@@ -191,6 +198,11 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=Path("exp/campaign"))
     ap.add_argument("--state", type=Path, default=Path("recipes/campaign"))
     ap.add_argument("--promote-to", type=Path, default=Path("mosqa/pretrained/pesq-wb"))
+    # sizes, for a tiny campaign in the tests
+    ap.add_argument("--per-utt", type=int, default=SHARD_PER_UTT, help="clips per training utterance a shard")
+    ap.add_argument("--block", type=int, default=BLOCK, help="clips added between two saves of the state")
+    ap.add_argument("--max-blocks", type=int, default=-1, help="stop after this many blocks (-1: the budget)")
+    ap.add_argument("--fixed-per-utt", type=int, default=None, help="clips per utterance of the fixed sets")
     args = ap.parse_args(argv)
     if args.step == "row":
         score_row(args)

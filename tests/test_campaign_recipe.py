@@ -1,0 +1,75 @@
+"""The campaign recipe end to end at tiny sizes (recipes/campaign_qa.py): a session cut after one block
+resumes where it stopped and ends with the same sums as an uncut one; the row step writes the curve and
+promotes only on a validation gain. Runs on the built-in voices and generated noise: no corpus needed."""
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mosqa import campaign
+from mosqa.defaults import builtin_speech_dir, generated_noises
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+import campaign_qa  # noqa: E402
+
+SR = 16000
+PARTS = {"train": "spk1", "valid": "spk2", "test": "spk3"}
+TINY = ["--per-utt", "1", "--block", "4", "--fixed-per-utt", "1", "--jobs", "1"]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """exp/campaign/split as campaign_split.py writes it: one voice, noise, music file and room a part."""
+    root = tmp_path_factory.mktemp("campaign")
+    split = root / "work" / "split"
+    noises = list(generated_noises(seconds=4.0).values())
+    t = np.arange(4 * SR) / SR
+    for i, (part, speaker) in enumerate(PARTS.items()):
+        (split / part / "speech").mkdir(parents=True)
+        (split / part / "speech" / speaker).symlink_to(builtin_speech_dir() / speaker)
+        decay = np.exp(-np.arange(SR // 4) / (400 + 200 * i))
+        files = {"noise": noises[i % len(noises)],
+                 "music": 0.1 * np.sin(2 * np.pi * (220 + 55 * i) * t) * (1 + np.sin(2 * np.pi * 2 * t)),
+                 "rir": decay * np.random.default_rng(i).standard_normal(SR // 4)}
+        for kind, wav in files.items():
+            path = root / "sources" / f"{part}_{kind}.wav"
+            path.parent.mkdir(exist_ok=True)
+            sf.write(path, wav.astype(np.float32), SR)
+            (split / f"{part}_{kind}.list").write_text(f"{path}\n")
+    return root
+
+
+def _train(work, state, *more):
+    campaign_qa.main(["train", "--work", str(work / "work"), "--state", str(state), *TINY, *more])
+    return campaign.load_state(state / "state.npz")
+
+
+def test_a_cut_session_resumes_to_the_sums_of_an_uncut_one(work):
+    cut = _train(work, work / "cut", "--max-blocks", "1")
+    assert int(cut["shards"]) == 0 and int(cut["shard_done"]) == 4 and int(cut["clips"]) == 4
+    resumed = _train(work, work / "cut", "--max-blocks", "1")  # the shard's last 2 clips
+    whole = _train(work, work / "whole", "--max-blocks", "2")
+    assert int(resumed["shards"]) == int(whole["shards"]) == 1 and int(resumed["clips"]) == 6
+    for key in campaign.STATE_SUMS:
+        np.testing.assert_allclose(resumed[key], whole[key], rtol=1e-12)
+    np.testing.assert_array_equal(resumed["basis"], whole["basis"])  # the projection of the first block
+
+
+def test_row_appends_the_curve_and_promotes_only_on_a_gain(work):
+    state = work / "whole"
+    model = work / "pesq-wb"
+    args = ["row", "--work", str(work / "work"), "--state", str(state), "--promote-to", str(model), *TINY]
+    campaign_qa.main(args)
+    assert (model / "MODEL_CARD.md").is_file() and (model / "best.pt").is_file()
+    first = (model / "best.pt").read_bytes()
+    campaign_qa.main(args)  # the same state again: no gain, no promotion
+    with open(state / "campaign.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["row"] for r in rows] == ["1", "2"] and [r["promoted"] for r in rows] == ["1", "0"]
+    assert all(np.isfinite(float(r[k])) for r in rows for k in ("valid_lcc", "test_srcc", "test_rmse"))
+    assert (model / "best.pt").read_bytes() == first
+    assert (state / "campaign.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
