@@ -1,5 +1,5 @@
-"""PNG figures: score histograms, predicted-vs-true scatters, training curves. Matplotlib's Agg backend,
-no display."""
+"""PNG figures: score histograms, predicted-vs-true scatters, training curves (per epoch, and per session
+of the QA campaign). Matplotlib's Agg backend, no display."""
 
 from pathlib import Path
 
@@ -91,6 +91,30 @@ def curves_png(path, rows: list[dict], losses, metric: str, best_epoch: int | No
         ax.legend(fontsize=7)
     axes[-1].set_xlabel("epoch")
     axes[-1].xaxis.get_major_locator().set_params(integer=True)
+    _save(fig, path, plt)
+
+
+def campaign_png(path, rows: list[dict], target: float = 0.92, bias_band: float = 0.25) -> None:
+    """The campaign's curve from campaign.csv's rows, over training clips seen: held-out correlations
+    (the `target` LCC dotted) and the test bias per impairment kind (the +-`bias_band` band shaded)."""
+    plt = _pyplot()
+    clips = [int(r["clips"]) / 1000 for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for key, style in (("valid_lcc", "o-"), ("test_lcc", "s-"), ("valid_srcc", "o--"), ("test_srcc", "s--")):
+        ax1.plot(clips, [float(r[key]) for r in rows], style, label=key.replace("_", " "))
+    ax1.axhline(target, color="grey", lw=0.8, ls=":")
+    ax1.set(xlabel="training clips seen (thousands)", ylabel="correlation with PESQ-WB",
+            title="held-out voices, noises and rooms")
+    kinds = sorted(k[len("test_kind_"):-len("_bias")] for k in rows[-1]
+                   if k.startswith("test_kind_") and k.endswith("_bias"))
+    for kind in kinds:
+        ax2.plot(clips, [float(r.get(f"test_kind_{kind}_bias") or "nan") for r in rows], ".-", label=kind)
+    ax2.axhspan(-bias_band, bias_band, color="grey", alpha=0.15)
+    ax2.set(xlabel="training clips seen (thousands)", ylabel="mean predicted - true",
+            title="test bias per kind")
+    for ax, size in ((ax1, 8), (ax2, 7)):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=size, ncol=1 if ax is ax1 else 2)
     _save(fig, path, plt)
 
 

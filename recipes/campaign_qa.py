@@ -29,6 +29,7 @@ import numpy as np
 from mosqa import campaign
 from mosqa.audio import atomic_path
 from mosqa.encoder_qa import OUTPUTS
+from mosqa.plots import campaign_png
 
 SPEAKER_MAP = "ast_en_allison=allison,ast_es_allison=allison"
 SHARD_PER_UTT = 9  # x 1,153 training utterances = 10,377 clips a shard
@@ -115,34 +116,6 @@ def write_row(csv_path: Path, row: dict) -> list[dict]:
         writer.writeheader()
         writer.writerows(rows)
     return rows
-
-
-def campaign_png(path: Path, rows: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    clips = [int(r["clips"]) / 1000 for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for key, style in (("valid_lcc", "o-"), ("test_lcc", "s-"), ("valid_srcc", "o--"), ("test_srcc", "s--")):
-        ax1.plot(clips, [float(r[key]) for r in rows], style, label=key.replace("_", " "))
-    ax1.axhline(0.92, color="grey", lw=0.8, ls=":")
-    ax1.set(xlabel="training clips seen (thousands)", ylabel="correlation with PESQ-WB",
-            title="held-out voices, noises and rooms")
-    ax1.legend(fontsize=8)
-    kinds = sorted(k[len("test_kind_"):-len("_bias")] for k in rows[-1] if k.startswith("test_kind_")
-                   and k.endswith("_bias"))
-    for kind in kinds:
-        ax2.plot(clips, [float(r.get(f"test_kind_{kind}_bias") or "nan") for r in rows], ".-", label=kind)
-    ax2.axhspan(-0.25, 0.25, color="grey", alpha=0.15)
-    ax2.set(xlabel="training clips seen (thousands)", ylabel="mean predicted - true",
-            title="test bias per kind")
-    ax2.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
 
 
 def score_row(args) -> dict:

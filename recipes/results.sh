@@ -21,7 +21,7 @@ SIM_SEED=${SIM_SEED:-0}
 JOBS=${JOBS:-2}
 DOCS=${DOCS:-docs/results}
 # The QA campaign's curve (campaign.png), made by the campaign recipe; copied into $DOCS when present.
-CAMPAIGN_PNG=${CAMPAIGN_PNG:-recipes/campaign.png}
+CAMPAIGN_PNG=${CAMPAIGN_PNG:-recipes/campaign/campaign.png}
 stage=${stage:-0}
 
 if [ "$stage" -le 0 ]; then
