@@ -131,7 +131,7 @@ def test_long_file_is_the_weighted_mean_of_its_chunks_and_batching_changes_nothi
     for a, b in zip(rows_one, rows_many, strict=True):
         assert a["score"] == pytest.approx(b["score"], abs=1e-4)  # float rounding of other shapes
     chunks = [long_wav[a:b] for a, b in predict.chunk_bounds(len(long_wav), 8 * 16000)]
-    expected = np.average(one.score_chunks(chunks), weights=[len(c) for c in chunks])
+    expected = np.average([s["score"] for s in one.score_chunks(chunks)], weights=[len(c) for c in chunks])
     assert rows_one[0]["score"] == pytest.approx(expected, abs=1e-6)
     whole = predict.Predictor(predict.Options(model=str(run_dir), chunk_seconds=30.0))
     assert whole.score_group([long_file])[0]["num_chunks"] == 1  # --chunk-seconds changes the cut
