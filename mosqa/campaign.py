@@ -1,8 +1,8 @@
 """The quality-model campaign: one model that every session trains further on a fresh simulated shard.
 
 Model: the frozen Distill-MOS encoder (mosqa.distill_mos) -> 3,449 pooled features -> standardised
--> projected on the leading principal axes of the first shard -> a ridge regression with one output
-for the score and one per diagnostic target (mosqa.diagnostics).
+-> projected on the leading principal axes of the first block (2,048 random clips of shard 0) -> a
+ridge regression with one output for the score and one per diagnostic target (mosqa.diagnostics).
 
 Why ridge: its sufficient statistics (count, sums and cross-products of the projected features and
 the targets) add up exactly across shards, so a session adds its shard to everything seen before
@@ -12,8 +12,8 @@ the fixed validation set each session. A linear head also keeps what the encoder
 listeners (the scout: a ridge head kept LCC 0.46 on listener ratings where an MLP head fell to 0.31).
 
 The state (`state.npz`, plain arrays, read with allow_pickle=False):
-  mean, scale (D,)        standardisation, fixed by the first shard
-  basis (D, R) float16    projection, fixed by the first shard
+  mean, scale (D,)        standardisation, fixed by the first block
+  basis (D, R) float16    projection, fixed by the first block
   n, z_sum (R), zz (R, R) as its upper triangle zz_upper, y_sum (K), zy (R, K), yy (K)
                           the sums over every shard so far, float64
   shards, clips, wall_s   what the campaign has spent
@@ -33,7 +33,7 @@ from mosqa.errors import MosqaError
 from mosqa.metrics import correlation_metrics
 
 OUTPUTS = ("score", *TARGETS)
-RANK = 768  # projected dimensions: zz's upper triangle in float64 is 2.4 MB, basis in float16 5.3 MB
+RANK = 896  # projected dimensions: zz's upper triangle in float64 is 3.2 MB, basis in float16 6.2 MB
 LAMBDAS = np.logspace(-3, 3, 25)  # ridge strengths tried, per output, relative to the mean eigenvalue
 PART = 256  # clips per saved feature file: an interrupted extraction loses at most this many
 STATE_SUMS = ("n", "z_sum", "zz", "y_sum", "zy", "yy")
@@ -105,7 +105,7 @@ def extract_features(paths: list, cache_dir, jobs: int = 1, precision: str = "bf
 
 # ---------------------------------------------------------------- the ridge head
 def new_state(x: np.ndarray, rank: int = RANK) -> dict:
-    """Standardisation and projection from the first shard's features; empty sums."""
+    """Standardisation and projection from the first block's features; empty sums."""
     # stored as saved (float32, float16), so a resumed state projects exactly as the one that made it
     mean = x.mean(axis=0).astype(np.float32)
     scale = (x.std(axis=0) + 1e-6).astype(np.float32)

@@ -371,7 +371,7 @@ def _results(todo: list[Task], jobs: int, settings: Settings, out_dir: Path, sou
     loaded once here instead of each decoding them again.
     """
     utterances = [list(group) for _, group in groupby(todo, key=lambda t: t.index)]
-    if jobs <= 1:
+    if jobs <= 1 or len(utterances) <= 1:  # a finished run (nothing to do) or one utterance: no pool
         _init_worker(settings, str(out_dir), sources)
         for group in utterances:
             yield from utterance_clips(group)  # clip by clip, so an interrupt loses at most one

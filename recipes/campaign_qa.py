@@ -79,14 +79,20 @@ def train_shards(state: dict | None, work: Path, state_path: Path, deadline: flo
     blocks = 0
     while time.monotonic() < deadline and blocks != args.max_blocks:
         shard = int(state["shards"]) if state is not None else args.shard or 0
+        if args.until_shard is not None and shard >= args.until_shard:
+            break
         sim = work / f"shard_{shard:03d}"
         simulate(work, "train", sim, args.per_utt, 1000 + shard, args.jobs)
         paths, y, _ = campaign.read_set(sim)
+        # simulate writes a speaker's clips together: in a seeded random order every block (the first
+        # one fixes the projection) spans all voices
+        order = np.random.default_rng(1000 + shard).permutation(len(paths))
+        paths, y = [paths[i] for i in order], y[order]
         done = int(state["shard_done"]) if state is not None and "shard_done" in state else 0
         while done < len(paths) and time.monotonic() < deadline and blocks != args.max_blocks:
             block = slice(done, min(len(paths), done + args.block))
             start = time.monotonic()
-            cache = work / f"features/shard_{shard:03d}_{done:06d}"
+            cache = work / f"features/shard_{shard:03d}/block_{done:06d}"
             x = campaign.extract_features(paths[block], cache, args.jobs, PRECISION)
             state = state if state is not None else campaign.new_state(x)
             campaign.accumulate(state, x, y[block])
@@ -175,6 +181,8 @@ def main(argv=None) -> int:
     ap.add_argument("--per-utt", type=int, default=SHARD_PER_UTT, help="clips per training utterance a shard")
     ap.add_argument("--block", type=int, default=BLOCK, help="clips added between two saves of the state")
     ap.add_argument("--max-blocks", type=int, default=-1, help="stop after this many blocks (-1: the budget)")
+    ap.add_argument("--until-shard", type=int, default=None,
+                    help="stop before this shard (a refit: --shard 0, a new --state: re-add cached shards)")
     ap.add_argument("--fixed-per-utt", type=int, default=None, help="clips per utterance of the fixed sets")
     args = ap.parse_args(argv)
     if args.step == "row":

@@ -185,6 +185,12 @@ def test_same_seed_same_corpus_with_synthetic_and_recorded_rooms_and_codecs(tmp_
 
 
 @pytest.mark.slow
+def test_rerunning_a_finished_run_with_jobs_does_nothing(tmp_path, clean_dir):
+    first = run(clean_dir, tmp_path / "o", jobs=2)
+    again = run(clean_dir, tmp_path / "o", jobs=2)  # no utterance left: was a 0-worker pool
+    assert again["new_clips"] == 0 and again["clips"] == first["clips"]
+
+
 def test_interrupted_run_resumes_and_skips_finished_items(tmp_path, clean_dir, monkeypatch):
     real = sim.run_item
     calls = []
