@@ -35,7 +35,7 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("list", type=Path)
-    ap.add_argument("--model", default="pesq-wb")
+    ap.add_argument("--model", default="pesq-wb-nisqa")
     args = ap.parse_args(argv)
     paths = [Path(line.strip()) for line in args.list.read_text().splitlines() if line.strip()]
     n = len(paths)

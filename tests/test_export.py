@@ -87,11 +87,11 @@ def test_onnx_engine_without_torch_scores_as_torch_from_half_a_second_to_ten_min
 
 @pytest.fixture(scope="module")
 def shipped_copy(tmp_path_factory):
-    """The shipped model's weights and config as a folder of its own, exported once by the CLI."""
-    folder = tmp_path_factory.mktemp("export") / "pesq-wb-copy"
+    """The shipped NISQA model's weights and config as a folder of its own, exported once by the CLI."""
+    folder = tmp_path_factory.mktemp("export") / "pesq-wb-nisqa-copy"
     folder.mkdir()
     for name in ("config.yaml", "best.pt"):
-        shutil.copyfile(PRETRAINED_DIR / "pesq-wb" / name, folder / name)
+        shutil.copyfile(PRETRAINED_DIR / "pesq-wb-nisqa" / name, folder / name)
     assert predict.resolve_engine("auto", str(folder), "cpu") == ("torch", "cpu")  # no graph yet
     res = run_cli("export", folder)
     assert res.exit_code == 0, res.output
@@ -162,7 +162,7 @@ def test_windowed_max_pool_is_adaptive_max_pool(size, out):
 
 
 def test_the_shipped_graph_is_the_shipped_weights():
-    path = export.onnx_path("pesq-wb")
+    path = export.onnx_path("pesq-wb-nisqa")
     import onnx
 
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}

@@ -179,13 +179,18 @@ def test_same_seed_on_cpu_gives_the_same_weights(tmp_path):
 
 
 # ---------------------------------------------------------------- the shipped model
-def test_shipped_model_loads_offline_with_weights_only_and_is_small():
-    assert "pesq-wb" in names()
-    folder = PRETRAINED_DIR / "pesq-wb"
-    assert sum(p.stat().st_size for p in folder.iterdir()) <= 5 * 2**20
+def test_shipped_weights_fit_the_package_budget():
+    size = sum(p.stat().st_size for p in PRETRAINED_DIR.rglob("*") if p.is_file())
+    assert size <= 20 * 2**20  # every shipped model and the encoder they share
+
+
+@pytest.mark.parametrize("name", ["pesq-wb", "pesq-wb-nisqa"])
+def test_shipped_model_loads_offline_with_weights_only(name):
+    assert name in names()
+    folder = PRETRAINED_DIR / name
     assert (folder / "MODEL_CARD.md").is_file()
     torch.load(folder / "best.pt", weights_only=True)
-    qa = load_qa("pesq-wb")
+    qa = load_qa(name)
     with torch.no_grad():
         score = float(qa(torch.from_numpy(SPEECH[None])))
     assert 1 <= score <= 5
