@@ -27,7 +27,8 @@ def command(
     diagnose: bool = typer.Option(False, "--diagnose", help="Add why a clip sounds bad, from the model's "
                                   "diagnostic heads: snr_db, drr_db (reverberation), clipped_share, "
                                   "band_high_hz (band limit), loss_rate (packet loss) and codec (probability "
-                                  "of a speech codec). Needs a model with those heads (pesq-wb). Default: off."),
+                                  "of a speech codec). Needs a model with those heads (pesq-wb). "
+                                  "Default: off."),
     shard: str = SHARD,
 ):
     """Score audio with a non-intrusive quality model: one score per file, no reference needed.

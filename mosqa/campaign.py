@@ -20,6 +20,7 @@ The state (`state.npz`, plain arrays, read with allow_pickle=False):
 """
 
 import csv
+import math
 import multiprocessing
 import time
 from pathlib import Path
@@ -285,10 +286,13 @@ def export_head(dest, state: dict, lambdas, precision: str, row: dict) -> Path:
 
 
 def _figure(row: dict, key: str, fmt: str = "{:.3f}") -> str:
+    """One figure of the row for the card; '–' where it is missing or undefined (LCC of clean clips,
+    whose labels are all PESQ's ceiling)."""
     try:
-        return fmt.format(float(row[key]))
+        value = float(row[key])
     except (KeyError, TypeError, ValueError):
         return "–"
+    return fmt.format(value) if math.isfinite(value) else "–"
 
 
 FORMATS = {"n": "{:.0f}", "bias": "{:+.3f}"}

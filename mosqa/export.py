@@ -153,11 +153,11 @@ def export_onnx(spec, out=None) -> Path:
                 optimize=False, opset_version=OPSET, verbose=False)
         except Exception as exc:  # torch raises many types; the first line says what failed
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise MosqaError(f"{spec}: torch cannot export this {scorer.model.arch} model to ONNX "
+            raise MosqaError(f"{spec}: torch cannot export this {scorer.config['arch']} model to ONNX "
                              f"({reason})") from None
     model = program.model_proto
     meta = {"sample_rate": str(rate), "checkpoint_sha256": sha256(checkpoint), "source": run_dir.name,
-            "arch": scorer.model.arch}
+            "arch": scorer.config["arch"]}
     onnx.helper.set_model_props(model, meta)
     with atomic_path(out) as tmp:
         onnx.save(model, str(tmp))

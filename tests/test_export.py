@@ -75,9 +75,11 @@ def test_onnx_engine_without_torch_scores_as_torch_from_half_a_second_to_ten_min
     long_wav = np.resize(SPEECH, n) + ramp * rng.standard_normal(n).astype(np.float32)
     files.append(write(tmp_path / "ten_minutes.wav", np.clip(long_wav, -1, 1)))
     out = tmp_path / "onnx.csv"
-    done = without_torch("predict", *files, "--engine", "onnx", "--device", "cpu", "--out", out)
+    done = without_torch("predict", *files, "--model", "pesq-wb-nisqa", "--engine", "onnx", "--device", "cpu",
+                         "--out", out)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    rows = predict.Predictor(predict.Options(device="cpu", engine="torch")).score_group(files)
+    options = predict.Options(model="pesq-wb-nisqa", device="cpu", engine="torch")
+    rows = predict.Predictor(options).score_group(files)
     want = {Path(r["filename"]).name: r["score"] for r in rows}
     got = scores(out)
     assert got.keys() == want.keys() and len(got) == 12
