@@ -11,7 +11,7 @@ optimum over all data seen, never a drifting SGD iterate. The ridge strength is 
 the fixed validation set each session. A linear head also keeps what the encoder knows about
 listeners (the scout: a ridge head kept LCC 0.46 on listener ratings where an MLP head fell to 0.31).
 
-The state (`state.npz`, plain arrays, read with allow_pickle=False):
+The state (`state.npz` and `projection.npz`, plain arrays, read with allow_pickle=False):
   mean, scale (D,)        standardisation, fixed by the first block
   basis (D, R) float16    projection, fixed by the first block
   n, z_sum (R), zz (R, R) as its upper triangle zz_upper, y_sum (K), zy (R, K), yy (K)
@@ -38,6 +38,8 @@ RANK = 896  # projected dimensions: zz's upper triangle in float64 is 3.2 MB, ba
 LAMBDAS = np.logspace(-3, 3, 25)  # ridge strengths tried, per output, relative to the mean eigenvalue
 PART = 256  # clips per saved feature file: an interrupted extraction loses at most this many
 STATE_SUMS = ("n", "z_sum", "zz", "y_sum", "zy", "yy")
+PROJECTION = ("mean", "scale", "basis", "kept_variance")  # fixed by the first block
+PROJECTION_FILE = "projection.npz"
 
 
 # ---------------------------------------------------------------- data
@@ -219,22 +221,36 @@ def report(pred: np.ndarray, y: np.ndarray, rows: list[dict]) -> dict:
 # ---------------------------------------------------------------- state on disk
 def save_state(path, state: dict) -> None:
     """The sums in float64, so a resumed campaign adds up exactly as an uncut one (float32 loses the
-    small entries that are differences of large partial sums); zz, symmetric, as its upper triangle."""
-    arrays = {k: v for k, v in state.items() if k != "zz"}
+    small entries that are differences of large partial sums); zz, symmetric, as its upper triangle.
+    The projection (fixed by the first block, two thirds of the bytes) goes to projection.npz beside it,
+    rewritten only when it changes: each session's commit then adds the sums alone to the repository."""
+    path = Path(path)
+    arrays = {k: v for k, v in state.items() if k != "zz" and k not in PROJECTION}
     arrays["zz_upper"] = state["zz"][np.triu_indices(len(state["zz"]))]
-    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
+    projection = path.with_name(PROJECTION_FILE)
+    old = _read_npz(projection) if projection.is_file() else {}
+    if set(old) != set(PROJECTION) or not all(np.array_equal(old[k], state[k]) for k in PROJECTION):
+        with atomic_path(projection) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **{k: state[k] for k in PROJECTION})
+
+
+def _read_npz(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise MosqaError(f"{path}: not a campaign state ({exc})") from None
 
 
 def load_state(path) -> dict | None:
     path = Path(path)
     if not path.is_file():
         return None
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            state = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise MosqaError(f"{path}: not a campaign state ({exc})") from None
+    state = _read_npz(path)
+    if "basis" not in state and path.with_name(PROJECTION_FILE).is_file():
+        state |= _read_npz(path.with_name(PROJECTION_FILE))
     if "zz_upper" in state:
         upper = state.pop("zz_upper")
         rank = int(round((np.sqrt(8 * len(upper) + 1) - 1) / 2))

@@ -89,7 +89,15 @@ def test_state_round_trip_and_bad_state(tmp_path):
     campaign.accumulate(state, x, y)
     campaign.save_state(tmp_path / "state.npz", state)
     back = campaign.load_state(tmp_path / "state.npz")
-    assert back["n"] == 120 and np.allclose(back["zz"], state["zz"], rtol=1e-6)
+    assert back["n"] == 120 and np.array_equal(back["zz"], state["zz"])
+    assert all(np.array_equal(back[k], state[k]) for k in campaign.PROJECTION)
+    # the projection, fixed by the first block, is written once: a session's commit adds only the sums
+    projection = (tmp_path / "projection.npz").read_bytes()
+    campaign.accumulate(state, x, y)
+    campaign.save_state(tmp_path / "state.npz", state)
+    assert (tmp_path / "projection.npz").read_bytes() == projection
+    with np.load(tmp_path / "state.npz") as sums:
+        assert not set(campaign.PROJECTION) & set(sums.files)
     assert campaign.load_state(tmp_path / "none.npz") is None
     (tmp_path / "bad.npz").write_bytes(b"not a state")
     with pytest.raises(MosqaError, match="not a campaign state"):
