@@ -138,15 +138,19 @@ def accumulate(state: dict, x: np.ndarray, y: np.ndarray) -> None:
     state["yy"] = state["yy"] + (y ** 2).sum(axis=0)
 
 
-def solve(state: dict, lambdas) -> tuple[np.ndarray, np.ndarray]:
-    """Ridge weights (R, K) and intercepts (K,) from the sums, output k with strength lambdas[k]
-    (relative to the mean eigenvalue of the centred cross-product, so one grid fits any data size)."""
+def _centred(state: dict) -> tuple:
+    """The eigendecomposition of the centred cross-product and what the weights need besides the
+    strength: computed once for any number of strengths."""
     n = state["n"]
     zm, ym = state["z_sum"] / n, state["y_sum"] / n
-    czz = state["zz"] - n * np.outer(zm, zm)
-    czy = state["zy"] - n * np.outer(zm, ym)
-    eigval, eigvec = np.linalg.eigh(czz)
-    rotated = eigvec.T @ czy
+    eigval, eigvec = np.linalg.eigh(state["zz"] - n * np.outer(zm, zm))
+    return eigval, eigvec, eigvec.T @ (state["zy"] - n * np.outer(zm, ym)), zm, ym
+
+
+def solve(state: dict, lambdas, centred: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge weights (R, K) and intercepts (K,) from the sums, output k with strength lambdas[k]
+    (relative to the mean eigenvalue of the centred cross-product, so one grid fits any data size)."""
+    eigval, eigvec, rotated, zm, ym = centred or _centred(state)
     unit = eigval.mean()
     w = np.stack([eigvec @ (rotated[:, k] / (eigval + lam * unit)) for k, lam in enumerate(lambdas)], 1)
     return w, ym - zm @ w
@@ -165,8 +169,9 @@ def select_lambdas(state: dict, z_valid: np.ndarray, y_valid: np.ndarray) -> np.
     regression targets, AUC for binary ones: both rank-free of scale)."""
     best = np.zeros(len(OUTPUTS))
     scores = np.full((len(LAMBDAS), len(OUTPUTS)), -np.inf)
+    centred = _centred(state)
     for i, lam in enumerate(LAMBDAS):
-        w, b = solve(state, [lam] * len(OUTPUTS))
+        w, b = solve(state, [lam] * len(OUTPUTS), centred)
         pred = z_valid @ w + b
         for k, name in enumerate(OUTPUTS):
             scores[i, k] = output_quality(name, pred[:, k], y_valid[:, k])
@@ -249,15 +254,15 @@ def load_state(path) -> dict | None:
     if not path.is_file():
         return None
     state = _read_npz(path)
-    if "basis" not in state and path.with_name(PROJECTION_FILE).is_file():
+    if path.with_name(PROJECTION_FILE).is_file():
         state |= _read_npz(path.with_name(PROJECTION_FILE))
-    if "zz_upper" in state:
-        upper = state.pop("zz_upper")
+    upper = state.pop("zz_upper", None)
+    if upper is not None:
         rank = int(round((np.sqrt(8 * len(upper) + 1) - 1) / 2))
         zz = np.zeros((rank, rank))
         zz[np.triu_indices(rank)] = upper
         state["zz"] = zz + np.triu(zz, 1).T
-    missing = {"mean", "scale", "basis", *STATE_SUMS} - set(state)
+    missing = {*PROJECTION, *STATE_SUMS} - set(state)
     if missing:
         raise MosqaError(f"{path}: not a campaign state (no {', '.join(sorted(missing))})")
     return {k: (v.astype(np.float64) if v.dtype == np.float32 else v) for k, v in state.items()}
