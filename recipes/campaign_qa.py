@@ -7,7 +7,7 @@
 Per shard (N from the committed state, or --shard): simulate ~10,000 clips from the training voices,
 noises, music and rooms with seed 1000 + N (`mosqa simulate`, resumable), encode them with the frozen
 Distill-MOS encoder (saved every 256 clips), and add them to the ridge sums in blocks of BLOCK clips;
-the state is saved after every block (about every 8 minutes on 2 cores), so a cut session resumes the
+the state is saved after every block (about every 2 minutes on 2 cores), so a cut session resumes the
 same shard where it stopped. Then the row step (its own process): pick each output's ridge strength
 on the fixed validation set, score validation and test, append a row to campaign.csv, redraw campaign.png, and
 export the head to --promote-to when validation LCC beats every earlier row (and the shipped model it
@@ -97,25 +97,21 @@ def train_shards(state: dict | None, work: Path, state_path: Path, deadline: flo
             state = state if state is not None else campaign.new_state(x)
             campaign.accumulate(state, x, y[block])
             done = block.stop
-            state.update(shard_done=np.int64(done), clips=state["clips"] + len(x),
+            finished = done >= len(paths)  # the shard's last block moves the state to the next shard
+            state.update(shard_done=np.int64(0 if finished else done), clips=state["clips"] + len(x),
+                         shards=np.int64(shard + 1 if finished else state["shards"]),
                          wall_s=state["wall_s"] + campaign.elapsed(start),
                          updates=state.get("updates", 0) + 1)
             campaign.save_state(state_path / "state.npz", state)
             blocks += 1
             print(f"shard {shard}: {done}/{len(paths)} clips added ({int(state['clips'])} in all)",
                   flush=True)
-        if done >= len(paths):
-            state.update(shards=np.int64(shard + 1), shard_done=np.int64(0))
-            campaign.save_state(state_path / "state.npz", state)
     return state
 
 
-def write_row(csv_path: Path, row: dict) -> list[dict]:
-    rows = []
-    if csv_path.is_file():
-        with open(csv_path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    rows.append({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+def write_row(csv_path: Path, earlier: list[dict], row: dict) -> list[dict]:
+    """campaign.csv with `row` after the `earlier` rows read from it; every row, as written."""
+    rows = [*earlier, {k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()}]
     columns = list(dict.fromkeys(k for r in rows for k in r))
     with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
@@ -154,7 +150,7 @@ def score_row(args) -> dict:
     promote = gain > best_before and (baseline is None or gain > baseline)
     row["baseline_valid_lcc"] = baseline if baseline is not None else ""
     row["promoted"] = int(promote)
-    rows = write_row(state_path / "campaign.csv", row)
+    rows = write_row(state_path / "campaign.csv", earlier, row)
     campaign_png(state_path / "campaign.png", rows)
     chosen = dict(zip(OUTPUTS, map(float, lambdas), strict=True))
     (state_path / "lambdas.json").write_text(json.dumps(chosen))
