@@ -16,16 +16,15 @@ import csv
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_name] = "1"
+# isort: off
+from bench_predict import timed  # first: it pins the math libraries to one thread before they load
+import numpy as np
+import soundfile as sf
+# isort: on
 
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
-
-from mosqa.audio import find_audio, load_audio  # noqa: E402
+from mosqa.audio import find_audio, load_audio
 
 SR = 16000
 
@@ -42,12 +41,6 @@ def clips_of(speech: np.ndarray, seconds: float, total: float, out: Path) -> lis
         sf.write(path, looped[i * n:(i + 1) * n], SR)
         paths.append(path)
     return paths
-
-
-def timed(fn) -> tuple[float, float]:
-    t0, c0 = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main(argv=None) -> int:
@@ -78,7 +71,7 @@ def main(argv=None) -> int:
             for name in [*scorers, "dnsmos"]:
                 score = scorers[name].score_group if name in scorers else dns_files
                 score(paths[:1])  # warm-up
-                wall, cpu = timed(lambda score=score, paths=paths: score(paths))
+                _, wall, cpu = timed(lambda score=score, paths=paths: score(paths))
                 rows.append({"model": name, "seconds": seconds, "clips": len(paths),
                              "rtf_wall": audio / wall, "rtf_cpu": audio / cpu})
     base = {r["seconds"]: r["rtf_wall"] for r in rows if r["model"] == "dnsmos"}
