@@ -55,14 +55,21 @@ def command(
                                "Default: 0.3."),
     spec_weight: float = opt(LOSS, "Weight of the spectral loss. Default: 1."),
     qa: str = opt(LOSS, f"Quality guidance: {choices(QA_MODES)}. Default: none."),
-    qa_model: str = opt(LOSS, "frozen/grl/joint: the critic, a train-qa run directory, a shipped model "
-                        "(pesq-wb) or dnsmos (fixed: frozen, or joint --no-qa-update). Default: none."),
-    qa_weight: float = opt(LOSS, "frozen/grl/joint: weight of the quality term. Default: 1."),
+    qa_model: str = opt(LOSS, "frozen/grl/joint/learn: the critic, a train-qa run directory, a shipped "
+                        "model (pesq-wb) or dnsmos (fixed: frozen, or joint --no-qa-update). Default: none."),
+    qa_weight: float = opt(LOSS, "frozen/grl/joint/learn: weight of the quality term. Default: 1."),
     qa_every: int = opt(LOSS, "joint: add the quality term every k steps. Default: 1."),
     qa_update: bool = opt(LOSS, "joint: the critic also learns the true PESQ of the enhanced batch "
                           "(MetricGAN-style), or stays fixed. Default: on.", "--qa-update/--no-qa-update"),
     grl_lambda: float = opt(LOSS, "grl: gradient-reversal scale. Default: 1."),
-    qa_lr: float = opt(LOSS, "grl, joint --qa-update: learning rate of the quality model. Default: 1e-4."),
+    qa_lr: float = opt(LOSS, "grl, learn, joint --qa-update: learning rate of the quality model. "
+                       "Default: 1e-4."),
+    critic_init: str = opt(LOSS, "learn: start the critic from --qa-model's weights (pretrained) or from its "
+                           "architecture freshly initialised (scratch). Default: pretrained."),
+    replay_size: int = opt(LOSS, "learn: earlier enhanced items (with their true PESQ) the critic keeps "
+                           "relearning; 0 = none. Default: 512."),
+    pesq_workers: int = opt(LOSS, "learn: processes computing true PESQ-WB; 0 = in the training process. "
+                            "Default: 2."),
     dnsmos_target: str = opt(LOSS, "--qa-model dnsmos: the score it gives, sig | bak | ovrl | p808 or a "
                              "weighted sum, e.g. 0.5*sig+0.5*bak. Default: ovrl."),
     epochs: int = opt(TRAIN, "Epochs to train (at least 1). Default: 20."),

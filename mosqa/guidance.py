@@ -15,19 +15,33 @@ Modes (`--qa`):
           The log says only that this term is computed at every step, not whether the critic learns,
           so `--qa-update` (MetricGAN-style: the critic follows the enhancer on the true PESQ of the
           enhanced batch, so it cannot be fooled for long) and `--no-qa-update` are both runnable.
+  learn   MetricGAN+: the enhancer gets spectral + weight * mean((1 - q)^2), and every step the critic
+          learns the true PESQ-WB (computed in `--pesq-workers` processes) of the enhanced batch, of
+          the clean references (the top of the scale), of the noisy inputs, and of as many earlier
+          outputs drawn from a replay buffer (`--replay-size`), so it neither falls behind the
+          enhancer nor forgets what it used to produce. `--critic-init pretrained` starts from
+          --qa-model's weights, `scratch` from its architecture freshly initialised. The critic's
+          score of each fresh batch, taken before it learns that batch, against the true PESQ is
+          the run's watch on exploitation: metrics.csv's critic_lcc and critic_mae per epoch.
+A learning critic trains the part of the quality model its best.pt holds (a train-qa model whole; for
+the shipped encoder model, its head: the frozen Distill-MOS encoder stays as it is).
 The critic always reads the enhanced *waveform* through its own front end, so it sees exactly the
 features it was trained on.
 """
 
+import random
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mosqa.audio import resample
 from mosqa.errors import MosqaError
 from mosqa.frontend import FrontEnd
 from mosqa.losses import parse_spec
-from mosqa.metrics import PESQ_RATE, pesq_wb
+from mosqa.metrics import PESQ_RATE, pesq_wb_or_nan
 from mosqa.runs import find_checkpoint, load_run_config
 
 PESQ_RANGE = (1.0, 4.64)
@@ -61,17 +75,23 @@ class NormalisedQA(torch.nn.Module):
         return self.scorer.normalised(wav, lengths)
 
 
-def true_pesq(clean: torch.Tensor, est: torch.Tensor, lengths: torch.Tensor, sr: int) -> torch.Tensor:
-    """(B,) PESQ-WB of each enhanced item on the normalised 0..1 scale; NaN where PESQ finds no speech."""
-    out = []
+def true_pesq(clean: torch.Tensor, est: torch.Tensor, lengths: torch.Tensor, sr: int,
+              workers: ProcessPoolExecutor | None = None) -> torch.Tensor:
+    """(B,) PESQ-WB of each enhanced item on the normalised 0..1 scale; NaN where PESQ finds no speech.
+    With `workers` (pesq_workers) the items are scored in those processes, the same numbers."""
     clean, est = clean.detach().float().cpu().numpy(), est.detach().float().cpu().numpy()
-    for s, e, n in zip(clean, est, lengths.tolist(), strict=True):
-        try:
-            p = pesq_wb(resample(s[:n], sr, PESQ_RATE), resample(e[:n], sr, PESQ_RATE), PESQ_RATE)
-            out.append((min(max(p, PESQ_RANGE[0]), PESQ_RANGE[1]) - 1.0) / 4.0)
-        except MosqaError:
-            out.append(float("nan"))
-    return torch.tensor(out, dtype=torch.float32)
+    pairs = [(resample(s[:n], sr, PESQ_RATE), resample(e[:n], sr, PESQ_RATE))
+             for s, e, n in zip(clean, est, lengths.tolist(), strict=True)]
+    refs, degs = zip(*pairs, strict=True) if pairs else ((), ())
+    scores = (workers.map if workers is not None else map)(pesq_wb_or_nan, refs, degs)
+    return torch.tensor([(min(max(p, PESQ_RANGE[0]), PESQ_RANGE[1]) - 1.0) / 4.0 if p == p else p
+                         for p in scores], dtype=torch.float32)
+
+
+def pesq_workers(n: int) -> ProcessPoolExecutor | None:
+    """n processes for true PESQ (None: in this process). Spawned, not forked: a fork of a process whose
+    torch threads are running can hang."""
+    return ProcessPoolExecutor(n, mp_context=get_context("spawn")) if n > 0 else None
 
 
 def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -87,40 +107,125 @@ def quality_term(critic, enh, lengths) -> torch.Tensor:
     return ((1.0 - critic(enh, lengths)) ** 2).mean()
 
 
-def qa_frozen(critic, enh, clean, lengths, cfg, step):
+def qa_frozen(critic, enh, clean, lengths, cfg, step, noisy=None, learner=None):
     return cfg["qa_weight"] * quality_term(critic, enh, lengths)
 
 
-def qa_grl(critic, enh, clean, lengths, cfg, step):
+def qa_grl(critic, enh, clean, lengths, cfg, step, noisy=None, learner=None):
     target = true_pesq(clean, enh, lengths, cfg["sample_rate"])
     q = critic(grad_reverse(enh, cfg["grl_lambda"]), lengths)
     return cfg["qa_weight"] * critic_loss(q, target)
 
 
-def qa_joint(critic, enh, clean, lengths, cfg, step):
+def qa_joint(critic, enh, clean, lengths, cfg, step, noisy=None, learner=None):
     if step % cfg["qa_every"]:
         return None
     if not critic_learns_in_joint(cfg):
         return cfg["qa_weight"] * quality_term(critic, enh, lengths)
-    params = list(critic.parameters())
-    for p in params:  # the enhancer's term must not teach the critic to say "perfect"
-        p.requires_grad_(False)
-    enh_term = quality_term(critic, enh, lengths)
-    for p in params:
-        p.requires_grad_(True)
+    enh_term = quality_term_fixed(critic, enh, lengths)
     target = true_pesq(clean, enh, lengths, cfg["sample_rate"])
     return cfg["qa_weight"] * enh_term + critic_loss(critic(enh.detach(), lengths), target)
 
 
-QA_TERMS = {"none": None, "frozen": qa_frozen, "grl": qa_grl, "joint": qa_joint}
+def quality_term_fixed(critic, enh, lengths) -> torch.Tensor:
+    """quality_term with the critic's weights held: the enhancer's term must not teach the critic to say
+    "perfect"; its gradient still reaches the enhanced waveform."""
+    params = [p for p in critic.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        return quality_term(critic, enh, lengths)
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+class Learner:
+    """What --qa learn keeps between steps: the PESQ worker processes, the replay buffer of earlier
+    enhanced items with their true scores, and the critic's (score, true score) on fresh batches."""
+
+    def __init__(self, cfg: dict):
+        self.workers = pesq_workers(cfg["pesq_workers"])
+        self.size = cfg["replay_size"]
+        self.replay: list[tuple[torch.Tensor, float]] = []  # (waveform at its length, normalised PESQ)
+        self.rng = random.Random(cfg["seed"])
+        self.seen: list[tuple[float, float]] = []
+
+    def remember(self, enh: torch.Tensor, lengths: torch.Tensor, target: torch.Tensor) -> None:
+        """Add items to the buffer; once full, each replaces a random older one (reservoir-like, so the
+        buffer spans the whole run, not only its last steps)."""
+        for wav, n, t in zip(enh.detach().cpu(), lengths.tolist(), target.tolist(), strict=True):
+            if t != t:
+                continue
+            item = (wav[: int(n)].clone(), t)
+            if len(self.replay) < self.size:
+                self.replay.append(item)
+            else:
+                self.replay[self.rng.randrange(self.size)] = item
+
+    def recall(self, k: int, width: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """k earlier items, zero-padded to `width` samples: (wav, lengths, targets), or None if empty."""
+        if not self.replay or k <= 0:
+            return None
+        items = self.rng.sample(self.replay, min(k, len(self.replay)))
+        wav = torch.zeros(len(items), width)
+        for i, (w, _) in enumerate(items):
+            wav[i, : min(len(w), width)] = w[:width]
+        lengths = torch.tensor([min(len(w), width) for w, _ in items])
+        return wav.to(device), lengths.to(device), torch.tensor([t for _, t in items])
+
+    def watch(self, q: torch.Tensor, target: torch.Tensor) -> None:
+        self.seen += [(a, b) for a, b in zip(q.tolist(), target.tolist(), strict=True) if b == b]
+
+    def epoch_figures(self) -> dict:
+        """The critic against true PESQ on the enhanced batches it had not yet learned, since the last
+        call: Pearson LCC and mean absolute error in PESQ units (the normalised scale is PESQ / 4)."""
+        seen, self.seen = np.array(self.seen, dtype=np.float64).reshape(-1, 2), []
+        if len(seen) < 2:
+            return {}
+        q, t = seen.T
+        lcc = float(np.corrcoef(q, t)[0, 1]) if q.std() > 0 and t.std() > 0 else float("nan")
+        return {"critic_lcc": lcc, "critic_mae": float(np.abs(q - t).mean() * 4.0)}
+
+    def close(self) -> None:
+        if self.workers is not None:
+            self.workers.shutdown()
+
+
+def qa_learn(critic, enh, clean, lengths, cfg, step, noisy=None, learner=None):
+    """MetricGAN+: the enhancer's quality term from the critic as it is, plus the critic's own loss on
+    (enhanced, clean, noisy, replayed) items with their true PESQ. The two share no gradient: the
+    critic learns from detached audio, and its weights are held for the enhancer's term."""
+    sr = cfg["sample_rate"]
+    enh_term = quality_term_fixed(critic, enh, lengths)
+    target_enh = true_pesq(clean, enh, lengths, sr, learner.workers)
+    target_noisy = true_pesq(clean, noisy, lengths, sr, learner.workers)
+    with torch.no_grad():
+        learner.watch(critic(enh.detach(), lengths), target_enh)
+    wavs, lens = [enh.detach(), clean, noisy], [lengths, lengths, lengths]
+    targets = [target_enh, torch.ones(len(clean)), target_noisy]  # a clean reference scores the top
+    replayed = learner.recall(len(enh), enh.shape[-1], enh.device)
+    if replayed is not None:
+        wavs.append(replayed[0]), lens.append(replayed[1]), targets.append(replayed[2])
+    learner.remember(enh, lengths, target_enh)
+    q = critic(torch.cat(wavs), torch.cat(lens))
+    return cfg["qa_weight"] * enh_term + critic_loss(q, torch.cat(targets))
+
+
+# mode -> the term added to the enhancer's loss (None: spectral only); each gets the step's batch and,
+# for learn, its Learner.
+QA_TERMS = {"none": None, "frozen": qa_frozen, "grl": qa_grl, "joint": qa_joint, "learn": qa_learn}
 # The options each mode reads; the others are refused when given (they would change nothing).
 USES = {
     "none": (),
     "frozen": ("qa_model", "qa_weight"),
     "grl": ("qa_model", "qa_weight", "grl_lambda", "qa_lr"),
     "joint": ("qa_model", "qa_weight", "qa_every", "qa_update", "qa_lr"),
+    "learn": ("qa_model", "qa_weight", "qa_lr", "critic_init", "replay_size", "pesq_workers"),
 }
-OPTIONS = ("qa_model", "qa_weight", "qa_every", "qa_update", "grl_lambda", "qa_lr", "dnsmos_target")
+OPTIONS = ("qa_model", "qa_weight", "qa_every", "qa_update", "grl_lambda", "qa_lr", "dnsmos_target",
+           "critic_init", "replay_size", "pesq_workers")
+CRITIC_INITS = ("pretrained", "scratch")
 # DNSMOS scores a --dnsmos-target may weigh, and the key load_torch's module returns each under.
 DNSMOS_SCORES = {"sig": "SIG", "bak": "BAK", "ovrl": "OVRL", "p808": "P808"}
 DNSMOS = "dnsmos"
@@ -128,8 +233,9 @@ DNSMOS_RATE = 16000
 
 
 def updates_critic(cfg: dict) -> bool:
-    """grl always trains the critic (reversal needs one that keeps learning); joint as --qa-update says."""
-    return cfg["qa"] == "grl" or (cfg["qa"] == "joint" and critic_learns_in_joint(cfg))
+    """grl and learn always train the critic (reversal needs one that keeps learning; learn is named for
+    it); joint as --qa-update says."""
+    return cfg["qa"] in ("grl", "learn") or (cfg["qa"] == "joint" and critic_learns_in_joint(cfg))
 
 
 def critic_learns_in_joint(cfg: dict) -> bool:
@@ -157,6 +263,10 @@ def check(cfg: dict) -> None:
     """What a guided config can get wrong, refused before any work (one line each)."""
     if cfg.get("qa_every", 1) < 1:
         raise MosqaError("--qa-every must be >= 1")
+    if cfg.get("critic_init", "pretrained") not in CRITIC_INITS:
+        raise MosqaError(f"--critic-init {cfg['critic_init']!r}: use {' or '.join(CRITIC_INITS)}")
+    if cfg.get("replay_size", 0) < 0 or cfg.get("pesq_workers", 0) < 0:
+        raise MosqaError("--replay-size and --pesq-workers must be >= 0")
     if cfg["qa"] == "none":
         return
     if not cfg["qa_model"]:
@@ -258,14 +368,33 @@ def check_qa_compatible(qa_fe, cfg: dict, run_dir) -> None:
         )
 
 
+def learnable(critic: torch.nn.Module) -> torch.nn.Module:
+    """The part of a critic that learns: what a quality model's best.pt holds (QAScorer: the model;
+    the encoder model: its head)."""
+    return critic.scorer.trained if isinstance(critic, NormalisedQA) else critic
+
+
+def reinitialise(module: torch.nn.Module) -> None:
+    """--critic-init scratch: the same architecture with fresh weights."""
+    for m in module.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+
+
 def build_critic(cfg: dict, device) -> tuple[torch.nn.Module | None, torch.optim.Optimizer | None]:
-    """(critic, its optimiser): the critic learns in grl and in joint with --qa-update, stays fixed
+    """(critic, its optimiser): the critic learns in grl, learn and joint with --qa-update, stays fixed
     otherwise (no optimiser); (None, None) without guidance."""
     if cfg["qa"] == "none":
         return None, None
     critic = load_critic(cfg, device).to(device)
     trains = updates_critic(cfg)
+    if trains and cfg.get("critic_init") == "scratch":
+        reinitialise(learnable(critic))
     for p in critic.parameters():
-        p.requires_grad_(trains)
-    critic.train(trains)
-    return critic, torch.optim.Adam(critic.parameters(), lr=cfg["qa_lr"]) if trains else None
+        p.requires_grad_(False)
+    params = list(learnable(critic).parameters()) if trains else []
+    for p in params:
+        p.requires_grad_(True)
+    critic.eval()  # what does not learn keeps its inference behaviour (no dropout in a frozen encoder)
+    learnable(critic).train(trains)
+    return critic, torch.optim.Adam(params, lr=cfg["qa_lr"]) if trains else None

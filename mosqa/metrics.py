@@ -58,6 +58,16 @@ def pesq_wb(ref: np.ndarray, deg: np.ndarray, sr: int = 16000) -> float:
         raise MosqaError("PESQ: no speech found in the reference") from None
     except PesqError as exc:
         raise MosqaError(f"PESQ: {type(exc).__name__}") from None
+    except ValueError:  # the wrapper's own error path fails on some pairs, e.g. a silent degraded signal
+        raise MosqaError("PESQ: the ITU code could not score this pair") from None
+
+
+def pesq_wb_or_nan(ref: np.ndarray, deg: np.ndarray, sr: int = 16000) -> float:
+    """pesq_wb, NaN where it finds no speech: a batch's other items still count (a worker's function)."""
+    try:
+        return pesq_wb(ref, deg, sr)
+    except MosqaError:
+        return float("nan")
 
 
 def stoi(ref: np.ndarray, deg: np.ndarray, sr: int = 16000, extended: bool = False) -> float:

@@ -14,7 +14,7 @@ SE_ARCHS = ("lstm", "dpcrn")
 SE_LOSSES = ("mag", "complex", "sisnr", "iam")
 SE_SCHEDULERS = ("none", "cosine")
 SE_METRICS = ("pesq", "stoi", "si_snr", "sig", "bak", "ovrl")
-QA_MODES = ("none", "frozen", "grl", "joint")
+QA_MODES = ("none", "frozen", "grl", "joint", "learn")
 
 
 def choices(names) -> str:

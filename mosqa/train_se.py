@@ -74,6 +74,9 @@ DEFAULTS = {
     "grl_lambda": 1.0,
     "qa_lr": 1e-4,
     "dnsmos_target": "ovrl",
+    "critic_init": "pretrained",
+    "replay_size": 512,
+    "pesq_workers": 2,
     # optimisation
     "epochs": 20,
     "batch_size": 8,
@@ -200,6 +203,7 @@ class Enhancer:
     net_critic: torch.nn.Module | None
     optimizer: torch.optim.Optimizer
     critic_optimizer: torch.optim.Optimizer | None
+    learner: guidance.Learner | None  # --qa learn: PESQ workers, replay buffer, the critic's watch
     scheduler: typing.Any
     scaler: torch.amp.GradScaler
     loss_fn: typing.Callable
@@ -237,10 +241,14 @@ def _train(cfg: dict, dist: Distributed, console: Console, resume) -> Path:
         _log_start(run, enh, len(valid_set))
         if dist.is_main:
             _input_metrics(run.path, valid_loader, dist.device, cfg, dnsmos, run.log, console)
-        return runs.fit(run, lambda epoch: _train_epoch(enh, epoch),
-                        lambda epoch: _validate(enh, valid_loader, dnsmos), columns=SUMMARY,
-                        losses=("train_loss", "valid_loss", "train_qa_loss"),
-                        to_board=lambda epoch, board: _board_clips(enh, valid_loader, epoch, board))
+        try:
+            return runs.fit(run, lambda epoch: _train_epoch(enh, epoch),
+                            lambda epoch: _validate(enh, valid_loader, dnsmos), columns=SUMMARY,
+                            losses=("train_loss", "valid_loss", "train_qa_loss"),
+                            to_board=lambda epoch, board: _board_clips(enh, valid_loader, epoch, board))
+        finally:
+            if enh.learner is not None:
+                enh.learner.close()
 
 
 def _enhancer(cfg: dict, dist: Distributed, console: Console, fresh: bool = True) -> Enhancer:
@@ -261,7 +269,8 @@ def _enhancer(cfg: dict, dist: Distributed, console: Console, fresh: bool = True
     return Enhancer(
         cfg, dist, model, dist.wrap(model), critic,
         dist.wrap(critic) if critic_optimizer is not None else critic, optimizer, critic_optimizer,
-        scheduler, runs.grad_scaler(cfg["amp"], dist.device),
+        guidance.Learner(cfg) if cfg["qa"] == "learn" else None, scheduler,
+        runs.grad_scaler(cfg["amp"], dist.device),
         build_spectral_loss(terms, model.fe, cfg["spec_compress"]), train_set, epoch_steps, console,
     )
 
@@ -308,6 +317,8 @@ def _train_epoch(enh: Enhancer, epoch: int) -> dict:
     row = {"train_loss": enh.dist.all_mean(sums["loss"] / enh.epoch_steps)}
     if enh.critic is not None:
         row["train_qa_loss"] = enh.dist.all_mean(sums["qa_loss"] / enh.epoch_steps)
+    if enh.learner is not None:
+        row |= enh.learner.epoch_figures()
     return row | {"lr": enh.optimizer.param_groups[0]["lr"]}
 
 
@@ -318,12 +329,13 @@ def _update(enh: Enhancer, noisy, clean, lengths, epoch: int) -> tuple[float, fl
         out = _ddp_run(enh.net, noisy, lengths) if enh.dist.enabled else enh.model.run(noisy, lengths)
         spec = enh.loss_fn(out, clean, lengths)
         qa_fn = guidance.QA_TERMS[cfg["qa"]]
-        qa_term = None if qa_fn is None else qa_fn(enh.net_critic, out["wav"], clean, lengths, cfg, enh.step)
+        qa_term = None if qa_fn is None else qa_fn(enh.net_critic, out["wav"], clean, lengths, cfg, enh.step,
+                                                    noisy=noisy, learner=enh.learner)
     loss = cfg["spec_weight"] * spec + (qa_term if qa_term is not None else 0.0)
     runs.stop_if_not_finite(loss, enh.dist, enh.run.path, epoch)
     steps = [(enh.optimizer, enh.model.parameters())]
     if enh.critic_optimizer is not None and qa_term is not None:
-        steps.append((enh.critic_optimizer, enh.critic.parameters()))
+        steps.append((enh.critic_optimizer, guidance.learnable(enh.critic).parameters()))
     runs.optimiser_step(loss, enh.scaler, steps, cfg["grad_clip"])
     if enh.scheduler is not None:
         enh.scheduler.step()

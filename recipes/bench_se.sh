@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Does quality guidance make a better enhancer? The MetricGAN+ protocol on the real corpus (v2):
+# Does quality guidance make a better enhancer? The MetricGAN+ protocol on the real corpus (v2), issue 20's
+# form: a learning critic (train-se --qa learn) against a control of the same length, >= 1,500 steps each:
 #   0 split voices and noises: test voices and test noises are never trained on (nor validated on)
 #   1 write the held-out test set: ITEMS mixtures (default 100, at most 6 s each) of test voices and test
 #     noises, 0-15 dB SNR
 #   2 train the dpcrn spectral baseline once (BASE_STEPS steps of 4 x 1 s crops, cosine learning rate)
-#   3 fine-tune it FT_STEPS steps, once per guidance in GUIDES and once spectral-only (the control), each
-#     from the same baseline checkpoint (train-se --init) with the same data order, for every seed in SEEDS
-#   4 score noisy input, baseline and every fine-tuned run on the test set: PESQ, STOI, SI-SNR, DNSMOS
-#     SIG/BAK/OVRL, the pesq-wb prediction (recipes/se_bench_table.py score)
-#   5 one table, mean ± sd over seeds and each run's paired difference to the control: $OUT/table.md
+#   3 fine-tune it FT_STEPS steps (epochs of FT_EPOCH_STEPS, best epoch on validation), once per guidance in
+#     GUIDES and once spectral-only (the control), each from the same baseline checkpoint (train-se --init)
+#     with the same data order, for every seed in SEEDS
+#   4 score noisy input, spectral gating (noisereduce, the classic floor: pip install noisereduce), baseline
+#     and every fine-tuned run on the test set: PESQ, STOI, SI-SNR, DNSMOS SIG/BAK/OVRL, the pesq-wb
+#     prediction and, for a run whose critic learned, that critic's own prediction
+#     (recipes/se_bench_table.py score)
+#   5 one table, mean ± sd over seeds and each run's paired difference to the control: $OUT/table.md; the
+#     learning critics' LCC against true PESQ per epoch: $OUT/critic_watch.md
 # Voices: speaker folders of $CORPUS/speech sorted by name (speech_commands left out: many 1 s voices);
 # every 8th (4th, 12th ...) is a test voice, every 8th from the 7th a validation voice, the rest train
 # (ast_en_allison and ast_es_allison, one person, both train). Test and validation utterances keep only
@@ -33,21 +38,20 @@ JOBS=${JOBS:-2}
 THREADS=${THREADS:-1}
 ITEMS=${ITEMS:-100}
 BASE_STEPS=${BASE_STEPS:-3600}
-FT_STEPS=${FT_STEPS:-120}
+FT_STEPS=${FT_STEPS:-1500}
+FT_EPOCH_STEPS=${FT_EPOCH_STEPS:-250}
 SEEDS=${SEEDS:-"1 2 3"}
 STEPS_PER_EPOCH=${STEPS_PER_EPOCH:-200}
 QA_MODEL=${QA_MODEL:-pesq-wb}
 VALID_ITEMS=${VALID_ITEMS:-24}
 TEST_NOISES=${TEST_NOISES:-"running_tap sb_noise2 sb_noise3 blanket_city blanket_rain alarmclock_waves
 ambient_water_urban"}
-# One guidance per line: a tag, then its train-se flags. (joint --no-qa-update with --qa-every 1 is frozen,
-# step for step: the small run gave identical tables; add it with another --qa-every.)
-GUIDES=${GUIDES:-"frozen_pesqwb --qa frozen --qa-model $QA_MODEL
-grl_pesqwb --qa grl --qa-model $QA_MODEL
-joint_pesqwb --qa joint --qa-model $QA_MODEL
-frozen_dnsmos --qa frozen --qa-model dnsmos --dnsmos-target ovrl
-frozen_dnsmos_w0.3 --qa frozen --qa-model dnsmos --dnsmos-target ovrl --qa-weight 0.3"}
+# One guidance per line: a tag, then its train-se flags. Issue 11's 120-step table measured these against
+# the control (all lost PESQ): frozen_pesqwb --qa frozen --qa-model pesq-wb | grl_pesqwb --qa grl ... |
+# joint_pesqwb --qa joint ... | frozen_dnsmos --qa frozen --qa-model dnsmos --dnsmos-target ovrl.
+GUIDES=${GUIDES:-"learn_pesqwb --qa learn --qa-model $QA_MODEL --pesq-workers 1"}
 stage=${stage:-0}
+stop_stage=${stop_stage:-5}
 [ -d "$CORPUS/speech" ] || { echo "bench_se: no corpus at $CORPUS (set CORPUS)" >&2; exit 2; }
 mkdir -p "$OUT/lists" "$OUT/logs" "$OUT/runs" "$OUT/scores"
 OUT=$(cd "$OUT" && pwd)  # lists name files by absolute path
@@ -58,7 +62,7 @@ COMMON=(--device "$DEVICE" --threads "$THREADS" --snr-min 0 --snr-max 15 --crop-
         --valid-items "$VALID_ITEMS"
         --valid-crop-seconds 4 --patience 0)
 
-if [ "$stage" -le 0 ]; then
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     echo "== 0. voices and noises: train / validation / test"
     ls "$CORPUS/speech" | grep -v '^speech_commands$' | sort |
         awk '$1 ~ /^ast_e[ns]_allison$/ {print $1, "train"; next}
@@ -94,7 +98,7 @@ PY
     done
 fi
 
-if [ "$stage" -le 1 ]; then
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     echo "== 1. held-out test set: $ITEMS mixtures of unseen voices and unseen noises, 0-15 dB"
     python recipes/make_mixtures.py "$OUT/lists/test_clean.txt" "$OUT/lists/test_noise.txt" "$OUT/test" \
         --items "$ITEMS" --snr-min 0 --snr-max 15 --max-seconds 6 --seed 1234
@@ -134,38 +138,46 @@ all_left() {  # all_left PATH_FORMAT MESSAGE_FORMAT: every fine-tune (%s = its n
     done < <(fine_tunes)
 }
 
-if [ "$stage" -le 2 ]; then
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     echo "== 2. baseline: dpcrn, spectral loss, $BASE_STEPS steps (log: $OUT/logs/baseline.log)"
     train baseline $(( (BASE_STEPS + STEPS_PER_EPOCH - 1) / STEPS_PER_EPOCH )) -c recipes/conf/se_dpcrn.yaml \
         --steps-per-epoch "$STEPS_PER_EPOCH" --epoch-items $(( STEPS_PER_EPOCH * 4 )) \
         --lr 0.002 --scheduler cosine
 fi
 
-if [ "$stage" -le 3 ]; then
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     echo "== 3. fine-tune $FT_STEPS steps from the baseline: control and each guidance, seeds $SEEDS"
-    FT=(--init "$(run_dir baseline)" --steps-per-epoch "$FT_STEPS"
-        --epoch-items $(( FT_STEPS * 4 )) --lr 0.0005)
+    FT=(--init "$(run_dir baseline)" --steps-per-epoch "$FT_EPOCH_STEPS"
+        --epoch-items $(( FT_EPOCH_STEPS * 4 )) --lr 0.0005)
     while read -r seed tag flags; do
         at_most_jobs
         echo "   ${tag}_s$seed (log: $OUT/logs/${tag}_s$seed.log)"
         read -r -a extra <<< "$flags"
-        train "${tag}_s$seed" 1 "${FT[@]}" --seed "$seed" "${extra[@]}" &
+        train "${tag}_s$seed" $(( (FT_STEPS + FT_EPOCH_STEPS - 1) / FT_EPOCH_STEPS )) "${FT[@]}" --seed "$seed" \
+            "${extra[@]}" &
     done < <(fine_tunes)
     wait
     all_left "$OUT/runs/%s.done" "training %s failed; see $OUT/logs/%s.log"
 fi
 
-if [ "$stage" -le 4 ]; then
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     echo "== 4. score noisy input, baseline and every fine-tuned run on $OUT/test/pairs.list"
-    score() {  # score NAME LABEL [RUN [SEED]]: one CSV per run, kept once written
+    score() {  # score NAME LABEL [RUN [SEED [FLAGS...]]]: one CSV per run, kept once written
         local name=$1 label=$2 run=${3:-} seed=${4:-}
+        shift $(( $# < 4 ? $# : 4 ))
         [ -f "$OUT/scores/$name.csv" ] && return 0
         python recipes/se_bench_table.py score "$OUT/test/pairs.list" "$OUT/scores/$name.csv" \
             --label "$label" --qa-model "$QA_MODEL" --device "$DEVICE" --threads "$THREADS" \
-            ${run:+--run "$run"} ${seed:+--seed "$seed"} 2> "$OUT/logs/score_$name.log"
+            ${run:+--run "$run"} ${seed:+--seed "$seed"} "$@" 2> "$OUT/logs/score_$name.log"
     }
     score noisy noisy &
     at_most_jobs
+    if python -c "import noisereduce" 2> /dev/null; then
+        score spectral_gating spectral_gating "" "" --classic spectral_gating &
+        at_most_jobs
+    else
+        echo "   (no noisereduce: the spectral-gating row is left out; pip install noisereduce)"
+    fi
     score baseline baseline "$(run_dir baseline)" &
     while read -r seed tag _; do
         at_most_jobs
@@ -175,7 +187,8 @@ if [ "$stage" -le 4 ]; then
     all_left "$OUT/scores/%s.csv" "scoring %s failed; see $OUT/logs/score_%s.log"
 fi
 
-if [ "$stage" -le 5 ]; then
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     echo "== 5. one table: mean ± sd over seeds, paired differences to the control ($OUT/table.md)"
     python recipes/se_bench_table.py table "$OUT/scores" --out "$OUT/table"
+    python recipes/se_bench_table.py watch "$OUT/runs" --out "$OUT/critic_watch"
 fi

@@ -1,15 +1,21 @@
 """Score enhancers on a fixed test list, then one table of mean ± sd over seeds (recipes/bench_se.sh).
 
     python recipes/se_bench_table.py score PAIRS OUT.csv --label noisy
+    python recipes/se_bench_table.py score PAIRS OUT.csv --label spectral_gating --classic spectral_gating
     python recipes/se_bench_table.py score PAIRS OUT.csv --label control --seed 1 --run RUN [--device cuda]
     python recipes/se_bench_table.py table SCORES_DIR [--control control] [--out table]
+    python recipes/se_bench_table.py watch RUNS_DIR [--out critic_watch]
 
-`score` writes one row per test file: PESQ-WB, STOI, SI-SNR, DNSMOS SIG/BAK/OVRL and the prediction of a
-quality model (`--qa-model`, default the shipped pesq-wb), of the enhanced file (or of the noisy input
-without --run). `table` reads every CSV in SCORES_DIR, averages each (label, seed) over the files, then
-gives per label the mean ± sd over its seeds and, for every label that has the control's seeds, the
-paired difference to the control (mean ± sd over seeds of label − control, same seed): the figure
-the guidance claims stand on. Writes OUT.csv and OUT.md and prints the table.
+`score` writes one row per test file: PESQ-WB, STOI, SI-SNR, DNSMOS SIG/BAK/OVRL, the prediction of a
+quality model (`--qa-model`, default the shipped pesq-wb) and, for a run whose critic learned (train-se
+--qa learn, grl, joint), that critic's own prediction as its checkpoint holds it; of the enhanced file,
+of a classic enhancer's output (`--classic`), or of the noisy input. `table` reads every CSV in
+SCORES_DIR, averages each (label, seed) over the files, then gives per label the mean ± sd over its seeds
+and, for every label that has the control's seeds, the paired difference to the control (mean ± sd over
+seeds of label − control, same seed): the figure the guidance claims stand on. Writes OUT.csv and OUT.md
+and prints the table. `watch` gathers each learning critic's LCC and error against the true PESQ of the
+enhancer's fresh outputs, epoch by epoch (metrics.csv's critic_lcc, critic_mae): exploitation would show as
+a falling LCC and a rising error.
 """
 
 import argparse
@@ -22,15 +28,39 @@ import numpy as np
 from mosqa.audio import atomic_path
 from mosqa.errors import MosqaError
 
-METRICS = ("pesq", "stoi", "si_snr", "sig", "bak", "ovrl", "qa")
-FIRST = ("noisy", "baseline", "control")  # table order; the guided labels follow alphabetically
-DELTAS = ("pesq", "ovrl", "qa")
+METRICS = ("pesq", "stoi", "si_snr", "sig", "bak", "ovrl", "qa", "critic")
+FIRST = ("noisy", "spectral_gating", "baseline", "control")  # table order; the guided labels follow
+DELTAS = ("pesq", "stoi", "si_snr", "ovrl", "qa")
+
+
+def spectral_gating(noisy: np.ndarray, sr: int) -> np.ndarray:
+    """noisereduce's non-stationary spectral gating with its defaults: the classic floor users know."""
+    import noisereduce
+
+    return noisereduce.reduce_noise(y=noisy, sr=sr).astype(np.float32)
+
+
+CLASSIC = {"spectral_gating": spectral_gating}
+
+
+def learned_critic(run, device):
+    """The critic a train-se run trained beside its enhancer (its checkpoint's `qa` state), or None."""
+    from mosqa.qa import load_qa
+    from mosqa.runs import find_checkpoint, load_checkpoint, load_run_config
+
+    run_dir, ckpt = find_checkpoint(run)
+    state = load_checkpoint(ckpt, device).get("qa")
+    if not state:
+        return None
+    critic = load_qa(load_run_config(run_dir)["qa_model"], device)
+    critic.load_state_dict(state)
+    return critic.eval()
 
 
 def score(pairs, out_csv, label: str, seed: int | None, run=None, qa_model: str = "pesq-wb",
-          device: str = "cpu", threads: int = 1) -> list[dict]:
-    """Per-file metrics of `run`'s enhancement of each noisy file of `pairs` (the noisy file itself without
-    a run), against its clean reference."""
+          device: str = "cpu", threads: int = 1, classic: str | None = None) -> list[dict]:
+    """Per-file metrics of `run`'s enhancement of each noisy file of `pairs` (or of the `classic`
+    enhancer's, or of the noisy file itself), against its clean reference."""
     import torch
 
     from mosqa.audio import load_audio, resample
@@ -44,18 +74,25 @@ def score(pairs, out_csv, label: str, seed: int | None, run=None, qa_model: str 
     torch.set_num_threads(threads)  # the bench scores JOBS runs side by side
     model, cfg = load_se(run, device) if run else (None, {"sample_rate": PESQ_RATE})
     sr = cfg["sample_rate"]
-    critic = load_qa(qa_model, device)
+    judges = {"qa": load_qa(qa_model, device), "critic": learned_critic(run, device) if run else None}
     dnsmos = Scorer()
     rows = []
     for noisy_path, clean_path, _ in read_pairs(pairs):
         noisy, clean = load_audio(noisy_path, sr), load_audio(clean_path, sr)
-        est = noisy if model is None else enhance_wave(model, noisy, 10 * sr, sr // 2, device)
+        if model is not None:
+            est = enhance_wave(model, noisy, 10 * sr, sr // 2, device)
+        else:
+            est = CLASSIC[classic](noisy, sr) if classic else noisy
         est = np.clip(est[: len(clean)], -1.0, 1.0)
         row = {"file": noisy_path.name, "label": label, "seed": "" if seed is None else seed}
         row |= item_metrics(clean, est, sr, dnsmos)
-        wav = torch.from_numpy(resample(est, sr, critic.frontend.sample_rate)).float()[None].to(device)
-        with torch.no_grad():
-            row["qa"] = float(critic(wav))
+        for name, judge in judges.items():
+            if judge is None:
+                row[name] = float("nan")
+                continue
+            wav = torch.from_numpy(resample(est, sr, judge.frontend.sample_rate)).float()[None].to(device)
+            with torch.no_grad():
+                row[name] = float(judge(wav))
         rows.append(row)
     with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -73,8 +110,14 @@ def seed_means(csv_files) -> dict[str, dict[str, dict[str, float]]]:
         if not rows:
             raise MosqaError(f"{path}: no scored files")
         label, seed = rows[0]["label"], rows[0]["seed"]
-        out.setdefault(label, {})[seed] = {m: float(np.nanmean([float(r[m]) for r in rows])) for m in METRICS}
+        out.setdefault(label, {})[seed] = {m: _mean([float(r.get(m, "nan")) for r in rows]) for m in METRICS}
     return out
+
+
+def _mean(values: list[float]) -> float:
+    """The mean of the finite values; NaN when there are none (a column a run does not have)."""
+    values = [v for v in values if not np.isnan(v)]
+    return float(np.mean(values)) if values else float("nan")
 
 
 def summary(means: dict, control: str = "control") -> list[dict]:
@@ -99,7 +142,7 @@ def summary(means: dict, control: str = "control") -> list[dict]:
 
 
 def _cell(row: dict, key: str) -> str:
-    if key not in row:
+    if key not in row or np.isnan(row[key]):
         return ""
     sd = row.get(f"{key}_sd", float("nan"))
     return f"{row[key]:.3f}" + ("" if np.isnan(sd) else f" ± {sd:.3f}")
@@ -109,8 +152,9 @@ def write_table(rows: list[dict], out) -> str:
     """OUT.csv (numbers) and OUT.md (mean ± sd cells); returns the markdown."""
     columns = ["label", "seeds", *METRICS, *(f"d_{m}" for m in DELTAS)]
     head = ["run", "seeds", "PESQ", "STOI", "SI-SNR", "SIG", "BAK", "OVRL", "pesq-wb pred.",
-            "Δ PESQ vs control", "Δ OVRL vs control", "Δ pred. vs control"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            "own critic's pred.", "Δ PESQ", "Δ STOI", "Δ SI-SNR", "Δ OVRL", "Δ pesq-wb pred."]
+    lines = ["Δ: paired difference to the control (same seed), mean ± sd over seeds.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["label"], str(r["seeds"]), *(_cell(r, c) for c in columns[2:])]
         lines.append("| " + " | ".join(cells) + " |")
@@ -126,6 +170,25 @@ def write_table(rows: list[dict], out) -> str:
     return text
 
 
+def critic_watch(runs_dir: Path, out) -> str:
+    """Per learning-critic run (RUNS_DIR/TAG/RUN/metrics.csv with critic_lcc): its critic's LCC and mean
+    absolute error (PESQ) against the true PESQ of fresh enhanced batches, each epoch. OUT.md; the text."""
+    lines = ["| run | epoch: critic LCC / MAE vs true PESQ ... |", "|---|---|"]
+    for metrics in sorted(runs_dir.glob("*/*/metrics.csv")):
+        with open(metrics, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("critic_lcc")]
+        if rows:
+            cells = ", ".join(f"{r['epoch']}: {float(r['critic_lcc']):.3f} / {float(r['critic_mae']):.3f}"
+                              for r in rows)
+            lines.append(f"| {metrics.parent.parent.name} | {cells} |")
+    if len(lines) == 2:
+        raise MosqaError(f"{runs_dir}: no run with a learning critic (no critic_lcc in any metrics.csv)")
+    text = "\n".join(lines) + "\n"
+    with atomic_path(Path(out).with_suffix(".md")) as tmp:
+        tmp.write_text(text)
+    return text
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -138,15 +201,22 @@ def main(argv=None) -> int:
     sc.add_argument("--qa-model", default="pesq-wb")
     sc.add_argument("--device", default="cpu")
     sc.add_argument("--threads", type=int, default=1)
+    sc.add_argument("--classic", choices=sorted(CLASSIC), help="score this classic enhancer's output")
     tb = sub.add_parser("table")
     tb.add_argument("scores_dir", type=Path)
     tb.add_argument("--control", default="control")
     tb.add_argument("--out", default=None, help="OUT.csv and OUT.md; default: beside SCORES_DIR, table")
+    wt = sub.add_parser("watch")
+    wt.add_argument("runs_dir", type=Path)
+    wt.add_argument("--out", default=None, help="OUT.md; default: beside RUNS_DIR, critic_watch")
     args = ap.parse_args(argv)
     try:
         if args.command == "score":
             score(args.pairs, args.out_csv, args.label, args.seed, args.run, args.qa_model, args.device,
-                  args.threads)
+                  args.threads, args.classic)
+            return 0
+        if args.command == "watch":
+            print(critic_watch(args.runs_dir, args.out or args.runs_dir.parent / "critic_watch"))
             return 0
         files = sorted(args.scores_dir.glob("*.csv"))
         if not files:

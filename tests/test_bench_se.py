@@ -77,3 +77,30 @@ def test_seed_table_gives_mean_sd_and_paired_differences(tmp_path):
     with open(tmp_path / "table.csv") as f:
         assert [r["label"] for r in csv.DictReader(f)] == ["noisy", "control", "frozen_dnsmos"]
     assert (tmp_path / "table.md").read_text() == text
+
+
+def test_spectral_gating_row_removes_stationary_noise():
+    from mosqa.metrics import si_snr
+
+    clean = np.concatenate([np.zeros(SR, np.float32), speech(2.0, 140)])  # a pause, then speech
+    noisy = clean + 0.02 * np.random.default_rng(1).standard_normal(len(clean)).astype(np.float32)
+    gated = se_bench_table.CLASSIC["spectral_gating"](noisy, SR)
+    assert gated.shape == noisy.shape and gated.dtype == np.float32
+    pause = slice(SR // 4, 3 * SR // 4)
+    assert np.sum(gated[pause] ** 2) < 0.25 * np.sum(noisy[pause] ** 2)  # the pause's noise: > 6 dB down
+    assert si_snr(clean, gated) > si_snr(clean, noisy)
+
+
+def test_critic_watch_lists_each_learning_run_by_epoch(tmp_path):
+    runs = tmp_path / "runs"
+    for tag, rows in (("learn_s1", [(1, 0.61, 0.40), (2, 0.72, 0.31)]), ("control_s1", [])):
+        run = runs / tag / "r"
+        run.mkdir(parents=True)
+        header = "epoch,train_loss" + (",critic_lcc,critic_mae" if rows else "")
+        lines = [f"{e},0.1,{lcc},{mae}" for e, lcc, mae in rows] or ["1,0.1"]
+        (run / "metrics.csv").write_text("\n".join([header, *lines]) + "\n")
+    text = se_bench_table.critic_watch(runs, tmp_path / "watch")
+    assert "| learn_s1 | 1: 0.610 / 0.400, 2: 0.720 / 0.310 |" in text and "control" not in text
+    assert (tmp_path / "watch.md").read_text() == text
+    with pytest.raises(se_bench_table.MosqaError, match="no run with a learning critic"):
+        se_bench_table.critic_watch(runs / "control_s1", tmp_path / "none")

@@ -2,6 +2,8 @@
 the --qa-update switch of joint."""
 
 import itertools
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -270,3 +272,91 @@ def test_qa_update_options_are_refused_where_unused(tmp_path):
     _one_line_error(run_cli("train-se", *data, "--qa", "joint", "--qa-model", "q", "--no-qa-update",
                             "--qa-lr", "0.1"), "--qa-lr: no effect on --qa joint --no-qa-update")
     assert not (tmp_path / "exp").exists()
+
+
+# ---------------------------------------------------------------- learn: MetricGAN+'s learning critic
+
+
+def test_learn_updates_critic_and_enhancer_and_keeps_a_replay(tmp_path):
+    qa = make_qa_run(tmp_path / "qa")
+    cfg = _resolved(tmp_path, arch="lstm", hidden=8, conv_channels=8, layers=1, qa="learn", qa_model=qa,
+                    pesq_workers=0, replay_size=3)
+    before = load_checkpoint(tmp_path / "qa" / "best.pt")["model"]
+    start = _weights(_enhancer(cfg).model)
+    enh = _after_steps(cfg, n=3)
+    assert any(not torch.equal(v, before[k]) for k, v in enh.critic.scorer.model.state_dict().items())
+    assert any(not torch.equal(v, start[k]) for k, v in enh.model.state_dict().items())
+    assert len(enh.learner.replay) == 3  # 3 steps x 2 items, capped at --replay-size
+    figures = enh.learner.epoch_figures()  # the critic's score of fresh batches against true PESQ
+    assert set(figures) == {"critic_lcc", "critic_mae"} and 0 <= figures["critic_mae"] < 4
+    assert enh.learner.epoch_figures() == {}  # per epoch: read once
+
+
+def test_learn_from_scratch_starts_from_fresh_weights_of_the_same_architecture(tmp_path):
+    qa = make_qa_run(tmp_path / "qa")
+    base = dict(arch="lstm", hidden=8, conv_channels=8, layers=1, qa="learn", qa_model=qa, pesq_workers=0)
+    trained = load_checkpoint(tmp_path / "qa" / "best.pt")["model"]
+    scratch = _enhancer(_resolved(tmp_path, **base, critic_init="scratch")).critic.scorer.model.state_dict()
+    assert scratch.keys() == trained.keys()
+    assert any(not torch.equal(v, trained[k]) for k, v in scratch.items())
+    kept = _enhancer(_resolved(tmp_path, **base)).critic.scorer.model.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in kept.items())
+
+
+def test_learn_trains_only_the_head_of_the_shipped_encoder_model(tmp_path):
+    critic, optimizer = guidance.build_critic(
+        _resolved(tmp_path, arch="dpcrn", qa="learn", qa_model="pesq-wb", pesq_workers=0), "cpu")
+    learning = {id(p) for p in critic.scorer.head.parameters()}
+    assert all(p.requires_grad == (id(p) in learning) for p in critic.parameters())
+    assert {id(p) for g in optimizer.param_groups for p in g["params"]} == learning
+    assert not critic.scorer.encoder.training  # the frozen encoder keeps its inference behaviour
+
+
+def test_pesq_workers_give_the_in_process_numbers():
+    rng = np.random.default_rng(0)
+    clean = torch.tensor(np.stack([speech(1.5, f0) for f0 in (110, 160, 220)]), dtype=torch.float32)
+    noisy = clean + 0.05 * torch.tensor(rng.standard_normal(clean.shape), dtype=torch.float32)
+    noisy[2] = 0.0  # nothing to score: NaN, in both
+    lengths = torch.tensor([clean.shape[1], clean.shape[1] - 4000, clean.shape[1]])
+    here = guidance.true_pesq(clean, noisy, lengths, SR)
+    workers = guidance.pesq_workers(2)
+    try:
+        there = guidance.true_pesq(clean, noisy, lengths, SR, workers)
+    finally:
+        workers.shutdown()
+    assert torch.equal(torch.isnan(here), torch.isnan(there)) and torch.isnan(here[2])
+    assert torch.equal(here[:2], there[:2]) and (here[:2] > 0).all()
+
+
+def test_learn_options_are_checked_and_refused_elsewhere(tmp_path):
+    data = [*_data(tmp_path), *TINY, "--exp-dir", tmp_path / "exp"]
+    _one_line_error(run_cli("train-se", *data, "--qa", "learn", "--qa-model", "q", "--critic-init", "zero"),
+                    "--critic-init 'zero': use pretrained or scratch")
+    _one_line_error(run_cli("train-se", *data, "--qa", "frozen", "--qa-model", "q", "--replay-size", "8"),
+                    "--replay-size: no effect on --qa frozen")
+    _one_line_error(run_cli("train-se", *data, "--qa", "learn", "--qa-model", "dnsmos"),
+                    "--qa learn trains its critic and DNSMOS is a fixed one")
+    _one_line_error(run_cli("train-se", *data, "--qa", "learn", "--qa-model", tmp_path / "none"),
+                    "none: no such run directory")
+    assert not (tmp_path / "exp").exists()
+
+
+def test_learn_cli_run_writes_the_critic_watch_and_resumes(tmp_path):
+    qa = make_qa_run(tmp_path / "qa")
+    res = run_cli("train-se", *TINY, *_data(tmp_path), "--exp-dir", tmp_path / "exp", "--qa", "learn",
+                  "--qa-model", qa, "--pesq-workers", "1", "--steps-per-epoch", "2")
+    assert res.exit_code == 0, res.output
+    (run,) = runs_in(tmp_path / "exp")
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"critic_lcc", "critic_mae", "train_qa_loss"} <= set(header)
+    learned = load_checkpoint(run / "last.pt")["qa"]  # the critic's learned state, to resume from
+    res = run_cli("train-se", "--resume", run, "--epochs", "2")
+    assert res.exit_code == 0, res.output
+    # the bench scores with the critic the run trained, as its best.pt holds it
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+    import se_bench_table
+
+    critic = se_bench_table.learned_critic(run, "cpu")
+    best = load_checkpoint(run / "best.pt")["qa"]
+    assert all(torch.equal(v, best[k]) for k, v in critic.state_dict().items())
+    assert any(not torch.equal(v, learned[k]) for k, v in load_checkpoint(run / "last.pt")["qa"].items())

@@ -427,6 +427,8 @@ GUIDED = {"qa": "joint", "qa_model": "qa_run", "qa_weight": 2.0, "qa_every": 3, 
 DPCRN = {"blocks": 1, "intra_hidden": 8, "inter_hidden": 8}
 FIXED_CRITIC = {"qa": "joint", "qa_model": "qa_run", "qa_update": False}
 DNSMOS_CRITIC = {"qa": "frozen", "qa_model": "dnsmos", "dnsmos_target": "0.5*sig+bak"}
+LEARNING_CRITIC = {"qa": "learn", "qa_model": "qa_run", "critic_init": "scratch", "replay_size": 7,
+                   "pesq_workers": 0}
 
 
 def _flags(values: dict) -> list[str]:
@@ -448,14 +450,16 @@ def test_every_option_is_a_flag():
 
     params = set(inspect.signature(command).parameters) - {"config", "resume"}
     assert params == set(DEFAULTS) | set(RENAMED)
-    covered = set(FLAG_VALUES) | set(GUIDED) | set(DPCRN) | set(FIXED_CRITIC) | set(DNSMOS_CRITIC)
+    covered = (set(FLAG_VALUES) | set(GUIDED) | set(DPCRN) | set(FIXED_CRITIC) | set(DNSMOS_CRITIC)
+               | set(LEARNING_CRITIC))
     assert covered | {"train", "grl_lambda", "init"} == set(DEFAULTS)  # --init: tests/test_guidance.py
 
 
 GRL_DPCRN = {"arch": "dpcrn", **DPCRN, "qa": "grl", "qa_model": "q", "grl_lambda": 0.5}
 
 
-@pytest.mark.parametrize("values", [FLAG_VALUES | GUIDED, GRL_DPCRN, FIXED_CRITIC, DNSMOS_CRITIC])
+@pytest.mark.parametrize("values", [FLAG_VALUES | GUIDED, GRL_DPCRN, FIXED_CRITIC, DNSMOS_CRITIC,
+                                    LEARNING_CRITIC])
 def test_every_flag_reaches_the_run_config(tmp_path, monkeypatch, values):
     import mosqa.train_se as train_se
 
