@@ -40,12 +40,13 @@ PRECISION = "bf16"
 MOSQA = shutil.which("mosqa", path=str(Path(sys.executable).parent)) or "mosqa"
 
 
-def simulate(work: Path, part: str, out: Path, per_utt: int, seed: int, jobs: int) -> None:
+def simulate(work: Path, part: str, out: Path, per_utt: int, seed: int, jobs: int,
+             voice_perturb: float = 0.0) -> None:
     split = work / "split"
     cmd = [MOSQA, "simulate", str(split / part / "speech"), "--out-dir", str(out), "--per-utt",
            str(per_utt), "--seed", str(seed), "--jobs", str(jobs), "--speaker-map", SPEAKER_MAP,
            "--noise-dir", str(split / f"{part}_noise.list"), "--rir-dir", str(split / f"{part}_rir.list"),
-           "--music-dir", str(split / f"{part}_music.list")]
+           "--music-dir", str(split / f"{part}_music.list"), "--voice-perturb", str(voice_perturb)]
     subprocess.run(cmd, check=True)
 
 
@@ -82,7 +83,7 @@ def train_shards(state: dict | None, work: Path, state_path: Path, deadline: flo
         if args.until_shard is not None and shard >= args.until_shard:
             break
         sim = work / f"shard_{shard:03d}"
-        simulate(work, "train", sim, args.per_utt, 1000 + shard, args.jobs)
+        simulate(work, "train", sim, args.per_utt, 1000 + shard, args.jobs, args.voice_perturb)
         paths, y, _ = campaign.read_set(sim)
         # simulate writes a speaker's clips together: in a seeded random order every block (the first
         # one fixes the projection) spans all voices
@@ -101,7 +102,7 @@ def train_shards(state: dict | None, work: Path, state_path: Path, deadline: flo
             state.update(shard_done=np.int64(0 if finished else done), clips=state["clips"] + len(x),
                          shards=np.int64(shard + 1 if finished else state["shards"]),
                          wall_s=state["wall_s"] + campaign.elapsed(start),
-                         updates=state.get("updates", 0) + 1)
+                         updates=state.get("updates", 0) + 1, voice_perturb=np.float64(args.voice_perturb))
             campaign.save_state(state_path / "state.npz", state)
             blocks += 1
             print(f"shard {shard}: {done}/{len(paths)} clips added ({int(state['clips'])} in all)",
@@ -135,7 +136,8 @@ def score_row(args) -> dict:
     row = {"row": 0, "date": time.strftime("%Y-%m-%d"), "shards": int(state["shards"]),
            "clips": int(state["clips"]), "updates": int(state.get("updates", 0)),
            "wall_min": float(state["wall_s"]) / 60, "session_min": float(state.get("session_s", 0.0)) / 60,
-           "kept_variance": float(state["kept_variance"])}
+           "kept_variance": float(state["kept_variance"]),
+           "voice_perturb": float(state.get("voice_perturb", 0.0))}
     for name, z, y, rows in (("valid", zv, yv, rv), ("test", campaign.project(state, xt), yt, rt)):
         figures = campaign.report(campaign.predict_projected(z, w, b), y, rows)
         row |= {f"{name}_{k}": v for k, v in figures.items()}
@@ -179,6 +181,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-blocks", type=int, default=-1, help="stop after this many blocks (-1: the budget)")
     ap.add_argument("--until-shard", type=int, default=None,
                     help="stop before this shard (a refit: --shard 0, a new --state: re-add cached shards)")
+    ap.add_argument("--voice-perturb", type=float, default=0.0,
+                    help="speed new shards' voices by up to this fraction (simulate --voice-perturb)")
     ap.add_argument("--fixed-per-utt", type=int, default=None, help="clips per utterance of the fixed sets")
     args = ap.parse_args(argv)
     if args.step == "row":

@@ -18,6 +18,7 @@ WORK=${WORK:-exp/campaign}
 BUDGET_MIN=${BUDGET_MIN:-60}
 JOBS=${JOBS:-2}
 SHARD=${SHARD:-}
+VOICE_PERTURB=${VOICE_PERTURB:-0}  # shards 6+ (third session): 0.15, to widen the training voices
 stage=${stage:-0}
 stop_stage=${stop_stage:-2}
 in_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -33,7 +34,7 @@ fi
 if in_stage 1; then
   echo "stage 1: a campaign session of $BUDGET_MIN min"
   python recipes/campaign_qa.py train --budget-min "$BUDGET_MIN" --jobs "$JOBS" --work "$WORK" \
-    ${SHARD:+--shard "$SHARD"}
+    --voice-perturb "$VOICE_PERTURB" ${SHARD:+--shard "$SHARD"}
 fi
 
 if in_stage 2; then
