@@ -338,6 +338,10 @@ def test_learn_options_are_checked_and_refused_elsewhere(tmp_path):
                     "--qa learn trains its critic and DNSMOS is a fixed one")
     _one_line_error(run_cli("train-se", *data, "--qa", "learn", "--qa-model", tmp_path / "none"),
                     "none: no such run directory")
+    broken = Path(make_qa_run(tmp_path / "qa"))
+    (broken / "best.pt").write_bytes(b"not a checkpoint")
+    _one_line_error(run_cli("train-se", *data, "--qa", "learn", "--qa-model", broken),
+                    "best.pt: not a readable mosqa checkpoint")
     assert not (tmp_path / "exp").exists()
 
 
