@@ -79,13 +79,23 @@ def true_pesq(clean: torch.Tensor, est: torch.Tensor, lengths: torch.Tensor, sr:
               workers: ProcessPoolExecutor | None = None) -> torch.Tensor:
     """(B,) PESQ-WB of each enhanced item on the normalised 0..1 scale; NaN where PESQ finds no speech.
     With `workers` (pesq_workers) the items are scored in those processes, the same numbers."""
+    return pending_pesq(clean, est, lengths, sr, workers)()
+
+
+def pending_pesq(clean, est, lengths, sr: int, workers: ProcessPoolExecutor | None = None):
+    """true_pesq in two halves: the items go to the workers now; the returned function waits for the
+    scores (with no workers it computes them), so the caller can work meanwhile."""
     clean, est = clean.detach().float().cpu().numpy(), est.detach().float().cpu().numpy()
     pairs = [(resample(s[:n], sr, PESQ_RATE), resample(e[:n], sr, PESQ_RATE))
              for s, e, n in zip(clean, est, lengths.tolist(), strict=True)]
-    refs, degs = zip(*pairs, strict=True) if pairs else ((), ())
-    scores = (workers.map if workers is not None else map)(pesq_wb_or_nan, refs, degs)
-    return torch.tensor([(min(max(p, PESQ_RANGE[0]), PESQ_RANGE[1]) - 1.0) / 4.0 if p == p else p
-                         for p in scores], dtype=torch.float32)
+    futures = [workers.submit(pesq_wb_or_nan, r, d) for r, d in pairs] if workers is not None else None
+
+    def scores() -> torch.Tensor:
+        raw = [f.result() for f in futures] if futures is not None else [pesq_wb_or_nan(*p) for p in pairs]
+        return torch.tensor([(min(max(p, PESQ_RANGE[0]), PESQ_RANGE[1]) - 1.0) / 4.0 if p == p else p
+                             for p in raw], dtype=torch.float32)
+
+    return scores
 
 
 def pesq_workers(n: int) -> ProcessPoolExecutor | None:
@@ -122,19 +132,19 @@ def qa_joint(critic, enh, clean, lengths, cfg, step, noisy=None, learner=None):
         return None
     if not critic_learns_in_joint(cfg):
         return cfg["qa_weight"] * quality_term(critic, enh, lengths)
-    enh_term = quality_term_fixed(critic, enh, lengths)
+    enh_term = ((1.0 - held_score(critic, enh, lengths)) ** 2).mean()
     target = true_pesq(clean, enh, lengths, cfg["sample_rate"])
     return cfg["qa_weight"] * enh_term + critic_loss(critic(enh.detach(), lengths), target)
 
 
-def quality_term_fixed(critic, enh, lengths) -> torch.Tensor:
-    """quality_term with the critic's weights held: the enhancer's term must not teach the critic to say
-    "perfect"; its gradient still reaches the enhanced waveform."""
+def held_score(critic, enh, lengths) -> torch.Tensor:
+    """The critic's normalised score with its weights held: the enhancer's term must not teach the critic
+    to say "perfect"; its gradient still reaches the enhanced waveform."""
     params = [p for p in critic.parameters() if p.requires_grad]
     for p in params:
         p.requires_grad_(False)
     try:
-        return quality_term(critic, enh, lengths)
+        return critic(enh, lengths)
     finally:
         for p in params:
             p.requires_grad_(True)
@@ -197,11 +207,11 @@ def qa_learn(critic, enh, clean, lengths, cfg, step, noisy=None, learner=None):
     (enhanced, clean, noisy, replayed) items with their true PESQ. The two share no gradient: the
     critic learns from detached audio, and its weights are held for the enhancer's term."""
     sr = cfg["sample_rate"]
-    enh_term = quality_term_fixed(critic, enh, lengths)
-    target_enh = true_pesq(clean, enh, lengths, sr, learner.workers)
-    target_noisy = true_pesq(clean, noisy, lengths, sr, learner.workers)
-    with torch.no_grad():
-        learner.watch(critic(enh.detach(), lengths), target_enh)
+    pesq_enh = pending_pesq(clean, enh, lengths, sr, learner.workers)
+    pesq_noisy = pending_pesq(clean, noisy, lengths, sr, learner.workers)
+    q_enh = held_score(critic, enh, lengths)  # while the workers score
+    target_enh, target_noisy = pesq_enh(), pesq_noisy()
+    learner.watch(q_enh.detach(), target_enh)
     wavs, lens = [enh.detach(), clean, noisy], [lengths, lengths, lengths]
     targets = [target_enh, torch.ones(len(clean)), target_noisy]  # a clean reference scores the top
     replayed = learner.recall(len(enh), enh.shape[-1], enh.device)
@@ -209,7 +219,7 @@ def qa_learn(critic, enh, clean, lengths, cfg, step, noisy=None, learner=None):
         wavs.append(replayed[0]), lens.append(replayed[1]), targets.append(replayed[2])
     learner.remember(enh, lengths, target_enh)
     q = critic(torch.cat(wavs), torch.cat(lens))
-    return cfg["qa_weight"] * enh_term + critic_loss(q, torch.cat(targets))
+    return cfg["qa_weight"] * ((1.0 - q_enh) ** 2).mean() + critic_loss(q, torch.cat(targets))
 
 
 # mode -> the term added to the enhancer's loss (None: spectral only); each gets the step's batch and,
