@@ -95,7 +95,7 @@ def train_shards(state: dict | None, work: Path, state_path: Path, deadline: flo
             start = time.monotonic()
             cache = work / f"features/shard_{shard:03d}/block_{done:06d}"
             x = campaign.extract_features(paths[block], cache, args.jobs, PRECISION)
-            state = state if state is not None else campaign.new_state(x)
+            state = state if state is not None else campaign.new_state(x) | {"shards": np.int64(shard)}
             campaign.accumulate(state, x, y[block])
             done = block.stop
             finished = done >= len(paths)  # the shard's last block moves the state to the next shard
