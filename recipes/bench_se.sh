@@ -111,7 +111,8 @@ train() {  # train TAG EPOCHS FLAGS...: one run in $OUT/runs/TAG/ trained to EPO
     shift 2
     dir=$(find "$OUT/runs/$tag" -mindepth 1 -maxdepth 1 -type d ! -name '.*' 2>/dev/null | head -n 1 || true)
     if [ -n "$dir" ] && [ -f "$dir/last.pt" ]; then
-        mosqa train-se --resume "$dir" --epochs "$epochs" >> "$OUT/logs/$tag.out" 2>> "$OUT/logs/$tag.log"
+        mosqa train-se --resume "$dir" --epochs "$epochs" --threads "$THREADS" --device "$DEVICE" \
+            >> "$OUT/logs/$tag.out" 2>> "$OUT/logs/$tag.log"
     else
         mosqa train-se "${COMMON[@]}" --exp-dir "$OUT/runs/$tag" --name "$tag" --epochs "$epochs" "$@" \
             > "$OUT/logs/$tag.out" 2> "$OUT/logs/$tag.log"
