@@ -56,7 +56,10 @@ class EncoderScorer(nn.Module):
         if wav.dim() == 1:
             wav = wav[None]
         out = self.head(self.features(wav, lengths).float())
-        out = torch.maximum(torch.minimum(out, self.high), self.low)
+        # Clipped to each output's range, with the gradient of the unclipped value: a head that learns
+        # (train-se --qa learn) is still pulled back from beyond the range, and an enhancer scored at
+        # the floor still learns which way is better.
+        out = out + (torch.maximum(torch.minimum(out, self.high), self.low) - out).detach()
         return {name: out[:, k] for k, name in enumerate(OUTPUTS)}
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:

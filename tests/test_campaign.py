@@ -181,6 +181,14 @@ def test_exported_head_loads_as_a_differentiable_quality_model(tmp_path, encoder
     assert float(out["score"][0].detach()) == pytest.approx(want, abs=1e-3)
     scorer.normalised(wav, torch.tensor([32000, 16000])).sum().backward()
     assert wav.grad is not None and torch.isfinite(wav.grad).all() and wav.grad[0].abs().sum() > 0
+    # beyond the range the score is clipped but its gradient is the unclipped one (a learning head)
+    with torch.no_grad():
+        scorer.head.bias[0] -= 100.0
+    scorer.head.bias.grad = None
+    score = scorer(wav.detach(), torch.tensor([32000, 16000]))
+    assert torch.equal(score, torch.ones(2))
+    score.sum().backward()
+    assert scorer.head.bias.grad[0] == 2.0
 
 
 def test_export_replaces_the_whole_folder_and_writes_the_card(tmp_path):
