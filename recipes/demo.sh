@@ -81,12 +81,14 @@ if [ "$stage" -le 7 ]; then
 import csv, sys
 rows = {r["run"]: r for r in csv.DictReader(open(sys.argv[1]))}
 noisy, (enhanced, guided) = rows.pop("noisy input"), list(rows.values())
-def change(row, key):
-    a, b = float(noisy[key]), float(row[key])
+def change(before, after, key):
+    a, b = float(before[key]), float(after[key])
     return f"{key.upper()} {a:.2f} -> {b:.2f} ({'up' if b > a else 'NOT up'})"
+def both(before, after):
+    return f"{change(before, after, 'pesq')}, {change(before, after, 'ovrl')}"
 print("What this shows, on the 6 held-out files (an unseen voice):")
-print(f"  the enhancer against the noisy input: {change(enhanced, 'pesq')}, {change(enhanced, 'ovrl')}")
-print(f"  the guided fine-tune against the noisy input: {change(guided, 'pesq')}, {change(guided, 'ovrl')}")
+print(f"  the enhancer against the noisy input: {both(noisy, enhanced)}")
+print(f"  the guided fine-tune against the enhancer it started from: {both(enhanced, guided)}")
 print("  It shows the pipeline runs end to end. Six files and a few hundred CPU steps cannot say whether")
 print("  quality guidance helps: recipes/bench_se.sh measures that (seeds, a control, held-out voices and")
 print("  noises).")
