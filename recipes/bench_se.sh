@@ -23,8 +23,11 @@
 # Budget, measured 2026-12-01 on this 2-core machine while a third job shared it (one thread per run):
 # a 200-step baseline epoch (4 x 1 s crops) with its validation takes 195-220 s; a 120-step fine-tune
 # 200-305 s spectral-only or guided by pesq-wb (frozen, grl, joint), 250-340 s guided by DNSMOS; scoring
-# one run on the 100 test files about 100 s. The run behind the closing note: BASE_STEPS 2400, then
-# raised to 3600 (the baseline resumed), 6 fine-tunes x 3 seeds, 20 score files: 2 h 10 min in all.
+# one run on the 100 test files about 100 s. Issue 11's table: BASE_STEPS 3600, 120-step fine-tunes.
+# Measured 2026-12-04 (issue 20's form): a baseline epoch alone on 2 threads 196-200 s, beside a 1-thread
+# fine-tune 440-600 s; a 125-step fine-tune beside the baseline 330-370 s spectral-only, 430-470 s with
+# the learning critic (--pesq-workers 1). So 1,500 steps x 3 seeds x 2 arms is about 4 h of one core:
+# run stage 3 over two sessions (it resumes).
 # DEVICE=cuda for larger runs (bigger BASE_STEPS / FT_STEPS / SEEDS).
 # Stages resume: `stage=N bash recipes/bench_se.sh` starts at stage N; a finished score
 # is kept; a run is resumed to its stage's length (interrupted: from its last.pt; a raised BASE_STEPS
@@ -49,7 +52,10 @@ ambient_water_urban"}
 # One guidance per line: a tag, then its train-se flags. Issue 11's 120-step table measured these against
 # the control (all lost PESQ): frozen_pesqwb --qa frozen --qa-model pesq-wb | grl_pesqwb --qa grl ... |
 # joint_pesqwb --qa joint ... | frozen_dnsmos --qa frozen --qa-model dnsmos --dnsmos-target ovrl.
-GUIDES=${GUIDES:-"learn_pesqwb --qa learn --qa-model $QA_MODEL --pesq-workers 1"}
+# The learning critic's weight and learning rate from a 250-step pilot (one seed, 24 validation mixtures,
+# from the baseline's epoch 4): weight 1 cost 4.4 dB SI-SNR and the critic's error rose (0.79 -> 1.10
+# PESQ); weight 0.1 gained PESQ/OVRL; its critic learning at 1e-3 beat 1e-4 on every metric.
+GUIDES=${GUIDES:-"learn_pesqwb --qa learn --qa-model $QA_MODEL --pesq-workers 1 --qa-weight 0.1 --qa-lr 1e-3"}
 stage=${stage:-0}
 stop_stage=${stop_stage:-5}
 [ -d "$CORPUS/speech" ] || { echo "bench_se: no corpus at $CORPUS (set CORPUS)" >&2; exit 2; }
