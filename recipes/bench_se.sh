@@ -29,7 +29,9 @@
 # the learning critic (--pesq-workers 1). So 1,500 steps x 3 seeds x 2 arms is about 4 h of one core:
 # run stage 3 over two sessions (it resumes).
 # DEVICE=cuda for larger runs (bigger BASE_STEPS / FT_STEPS / SEEDS).
-# Stages resume: `stage=N bash recipes/bench_se.sh` starts at stage N; a finished score
+# Stages resume: `stage=N bash recipes/bench_se.sh` starts at stage N (`stage=N stop_stage=N`: N only);
+# a session cut during stage 2: copy the baseline run's config.yaml, last.pt and metrics.csv to $KEEP and
+# commit them (stage 2 does so when it ends), so the next checkout resumes the baseline; a finished score
 # is kept; a run is resumed to its stage's length (interrupted: from its last.pt; a raised BASE_STEPS
 # continues the baseline, its cosine schedule re-planned over the new length).
 set -euo pipefail
@@ -56,6 +58,7 @@ ambient_water_urban"}
 # from the baseline's epoch 4): weight 1 cost 4.4 dB SI-SNR and the critic's error rose (0.79 -> 1.10
 # PESQ); weight 0.1 gained PESQ/OVRL; its critic learning at 1e-3 beat 1e-4 on every metric.
 GUIDES=${GUIDES:-"learn_pesqwb --qa learn --qa-model $QA_MODEL --pesq-workers 1 --qa-weight 0.1 --qa-lr 1e-3"}
+KEEP=${KEEP:-recipes/bench_se/baseline}
 stage=${stage:-0}
 stop_stage=${stop_stage:-5}
 [ -d "$CORPUS/speech" ] || { echo "bench_se: no corpus at $CORPUS (set CORPUS)" >&2; exit 2; }
@@ -110,6 +113,13 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
         --items "$ITEMS" --snr-min 0 --snr-max 15 --max-seconds 6 --seed 1234
 fi
 
+keep_baseline() {  # the baseline's resumable state into $KEEP, to commit between sessions
+    local dir
+    dir=$(find "$OUT/runs/baseline" -mindepth 1 -maxdepth 1 -type d | head -n 1)
+    mkdir -p "$KEEP"
+    cp "$dir/config.yaml" "$dir/last.pt" "$dir/metrics.csv" "$KEEP/"
+}
+
 at_most_jobs() { while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done; }
 
 train() {  # train TAG EPOCHS FLAGS...: one run in $OUT/runs/TAG/ trained to EPOCHS; a run that exists
@@ -147,9 +157,18 @@ all_left() {  # all_left PATH_FORMAT MESSAGE_FORMAT: every fine-tune (%s = its n
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     echo "== 2. baseline: dpcrn, spectral loss, $BASE_STEPS steps (log: $OUT/logs/baseline.log)"
+    # The baseline spans sessions: its last.pt is committed in $KEEP (the run's config, metrics and
+    # last.pt; `keep_baseline` after a session), and a fresh checkout resumes from it.
+    if [ -z "$(find "$OUT/runs/baseline" -mindepth 1 -maxdepth 1 -type d 2>/dev/null)" ] &&
+       [ -f "$KEEP/last.pt" ]; then
+        mkdir -p "$OUT/runs/baseline/baseline_kept"
+        cp "$KEEP/config.yaml" "$KEEP/last.pt" "$KEEP/metrics.csv" "$OUT/runs/baseline/baseline_kept/"
+        echo "   resuming the committed baseline ($KEEP, epoch $(tail -n 1 "$KEEP/metrics.csv" | cut -d, -f1))"
+    fi
     train baseline $(( (BASE_STEPS + STEPS_PER_EPOCH - 1) / STEPS_PER_EPOCH )) -c recipes/conf/se_dpcrn.yaml \
         --steps-per-epoch "$STEPS_PER_EPOCH" --epoch-items $(( STEPS_PER_EPOCH * 4 )) \
         --lr 0.002 --scheduler cosine
+    keep_baseline
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
