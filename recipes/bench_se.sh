@@ -54,10 +54,12 @@ ambient_water_urban"}
 # One guidance per line: a tag, then its train-se flags. Issue 11's 120-step table measured these against
 # the control (all lost PESQ): frozen_pesqwb --qa frozen --qa-model pesq-wb | grl_pesqwb --qa grl ... |
 # joint_pesqwb --qa joint ... | frozen_dnsmos --qa frozen --qa-model dnsmos --dnsmos-target ovrl.
-# The learning critic's weight and learning rate from a 250-step pilot (one seed, 24 validation mixtures,
-# from the baseline's epoch 4): weight 1 cost 4.4 dB SI-SNR and the critic's error rose (0.79 -> 1.10
-# PESQ); weight 0.1 gained PESQ/OVRL; its critic learning at 1e-3 beat 1e-4 on every metric.
-GUIDES=${GUIDES:-"learn_pesqwb --qa learn --qa-model $QA_MODEL --pesq-workers 1 --qa-weight 0.1 --qa-lr 1e-3"}
+# The learning critic from a 250-step pilot (one seed, 24 validation mixtures, from the baseline's epoch 4;
+# the session note of 2026-12-04 has the table): weight 1 cost 4.4 dB SI-SNR; at weight 0.1 the frozen-
+# encoder pesq-wb's learning head fell behind the enhancer (its error on fresh outputs rose 0.73 -> 0.89
+# PESQ, SI-SNR -0.6 dB), while the NISQA-architecture pesq-wb-nisqa, learning whole, caught up (0.80 ->
+# 0.67) at +0.10 PESQ, +0.21 OVRL, +0.9 dB SI-SNR against the control.
+GUIDES=${GUIDES:-"learn_nisqa --qa learn --qa-model pesq-wb-nisqa --pesq-workers 1 --qa-weight 0.1"}
 KEEP=${KEEP:-recipes/bench_se/baseline}
 stage=${stage:-0}
 stop_stage=${stop_stage:-5}
