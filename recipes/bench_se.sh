@@ -119,7 +119,7 @@ keep_baseline() {  # the baseline's resumable state into $KEEP, to commit betwee
     local dir
     dir=$(find "$OUT/runs/baseline" -mindepth 1 -maxdepth 1 -type d | head -n 1)
     mkdir -p "$KEEP"
-    cp "$dir/config.yaml" "$dir/last.pt" "$dir/metrics.csv" "$KEEP/"
+    cp "$dir/config.yaml" "$dir/last.pt" "$dir/metrics.csv" "$dir/curves.png" "$KEEP/"
 }
 
 at_most_jobs() { while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done; }
