@@ -29,6 +29,7 @@ The critic always reads the enhanced *waveform* through its own front end, so it
 features it was trained on.
 """
 
+import math
 import random
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -92,7 +93,7 @@ def pending_pesq(clean, est, lengths, sr: int, workers: ProcessPoolExecutor | No
 
     def scores() -> torch.Tensor:
         raw = [f.result() for f in futures] if futures is not None else [pesq_wb_or_nan(*p) for p in pairs]
-        return torch.tensor([(min(max(p, PESQ_RANGE[0]), PESQ_RANGE[1]) - 1.0) / 4.0 if p == p else p
+        return torch.tensor([p if math.isnan(p) else (min(max(p, PESQ_RANGE[0]), PESQ_RANGE[1]) - 1.0) / 4.0
                              for p in raw], dtype=torch.float32)
 
     return scores
@@ -114,7 +115,12 @@ def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def quality_term(critic, enh, lengths) -> torch.Tensor:
     """mean((1 - q)^2): the enhancer's loss from the critic's normalised score of its output."""
-    return ((1.0 - critic(enh, lengths)) ** 2).mean()
+    return shortfall(critic(enh, lengths))
+
+
+def shortfall(q: torch.Tensor) -> torch.Tensor:
+    """mean((1 - q)^2) of normalised scores q: how far the enhanced batch is from the top of the scale."""
+    return ((1.0 - q) ** 2).mean()
 
 
 def qa_frozen(critic, enh, clean, lengths, cfg, step, noisy=None, learner=None):
@@ -132,7 +138,7 @@ def qa_joint(critic, enh, clean, lengths, cfg, step, noisy=None, learner=None):
         return None
     if not critic_learns_in_joint(cfg):
         return cfg["qa_weight"] * quality_term(critic, enh, lengths)
-    enh_term = ((1.0 - held_score(critic, enh, lengths)) ** 2).mean()
+    enh_term = shortfall(held_score(critic, enh, lengths))
     target = true_pesq(clean, enh, lengths, cfg["sample_rate"])
     return cfg["qa_weight"] * enh_term + critic_loss(critic(enh.detach(), lengths), target)
 
@@ -165,7 +171,7 @@ class Learner:
         """Add items to the buffer; once full, each replaces a random older one (reservoir-like, so the
         buffer spans the whole run, not only its last steps)."""
         for wav, n, t in zip(enh.detach().cpu(), lengths.tolist(), target.tolist(), strict=True):
-            if t != t:
+            if math.isnan(t):
                 continue
             item = (wav[: int(n)].clone(), t)
             if len(self.replay) < self.size:
@@ -185,7 +191,7 @@ class Learner:
         return wav.to(device), lengths.to(device), torch.tensor([t for _, t in items])
 
     def watch(self, q: torch.Tensor, target: torch.Tensor) -> None:
-        self.seen += [(a, b) for a, b in zip(q.tolist(), target.tolist(), strict=True) if b == b]
+        self.seen += [(a, b) for a, b in zip(q.tolist(), target.tolist(), strict=True) if not math.isnan(b)]
 
     def epoch_figures(self) -> dict:
         """The critic against true PESQ on the enhanced batches it had not yet learned, since the last
@@ -219,7 +225,7 @@ def qa_learn(critic, enh, clean, lengths, cfg, step, noisy=None, learner=None):
         wavs.append(replayed[0]), lens.append(replayed[1]), targets.append(replayed[2])
     learner.remember(enh, lengths, target_enh)
     q = critic(torch.cat(wavs), torch.cat(lens))
-    return cfg["qa_weight"] * ((1.0 - q_enh) ** 2).mean() + critic_loss(q, torch.cat(targets))
+    return cfg["qa_weight"] * shortfall(q_enh) + critic_loss(q, torch.cat(targets))
 
 
 # mode -> the term added to the enhancer's loss (None: spectral only); each gets the step's batch and,
