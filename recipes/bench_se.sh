@@ -7,11 +7,12 @@
 #   2 train the dpcrn spectral baseline once (BASE_STEPS steps of 4 x 1 s crops, cosine learning rate)
 #   3 fine-tune it FT_STEPS steps (epochs of FT_EPOCH_STEPS, best epoch on validation), once per guidance in
 #     GUIDES and once spectral-only (the control), each from the same baseline checkpoint (train-se --init)
-#     with the same data order, for every seed in SEEDS
+#     with the same data order, for every seed in SEEDS; each run is scored on the test set (as in 4) as
+#     soon as it is trained, and kept (below)
 #   4 score noisy input, spectral gating (noisereduce, the classic floor: pip install noisereduce), baseline
-#     and every fine-tuned run on the test set: PESQ, STOI, SI-SNR, DNSMOS SIG/BAK/OVRL, the pesq-wb
-#     prediction and, for a run whose critic learned, that critic's own prediction
-#     (recipes/se_bench_table.py score)
+#     and every fine-tuned run not yet scored on the test set: PESQ, STOI, SI-SNR, DNSMOS SIG/BAK/OVRL,
+#     the prediction of QA_MODEL (the learning critic's starting point) and, for a run whose critic
+#     learned, that critic's own prediction (recipes/se_bench_table.py score)
 #   5 one table, mean ± sd over seeds and each run's paired difference to the control: $OUT/table.md; the
 #     learning critics' LCC against true PESQ per epoch: $OUT/critic_watch.md
 # Voices: speaker folders of $CORPUS/speech sorted by name (speech_commands left out: many 1 s voices);
@@ -30,10 +31,13 @@
 # run stage 3 over two sessions (it resumes).
 # DEVICE=cuda for larger runs (bigger BASE_STEPS / FT_STEPS / SEEDS).
 # Stages resume: `stage=N bash recipes/bench_se.sh` starts at stage N (`stage=N stop_stage=N`: N only);
-# a session cut during stage 2: copy the baseline run's config.yaml, last.pt and metrics.csv to $KEEP and
-# commit them (stage 2 does so when it ends), so the next checkout resumes the baseline; a finished score
-# is kept; a run is resumed to its stage's length (interrupted: from its last.pt; a raised BASE_STEPS
-# continues the baseline, its cosine schedule re-planned over the new length).
+# a run is resumed to its stage's length (interrupted: from its last.pt; a raised BASE_STEPS continues the
+# baseline, its cosine schedule re-planned over the new length); a finished score is kept.
+# Across sessions (a fresh checkout has no $OUT): every run's state is kept in $KEEP/NAME, to commit: the
+# baseline's config, metrics, curve, last.pt and best.pt when stage 2 ends; a fine-tune's config, metrics
+# and curve with its test score once scored, or its last.pt while unfinished (`stage=keep bash
+# recipes/bench_se.sh` before a session stops). Stages 2 and 3 restore from $KEEP what $OUT lacks. A
+# resumed --qa learn run starts an empty replay buffer (it refills within replay-size / batch steps).
 set -euo pipefail
 # beside the repository; absolute, as the lists name files by absolute path
 CORPUS=$(realpath -m "${CORPUS:-$(dirname "$0")/../../shared/corpus}")
@@ -47,7 +51,7 @@ FT_STEPS=${FT_STEPS:-1500}
 FT_EPOCH_STEPS=${FT_EPOCH_STEPS:-250}
 SEEDS=${SEEDS:-"1 2 3"}
 STEPS_PER_EPOCH=${STEPS_PER_EPOCH:-200}
-QA_MODEL=${QA_MODEL:-pesq-wb}
+QA_MODEL=${QA_MODEL:-pesq-wb-nisqa}
 VALID_ITEMS=${VALID_ITEMS:-24}
 TEST_NOISES=${TEST_NOISES:-"running_tap sb_noise2 sb_noise3 blanket_city blanket_rain alarmclock_waves
 ambient_water_urban"}
@@ -60,7 +64,7 @@ ambient_water_urban"}
 # PESQ, SI-SNR -0.6 dB), while the NISQA-architecture pesq-wb-nisqa, learning whole, caught up (0.80 ->
 # 0.67) at +0.10 PESQ, +0.21 OVRL, +0.9 dB SI-SNR against the control.
 GUIDES=${GUIDES:-"learn_nisqa --qa learn --qa-model pesq-wb-nisqa --pesq-workers 1 --qa-weight 0.1"}
-KEEP=${KEEP:-recipes/bench_se/baseline}
+KEEP=${KEEP:-recipes/bench_se}
 stage=${stage:-0}
 stop_stage=${stop_stage:-5}
 [ -d "$CORPUS/speech" ] || { echo "bench_se: no corpus at $CORPUS (set CORPUS)" >&2; exit 2; }
@@ -72,6 +76,91 @@ COMMON=(--device "$DEVICE" --threads "$THREADS" --snr-min 0 --snr-max 15 --crop-
         --valid-clean "$OUT/lists/valid_clean.txt" --valid-noise "$OUT/lists/train_noise.txt"
         --valid-items "$VALID_ITEMS"
         --valid-crop-seconds 4 --patience 0)
+
+run_of() {  # the run folder of NAME, or nothing
+    find "$OUT/runs/$1" -mindepth 1 -maxdepth 1 -type d ! -name '.*' 2> /dev/null | head -n 1 || true
+}
+
+keep() {  # keep NAME: run NAME's state into $KEEP/NAME, to commit between sessions (see the header)
+    local dir=$(run_of "$1") file
+    [ -n "$dir" ] || return 0
+    rm -rf "$KEEP/$1.tmp" && mkdir -p "$KEEP/$1.tmp"
+    for file in config.yaml metrics.csv curves.png; do
+        [ -f "$dir/$file" ] && cp "$dir/$file" "$KEEP/$1.tmp/"
+    done
+    if [ "$1" = baseline ]; then
+        cp "$dir/last.pt" "$dir/best.pt" "$KEEP/$1.tmp/"
+    elif [ -f "$OUT/scores/$1.csv" ]; then
+        cp "$OUT/scores/$1.csv" "$KEEP/$1.tmp/score.csv"
+    elif [ -f "$dir/last.pt" ]; then
+        cp "$dir/last.pt" "$KEEP/$1.tmp/"
+    fi
+    rm -rf "$KEEP/$1" && mv "$KEEP/$1.tmp" "$KEEP/$1"
+}
+
+restore() {  # restore NAME: $KEEP/NAME back into $OUT when $OUT has no run NAME (a fresh checkout)
+    local kept="$OUT/runs/$1/$1_kept"
+    [ -z "$(run_of "$1")" ] && [ -f "$KEEP/$1/config.yaml" ] || return 0
+    mkdir -p "$kept"
+    find "$KEEP/$1" -maxdepth 1 -type f ! -name score.csv -exec cp {} "$kept/" \;
+    if [ -f "$KEEP/$1/score.csv" ]; then
+        cp "$KEEP/$1/score.csv" "$OUT/scores/$1.csv"
+        echo "$kept" > "$OUT/runs/$1.done"
+    fi
+    echo "   $1 restored from $KEEP/$1 (epoch $(tail -n 1 "$kept/metrics.csv" | cut -d, -f1))"
+}
+
+fine_tune_names() { while read -r seed tag _; do echo "${tag}_s$seed"; done < <(fine_tunes); }
+
+at_most_jobs() { while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done; }
+
+train() {  # train TAG EPOCHS FLAGS...: one run in $OUT/runs/TAG/ trained to EPOCHS; a run that exists
+    local tag=$1 epochs=$2 dir  # (finished, interrupted, or shorter than EPOCHS) is resumed to EPOCHS
+    shift 2
+    dir=$(run_of "$tag")
+    if [ -n "$dir" ] && [ -f "$dir/last.pt" ]; then
+        mosqa train-se --resume "$dir" --epochs "$epochs" --threads "$THREADS" --device "$DEVICE" \
+            >> "$OUT/logs/$tag.out" 2>> "$OUT/logs/$tag.log"
+    else
+        mosqa train-se "${COMMON[@]}" --exp-dir "$OUT/runs/$tag" --name "$tag" --epochs "$epochs" "$@" \
+            > "$OUT/logs/$tag.out" 2> "$OUT/logs/$tag.log"
+    fi
+    tail -n 1 "$OUT/logs/$tag.out" > "$OUT/runs/$tag.done"
+}
+
+run_dir() { cat "$OUT/runs/$1.done"; }
+
+score() {  # score NAME LABEL [RUN [SEED [FLAGS...]]]: one CSV per run, kept once written
+    local name=$1 label=$2 run=${3:-} seed=${4:-}
+    shift $(( $# < 4 ? $# : 4 ))
+    [ -f "$OUT/scores/$name.csv" ] && return 0
+    python recipes/se_bench_table.py score "$OUT/test/pairs.list" "$OUT/scores/$name.csv" \
+        --label "$label" --qa-model "$QA_MODEL" --device "$DEVICE" --threads "$THREADS" \
+        ${run:+--run "$run"} ${seed:+--seed "$seed"} "$@" 2> "$OUT/logs/score_$name.log"
+}
+
+fine_tunes() {  # every (seed, tag) of the fine-tune stage, one per line
+    for seed in $SEEDS; do
+        printf "control\n%s\n" "$GUIDES" | while read -r tag flags; do
+            [ -n "$tag" ] && echo "$seed $tag $flags"
+        done
+    done
+}
+
+all_left() {  # all_left PATH_FORMAT MESSAGE_FORMAT: every fine-tune (%s = its name) left PATH, or stop
+    local name
+    while read -r seed tag _; do
+        name=${tag}_s$seed
+        # shellcheck disable=SC2059  # the formats are this script's own
+        [ -f "$(printf "$1" "$name")" ] || { printf "bench_se: $2\n" "$name" "$name" >&2; exit 1; }
+    done < <(fine_tunes)
+}
+
+if [ "$stage" = keep ]; then  # before a session stops: every run's state into $KEEP, to commit
+    for name in baseline $(fine_tune_names); do keep "$name"; done
+    echo "kept in $KEEP: $(ls "$KEEP" | tr '\n' ' ')"
+    exit 0
+fi
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     echo "== 0. voices and noises: train / validation / test"
@@ -115,62 +204,13 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
         --items "$ITEMS" --snr-min 0 --snr-max 15 --max-seconds 6 --seed 1234
 fi
 
-keep_baseline() {  # the baseline's resumable state into $KEEP, to commit between sessions
-    local dir
-    dir=$(find "$OUT/runs/baseline" -mindepth 1 -maxdepth 1 -type d | head -n 1)
-    mkdir -p "$KEEP"
-    cp "$dir/config.yaml" "$dir/last.pt" "$dir/metrics.csv" "$dir/curves.png" "$KEEP/"
-}
-
-at_most_jobs() { while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done; }
-
-train() {  # train TAG EPOCHS FLAGS...: one run in $OUT/runs/TAG/ trained to EPOCHS; a run that exists
-    local tag=$1 epochs=$2 dir  # (finished, interrupted, or shorter than EPOCHS) is resumed to EPOCHS
-    shift 2
-    dir=$(find "$OUT/runs/$tag" -mindepth 1 -maxdepth 1 -type d ! -name '.*' 2>/dev/null | head -n 1 || true)
-    if [ -n "$dir" ] && [ -f "$dir/last.pt" ]; then
-        mosqa train-se --resume "$dir" --epochs "$epochs" --threads "$THREADS" --device "$DEVICE" \
-            >> "$OUT/logs/$tag.out" 2>> "$OUT/logs/$tag.log"
-    else
-        mosqa train-se "${COMMON[@]}" --exp-dir "$OUT/runs/$tag" --name "$tag" --epochs "$epochs" "$@" \
-            > "$OUT/logs/$tag.out" 2> "$OUT/logs/$tag.log"
-    fi
-    tail -n 1 "$OUT/logs/$tag.out" > "$OUT/runs/$tag.done"
-}
-
-run_dir() { cat "$OUT/runs/$1.done"; }
-
-fine_tunes() {  # every (seed, tag) of the fine-tune stage, one per line
-    for seed in $SEEDS; do
-        printf "control\n%s\n" "$GUIDES" | while read -r tag flags; do
-            [ -n "$tag" ] && echo "$seed $tag $flags"
-        done
-    done
-}
-
-all_left() {  # all_left PATH_FORMAT MESSAGE_FORMAT: every fine-tune (%s = its name) left PATH, or stop
-    local name
-    while read -r seed tag _; do
-        name=${tag}_s$seed
-        # shellcheck disable=SC2059  # the formats are this script's own
-        [ -f "$(printf "$1" "$name")" ] || { printf "bench_se: $2\n" "$name" "$name" >&2; exit 1; }
-    done < <(fine_tunes)
-}
-
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     echo "== 2. baseline: dpcrn, spectral loss, $BASE_STEPS steps (log: $OUT/logs/baseline.log)"
-    # The baseline spans sessions: its last.pt is committed in $KEEP (the run's config, metrics and
-    # last.pt; `keep_baseline` after a session), and a fresh checkout resumes from it.
-    if [ -z "$(find "$OUT/runs/baseline" -mindepth 1 -maxdepth 1 -type d 2>/dev/null)" ] &&
-       [ -f "$KEEP/last.pt" ]; then
-        mkdir -p "$OUT/runs/baseline/baseline_kept"
-        cp "$KEEP/config.yaml" "$KEEP/last.pt" "$KEEP/metrics.csv" "$OUT/runs/baseline/baseline_kept/"
-        echo "   resuming the committed baseline ($KEEP, epoch $(tail -n 1 "$KEEP/metrics.csv" | cut -d, -f1))"
-    fi
+    restore baseline
     train baseline $(( (BASE_STEPS + STEPS_PER_EPOCH - 1) / STEPS_PER_EPOCH )) -c recipes/conf/se_dpcrn.yaml \
         --steps-per-epoch "$STEPS_PER_EPOCH" --epoch-items $(( STEPS_PER_EPOCH * 4 )) \
         --lr 0.002 --scheduler cosine
-    keep_baseline
+    keep baseline
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
@@ -178,11 +218,16 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     FT=(--init "$(run_dir baseline)" --steps-per-epoch "$FT_EPOCH_STEPS"
         --epoch-items $(( FT_EPOCH_STEPS * 4 )) --lr 0.0005)
     while read -r seed tag flags; do
+        name=${tag}_s$seed
+        restore "$name"
+        [ -f "$OUT/scores/$name.csv" ] && continue  # trained and scored (this session or one before)
         at_most_jobs
-        echo "   ${tag}_s$seed (log: $OUT/logs/${tag}_s$seed.log)"
+        echo "   $name (log: $OUT/logs/$name.log)"
         read -r -a extra <<< "$flags"
-        train "${tag}_s$seed" $(( (FT_STEPS + FT_EPOCH_STEPS - 1) / FT_EPOCH_STEPS )) "${FT[@]}" --seed "$seed" \
-            "${extra[@]}" &
+        { train "$name" $(( (FT_STEPS + FT_EPOCH_STEPS - 1) / FT_EPOCH_STEPS )) "${FT[@]}" --seed "$seed" \
+              "${extra[@]}"
+          score "$name" "$tag" "$(run_dir "$name")" "$seed"
+          keep "$name"; } &
     done < <(fine_tunes)
     wait
     all_left "$OUT/runs/%s.done" "training %s failed; see $OUT/logs/%s.log"
@@ -190,14 +235,6 @@ fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     echo "== 4. score noisy input, baseline and every fine-tuned run on $OUT/test/pairs.list"
-    score() {  # score NAME LABEL [RUN [SEED [FLAGS...]]]: one CSV per run, kept once written
-        local name=$1 label=$2 run=${3:-} seed=${4:-}
-        shift $(( $# < 4 ? $# : 4 ))
-        [ -f "$OUT/scores/$name.csv" ] && return 0
-        python recipes/se_bench_table.py score "$OUT/test/pairs.list" "$OUT/scores/$name.csv" \
-            --label "$label" --qa-model "$QA_MODEL" --device "$DEVICE" --threads "$THREADS" \
-            ${run:+--run "$run"} ${seed:+--seed "$seed"} "$@" 2> "$OUT/logs/score_$name.log"
-    }
     score noisy noisy &
     at_most_jobs
     if python -c "import noisereduce" 2> /dev/null; then
@@ -213,6 +250,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     done < <(fine_tunes)
     wait
     all_left "$OUT/scores/%s.csv" "scoring %s failed; see $OUT/logs/score_%s.log"
+    for name in $(fine_tune_names); do keep "$name"; done
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then

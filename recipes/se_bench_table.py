@@ -10,12 +10,13 @@
 quality model (`--qa-model`, default the shipped pesq-wb) and, for a run whose critic learned (train-se
 --qa learn, grl, joint), that critic's own prediction as its checkpoint holds it; of the enhanced file,
 of a classic enhancer's output (`--classic`), or of the noisy input. `table` reads every CSV in
-SCORES_DIR, averages each (label, seed) over the files, then gives per label the mean ± sd over its seeds
-and, for every label that has the control's seeds, the paired difference to the control (mean ± sd over
-seeds of label − control, same seed): the figure the guidance claims stand on. Writes OUT.csv and OUT.md
-and prints the table. `watch` gathers each learning critic's LCC and error against the true PESQ of the
-enhancer's fresh outputs, epoch by epoch (metrics.csv's critic_lcc, critic_mae): exploitation would show as
-a falling LCC and a rising error.
+SCORES_DIR, averages each (label, seed) over the files (and each judge's absolute error against the true
+PESQ, so a critic's error on test outputs before and after learning sits side by side), then gives per
+label the mean ± sd over its seeds and, for every label that has the control's seeds, the paired
+difference to the control (mean ± sd over seeds of label − control, same seed): the figure the guidance
+claims stand on. Writes OUT.csv and OUT.md and prints the table. `watch` gathers each learning critic's
+LCC and error against the true PESQ of the enhancer's fresh outputs, epoch by epoch (metrics.csv's
+critic_lcc, critic_mae): exploitation would show as a falling LCC and a rising error.
 """
 
 import argparse
@@ -29,6 +30,10 @@ from mosqa.audio import atomic_path
 from mosqa.errors import MosqaError
 
 METRICS = ("pesq", "stoi", "si_snr", "sig", "bak", "ovrl", "qa", "critic")
+# a judge's error: mean |prediction - true PESQ| over the files, for the quality model (--qa-model; the
+# learning critic's starting point when they are the same model) and the run's own learned critic
+ERRORS = {"qa_err": "qa", "critic_err": "critic"}
+COLUMNS = (*METRICS, *ERRORS)
 FIRST = ("noisy", "spectral_gating", "baseline", "control")  # table order; the guided labels follow
 DELTAS = ("pesq", "stoi", "si_snr", "ovrl", "qa")
 
@@ -110,7 +115,10 @@ def seed_means(csv_files) -> dict[str, dict[str, dict[str, float]]]:
         if not rows:
             raise MosqaError(f"{path}: no scored files")
         label, seed = rows[0]["label"], rows[0]["seed"]
-        out.setdefault(label, {})[seed] = {m: _mean([float(r.get(m, "nan")) for r in rows]) for m in METRICS}
+        means = {m: _mean([float(r.get(m, "nan")) for r in rows]) for m in METRICS}
+        means |= {e: _mean([abs(float(r.get(m, "nan")) - float(r["pesq"])) for r in rows])
+                  for e, m in ERRORS.items()}
+        out.setdefault(label, {})[seed] = means
     return out
 
 
@@ -127,7 +135,7 @@ def summary(means: dict, control: str = "control") -> list[dict]:
     for label in order:
         seeds = means[label]
         row = {"label": label, "seeds": len(seeds)}
-        for m in METRICS:
+        for m in COLUMNS:
             values = np.array([s[m] for s in seeds.values()])
             row[m] = float(values.mean())
             row[f"{m}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
@@ -150,10 +158,11 @@ def _cell(row: dict, key: str) -> str:
 
 def write_table(rows: list[dict], out) -> str:
     """OUT.csv (numbers) and OUT.md (mean ± sd cells); returns the markdown."""
-    columns = ["label", "seeds", *METRICS, *(f"d_{m}" for m in DELTAS)]
-    head = ["run", "seeds", "PESQ", "STOI", "SI-SNR", "SIG", "BAK", "OVRL", "pesq-wb pred.",
-            "own critic's pred.", "Δ PESQ", "Δ STOI", "Δ SI-SNR", "Δ OVRL", "Δ pesq-wb pred."]
-    lines = ["Δ: paired difference to the control (same seed), mean ± sd over seeds.", "",
+    columns = ["label", "seeds", *COLUMNS, *(f"d_{m}" for m in DELTAS)]
+    head = ["run", "seeds", "PESQ", "STOI", "SI-SNR", "SIG", "BAK", "OVRL", "QA pred.", "own critic's pred.",
+            "QA |err|", "critic |err|", "Δ PESQ", "Δ STOI", "Δ SI-SNR", "Δ OVRL", "Δ QA pred."]
+    lines = ["QA: the quality model --qa-model; |err|: mean |prediction - true PESQ| over the files. "
+             "Δ: paired difference to the control (same seed), mean ± sd over seeds.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["label"], str(r["seeds"]), *(_cell(r, c) for c in columns[2:])]

@@ -72,8 +72,11 @@ def test_seed_table_gives_mean_sd_and_paired_differences(tmp_path):
     assert g["d_ovrl"] == pytest.approx(np.mean(diff))
     assert g["d_ovrl_sd"] == pytest.approx(np.std(diff, ddof=1))
     assert g["d_pesq"] == pytest.approx(-0.02)
+    # a judge's error is |prediction - PESQ| per file, then averaged: each file's qa is 1.0 - 1.8 off
+    assert ctrl["qa_err"] == pytest.approx(0.8) and ctrl["critic_err"] == pytest.approx(0.8)
     text = se_bench_table.write_table(rows, tmp_path / "table")
     assert "| frozen_dnsmos | 3 |" in text and "0.300 ± 0.100" in text  # Δ OVRL vs control
+    assert "QA |err|" in text and "critic |err|" in text
     with open(tmp_path / "table.csv") as f:
         assert [r["label"] for r in csv.DictReader(f)] == ["noisy", "control", "frozen_dnsmos"]
     assert (tmp_path / "table.md").read_text() == text
