@@ -107,3 +107,49 @@ def test_critic_watch_lists_each_learning_run_by_epoch(tmp_path):
     assert (tmp_path / "watch.md").read_text() == text
     with pytest.raises(se_bench_table.MosqaError, match="no run with a learning critic"):
         se_bench_table.critic_watch(runs / "control_s1", tmp_path / "none")
+
+
+def test_bench_keeps_run_state_and_a_fresh_checkout_restores_it(tmp_path):
+    """stage=keep copies what each run needs to go on (baseline: its checkpoints; a scored fine-tune: its
+    score; an unfinished one: last.pt); on an empty OUT, stage 3 restores them, resumes the unfinished run
+    and skips the scored one."""
+    import os
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "recipes" / "bench_se.sh"
+    out, keep, corpus, bin_dir = (tmp_path / d for d in ("out", "keep", "corpus", "bin"))
+    (corpus / "speech").mkdir(parents=True)
+    runs = {"baseline": ["last.pt", "best.pt"], "control_s1": ["last.pt", "best.pt"], "learn_s1": ["last.pt"]}
+    for name, checkpoints in runs.items():
+        run = out / "runs" / name / f"{name}_run"
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text(f"name: {name}\n")
+        (run / "metrics.csv").write_text("epoch,valid_pesq\n1,2.0\n2,2.1\n")
+        for c in checkpoints:
+            (run / c).write_bytes(b"state of " + name.encode())
+    (out / "scores").mkdir()
+    (out / "scores" / "control_s1.csv").write_text("file,label,seed\n")
+    # a stand-in mosqa that records how it was called: the restored unfinished run must be resumed
+    bin_dir.mkdir()
+    (bin_dir / "mosqa").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/calls\necho run-dir\n')
+    (bin_dir / "mosqa").chmod(0o755)
+    env = {**os.environ, "OUT": str(out), "KEEP": str(keep), "CORPUS": str(corpus), "SEEDS": "1",
+           "GUIDES": "learn --qa learn", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    subprocess.run(["bash", str(script)], env={**env, "stage": "keep"}, check=True, capture_output=True)
+    kept = {name: sorted(p.name for p in (keep / name).iterdir()) for name in runs}
+    assert kept == {"baseline": ["best.pt", "config.yaml", "last.pt", "metrics.csv"],
+                    "control_s1": ["config.yaml", "metrics.csv", "score.csv"],
+                    "learn_s1": ["config.yaml", "last.pt", "metrics.csv"]}
+
+    fresh = tmp_path / "fresh"
+    (fresh / "runs").mkdir(parents=True)
+    (fresh / "runs" / "baseline.done").write_text("baseline-dir\n")
+    # stage 3 then scores the resumed run with the real scorer, which finds no test set: only its
+    # training call is checked
+    fresh_env = {**env, "OUT": str(fresh), "stage": "3", "stop_stage": "3"}
+    done = subprocess.run(["bash", str(script)], env=fresh_env, capture_output=True, text=True)
+    assert "control_s1 restored" in done.stdout and "learn_s1 restored" in done.stdout
+    assert (fresh / "scores" / "control_s1.csv").read_text() == "file,label,seed\n"
+    assert (fresh / "runs" / "learn_s1" / "learn_s1_kept" / "last.pt").read_bytes() == b"state of learn_s1"
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert len(calls) == 1 and calls[0].startswith(f"train-se --resume {fresh}/runs/learn_s1/learn_s1_kept")
