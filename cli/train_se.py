@@ -56,7 +56,8 @@ def command(
     spec_weight: float = opt(LOSS, "Weight of the spectral loss. Default: 1."),
     qa: str = opt(LOSS, f"Quality guidance: {choices(QA_MODES)}. Default: none."),
     qa_model: str = opt(LOSS, "frozen/grl/joint/learn: the critic, a train-qa run directory, a shipped "
-                        "model (pesq-wb) or dnsmos (fixed: frozen, or joint --no-qa-update). Default: none."),
+                        "model (pesq-wb), dnsmos (fixed: frozen, or joint --no-qa-update) or intrusive "
+                        "(learn: an untrained critic that also reads the clean reference). Default: none."),
     qa_weight: float = opt(LOSS, "frozen/grl/joint/learn: weight of the quality term. Default: 1."),
     qa_every: int = opt(LOSS, "joint: add the quality term every k steps. Default: 1."),
     qa_update: bool = opt(LOSS, "joint: the critic also learns the true PESQ of the enhanced batch "

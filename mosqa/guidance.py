@@ -1,9 +1,11 @@
 """Quality guidance for train-se: a quality model (the critic) as part of the enhancer's loss.
 
 Critics (`--qa-model`): a train-qa run directory, a quality model shipped in the package by name
-(`pesq-wb`, through mosqa.qa.load_qa), or `dnsmos` (the torch DNSMOS of mosqa.dnsmos.load_torch; which
-score it gives, `--dnsmos-target`, e.g. `ovrl` or `0.5*sig+0.5*bak`). A train-qa model can learn;
-DNSMOS is fixed, so it serves only the modes that leave the critic as it is.
+(`pesq-wb`, through mosqa.qa.load_qa), `dnsmos` (the torch DNSMOS of mosqa.dnsmos.load_torch; which
+score it gives, `--dnsmos-target`, e.g. `ovrl` or `0.5*sig+0.5*bak`), or `intrusive` (learn only: an
+untrained critic that reads the clean reference beside the enhanced speech, MetricGAN's form;
+mosqa.intrusive_critic). A train-qa model can learn; DNSMOS is fixed, so it serves only the modes that
+leave the critic as it is.
 
 Modes (`--qa`):
   none    spectral loss only.
@@ -20,7 +22,8 @@ Modes (`--qa`):
           the clean references (the top of the scale), of the noisy inputs, and of as many earlier
           outputs drawn from a replay buffer (`--replay-size`), so it neither falls behind the
           enhancer nor forgets what it used to produce. `--critic-init pretrained` starts from
-          --qa-model's weights, `scratch` from its architecture freshly initialised. The critic's
+          --qa-model's weights, `scratch` from its architecture freshly initialised (the intrusive
+          critic always starts fresh). The critic's
           score of each fresh batch, taken before it learns that batch, against the true PESQ is
           the run's watch on exploitation: metrics.csv's critic_lcc and critic_mae per epoch.
 A learning critic trains the part of the quality model its best.pt holds (a train-qa model whole; for
@@ -143,14 +146,14 @@ def qa_joint(critic, enh, clean, lengths, cfg, step, noisy=None, learner=None):
     return cfg["qa_weight"] * enh_term + critic_loss(critic(enh.detach(), lengths), target)
 
 
-def held_score(critic, enh, lengths) -> torch.Tensor:
+def held_score(critic, enh, lengths, **ref) -> torch.Tensor:
     """The critic's normalised score with its weights held: the enhancer's term must not teach the critic
     to say "perfect"; its gradient still reaches the enhanced waveform."""
     params = [p for p in critic.parameters() if p.requires_grad]
     for p in params:
         p.requires_grad_(False)
     try:
-        return critic(enh, lengths)
+        return critic(enh, lengths, **ref)
     finally:
         for p in params:
             p.requires_grad_(True)
@@ -163,32 +166,35 @@ class Learner:
     def __init__(self, cfg: dict):
         self.workers = pesq_workers(cfg["pesq_workers"])
         self.size = cfg["replay_size"]
-        self.replay: list[tuple[torch.Tensor, float]] = []  # (waveform at its length, normalised PESQ)
+        # (enhanced waveform at its length, its clean reference, normalised PESQ)
+        self.replay: list[tuple[torch.Tensor, torch.Tensor, float]] = []
         self.rng = random.Random(cfg["seed"])
         self.seen: list[tuple[float, float]] = []
 
-    def remember(self, enh: torch.Tensor, lengths: torch.Tensor, target: torch.Tensor) -> None:
+    def remember(self, enh: torch.Tensor, ref: torch.Tensor, lengths: torch.Tensor,
+                 target: torch.Tensor) -> None:
         """Add items to the buffer; once full, each replaces a random older one (reservoir-like, so the
         buffer spans the whole run, not only its last steps)."""
-        for wav, n, t in zip(enh.detach().cpu(), lengths.tolist(), target.tolist(), strict=True):
+        rows = zip(enh.detach().cpu(), ref.detach().cpu(), lengths.tolist(), target.tolist(), strict=True)
+        for wav, clean, n, t in rows:
             if math.isnan(t):
                 continue
-            item = (wav[: int(n)].clone(), t)
+            item = (wav[: int(n)].clone(), clean[: int(n)].clone(), t)
             if len(self.replay) < self.size:
                 self.replay.append(item)
             else:
                 self.replay[self.rng.randrange(self.size)] = item
 
-    def recall(self, k: int, width: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        """k earlier items, zero-padded to `width` samples: (wav, lengths, targets), or None if empty."""
+    def recall(self, k: int, width: int, device) -> tuple[torch.Tensor, ...] | None:
+        """k earlier items, zero-padded to `width` samples: (wav, ref, lengths, targets), or None if empty."""
         if not self.replay or k <= 0:
             return None
         items = self.rng.sample(self.replay, min(k, len(self.replay)))
-        wav = torch.zeros(len(items), width)
-        for i, (w, _) in enumerate(items):
-            wav[i, : min(len(w), width)] = w[:width]
-        lengths = torch.tensor([min(len(w), width) for w, _ in items])
-        return wav.to(device), lengths.to(device), torch.tensor([t for _, t in items])
+        wav, ref = torch.zeros(len(items), width), torch.zeros(len(items), width)
+        for i, (w, c, _) in enumerate(items):
+            wav[i, : min(len(w), width)], ref[i, : min(len(c), width)] = w[:width], c[:width]
+        lengths = torch.tensor([min(len(w), width) for w, _, _ in items])
+        return wav.to(device), ref.to(device), lengths.to(device), torch.tensor([t for _, _, t in items])
 
     def watch(self, q: torch.Tensor, target: torch.Tensor) -> None:
         self.seen += [(a, b) for a, b in zip(q.tolist(), target.tolist(), strict=True) if not math.isnan(b)]
@@ -211,20 +217,23 @@ class Learner:
 def qa_learn(critic, enh, clean, lengths, cfg, step, noisy=None, learner=None):
     """MetricGAN+: the enhancer's quality term from the critic as it is, plus the critic's own loss on
     (enhanced, clean, noisy, replayed) items with their true PESQ. The two share no gradient: the
-    critic learns from detached audio, and its weights are held for the enhancer's term."""
+    critic learns from detached audio, and its weights are held for the enhancer's term. An intrusive
+    critic reads each item's clean reference too."""
     sr = cfg["sample_rate"]
+    ref = {"ref": clean} if cfg["qa_model"] == INTRUSIVE else {}
     pesq_enh = pending_pesq(clean, enh, lengths, sr, learner.workers)
     pesq_noisy = pending_pesq(clean, noisy, lengths, sr, learner.workers)
-    q_enh = held_score(critic, enh, lengths)  # while the workers score
+    q_enh = held_score(critic, enh, lengths, **ref)  # while the workers score
     target_enh, target_noisy = pesq_enh(), pesq_noisy()
     learner.watch(q_enh.detach(), target_enh)
-    wavs, lens = [enh.detach(), clean, noisy], [lengths, lengths, lengths]
+    wavs, refs, lens = [enh.detach(), clean, noisy], [clean, clean, clean], [lengths, lengths, lengths]
     targets = [target_enh, torch.ones(len(clean)), target_noisy]  # a clean reference scores the top
     replayed = learner.recall(len(enh), enh.shape[-1], enh.device)
     if replayed is not None:
-        wavs.append(replayed[0]), lens.append(replayed[1]), targets.append(replayed[2])
-    learner.remember(enh, lengths, target_enh)
-    q = critic(torch.cat(wavs), torch.cat(lens))
+        for items, part in zip((wavs, refs, lens, targets), replayed, strict=True):
+            items.append(part)
+    learner.remember(enh, clean, lengths, target_enh)
+    q = critic(torch.cat(wavs), torch.cat(lens), **({"ref": torch.cat(refs)} if ref else {}))
     return cfg["qa_weight"] * shortfall(q_enh) + critic_loss(q, torch.cat(targets))
 
 
@@ -245,6 +254,7 @@ CRITIC_INITS = ("pretrained", "scratch")
 # DNSMOS scores a --dnsmos-target may weigh, and the key load_torch's module returns each under.
 DNSMOS_SCORES = {"sig": "SIG", "bak": "BAK", "ovrl": "OVRL", "p808": "P808"}
 DNSMOS = "dnsmos"
+INTRUSIVE = "intrusive"
 DNSMOS_RATE = 16000
 
 
@@ -286,7 +296,11 @@ def check(cfg: dict) -> None:
     if cfg["qa"] == "none":
         return
     if not cfg["qa_model"]:
-        raise MosqaError(f"--qa {cfg['qa']} needs --qa-model (a train-qa run directory, pesq-wb or dnsmos)")
+        raise MosqaError(f"--qa {cfg['qa']} needs --qa-model (a train-qa run directory, pesq-wb, dnsmos or "
+                         "intrusive)")
+    if cfg["qa_model"] == INTRUSIVE and cfg["qa"] != "learn":
+        raise MosqaError(f"--qa-model intrusive starts untrained and learns beside the enhancer: use it with "
+                         f"--qa learn, not --qa {cfg['qa']}")
     if cfg["qa_model"] == DNSMOS:
         dnsmos_terms(cfg["dnsmos_target"])
         if updates_critic(cfg):
@@ -359,8 +373,15 @@ def qa_critic(cfg: dict, device) -> torch.nn.Module:
     return NormalisedQA(scorer)
 
 
+def intrusive_critic(cfg: dict, device) -> torch.nn.Module:
+    """--qa-model intrusive: mosqa.intrusive_critic's critic at the enhancer's rate, untrained."""
+    from mosqa.intrusive_critic import IntrusiveCritic
+
+    return IntrusiveCritic(cfg["sample_rate"])
+
+
 # Named critics; any other --qa-model is a train-qa run directory or a shipped model's name.
-CRITICS = {DNSMOS: dnsmos_critic}
+CRITICS = {DNSMOS: dnsmos_critic, INTRUSIVE: intrusive_critic}
 
 
 def load_critic(cfg: dict, device) -> torch.nn.Module:
@@ -382,6 +403,12 @@ def check_qa_compatible(qa_fe, cfg: dict, run_dir) -> None:
             f"{run_dir}: quality model's n_fft {qa_fe.n_fft} is longer than a "
             f"{cfg['crop_seconds']} s training crop"
         )
+
+
+def saved_critic(critic: torch.nn.Module) -> torch.nn.Module:
+    """What a run's checkpoint keeps of a learning critic (its `qa` state): a quality model's scorer, as
+    mosqa.qa.load_qa builds it, or the intrusive critic itself."""
+    return critic.scorer if isinstance(critic, NormalisedQA) else critic
 
 
 def learnable(critic: torch.nn.Module) -> torch.nn.Module:

@@ -50,6 +50,8 @@ CLASSIC = {"spectral_gating": spectral_gating}
 
 def learned_critic(run, device):
     """The critic a train-se run trained beside its enhancer (its checkpoint's `qa` state), or None."""
+    from mosqa.guidance import INTRUSIVE
+    from mosqa.intrusive_critic import IntrusiveCritic
     from mosqa.qa import load_qa
     from mosqa.runs import find_checkpoint, load_checkpoint, load_run_config
 
@@ -57,9 +59,30 @@ def learned_critic(run, device):
     state = load_checkpoint(ckpt, device).get("qa")
     if not state:
         return None
-    critic = load_qa(load_run_config(run_dir)["qa_model"], device)
+    cfg = load_run_config(run_dir)
+    if cfg["qa_model"] == INTRUSIVE:
+        critic = IntrusiveCritic(cfg["sample_rate"])
+    else:
+        critic = load_qa(cfg["qa_model"], device)
     critic.load_state_dict(state)
-    return critic.eval()
+    return critic.to(device).eval()
+
+
+def judged(judge, est: np.ndarray, clean: np.ndarray, sr: int, device) -> float:
+    """A judge's score of `est` on the PESQ scale: a quality model hears it alone; the intrusive critic
+    (normalised PESQ, (PESQ - 1) / 4) hears it beside its clean reference."""
+    import torch
+
+    from mosqa.audio import resample
+    from mosqa.intrusive_critic import IntrusiveCritic
+
+    def tensor(x):
+        return torch.from_numpy(resample(x, sr, judge.frontend.sample_rate)).float()[None].to(device)
+
+    with torch.no_grad():
+        if isinstance(judge, IntrusiveCritic):
+            return float(judge(tensor(est), None, tensor(clean))) * 4.0 + 1.0
+        return float(judge(tensor(est)))
 
 
 def score(pairs, out_csv, label: str, seed: int | None, run=None, qa_model: str = "pesq-wb",
@@ -68,7 +91,7 @@ def score(pairs, out_csv, label: str, seed: int | None, run=None, qa_model: str 
     enhancer's, or of the noisy file itself), against its clean reference."""
     import torch
 
-    from mosqa.audio import load_audio, resample
+    from mosqa.audio import load_audio
     from mosqa.dnsmos import Scorer
     from mosqa.enhance import enhance_wave, load_se
     from mosqa.evaluate import item_metrics
@@ -95,9 +118,7 @@ def score(pairs, out_csv, label: str, seed: int | None, run=None, qa_model: str 
             if judge is None:
                 row[name] = float("nan")
                 continue
-            wav = torch.from_numpy(resample(est, sr, judge.frontend.sample_rate)).float()[None].to(device)
-            with torch.no_grad():
-                row[name] = float(judge(wav))
+            row[name] = judged(judge, est, clean, sr, device)
         rows.append(row)
     with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -364,3 +364,67 @@ def test_learn_cli_run_writes_the_critic_watch_and_resumes(tmp_path):
     best = load_checkpoint(run / "best.pt")["qa"]
     assert all(torch.equal(v, best[k]) for k, v in critic.state_dict().items())
     assert any(not torch.equal(v, learned[k]) for k, v in load_checkpoint(run / "last.pt")["qa"].items())
+
+
+# ---------------------------------------------------------------- learn with the intrusive critic
+
+
+def test_intrusive_critic_reads_the_reference_and_fits_a_batch():
+    from mosqa.intrusive_critic import IntrusiveCritic
+
+    torch.manual_seed(0)
+    critic = IntrusiveCritic(SR).eval()  # eval: spectral norm's power iteration holds still between calls
+    clean = torch.tensor(np.stack([speech(1.0, f0) for f0 in (110, 160, 220, 260)]), dtype=torch.float32)
+    enh = (clean + 0.05 * torch.randn_like(clean)).requires_grad_(True)
+    lengths = torch.tensor([SR, SR, SR - 3000, SR])
+    q = critic(enh, lengths, clean)
+    assert q.shape == (4,)
+    assert not torch.allclose(q, critic(enh, lengths, clean.roll(1, 0)))  # another reference, another score
+    q.sum().backward()
+    assert enh.grad is not None and enh.grad.abs().sum() > 0  # the enhancer's gradient flows through it
+    padded = enh.detach().clone()
+    padded[2, SR - 3000:] = 1.0  # beyond its length: never heard
+    assert torch.allclose(critic(padded, lengths, clean)[2], critic(enh.detach(), lengths, clean)[2])
+    target = torch.tensor([0.2, 0.4, 0.6, 0.8])
+    critic.train()
+    optimizer = torch.optim.Adam(critic.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(60):
+        loss = guidance.critic_loss(critic(enh.detach(), lengths, clean), target)
+        optimizer.zero_grad(), loss.backward(), optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_learn_with_the_intrusive_critic_trains_both_and_the_bench_reads_it(tmp_path):
+    cfg = _resolved(tmp_path, arch="lstm", hidden=8, conv_channels=8, layers=1, qa="learn",
+                    qa_model="intrusive", pesq_workers=0, replay_size=3)
+    enh = _enhancer(cfg)
+    critic_start, enhancer_start = _weights(enh.critic), _weights(enh.model)
+    enh = _after_steps(cfg, n=3)
+    assert any(not torch.equal(v, critic_start[k]) for k, v in enh.critic.state_dict().items())
+    assert any(not torch.equal(v, enhancer_start[k]) for k, v in enh.model.state_dict().items())
+    wav, ref, target = enh.learner.replay[0]  # each replayed item keeps its clean reference
+    assert wav.shape == ref.shape and not torch.equal(wav, ref) and 0 <= target <= 1
+    res = run_cli("train-se", *TINY, *_data(tmp_path), "--exp-dir", tmp_path / "exp", "--qa", "learn",
+                  "--qa-model", "intrusive", "--pesq-workers", "0")
+    assert res.exit_code == 0, res.output
+    (run,) = runs_in(tmp_path / "exp")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+    import se_bench_table
+
+    critic = se_bench_table.learned_critic(run, "cpu")
+    best = load_checkpoint(run / "best.pt")["qa"]
+    assert all(torch.equal(v, best[k]) for k, v in critic.state_dict().items())
+    clean = speech(1.0, 150)
+    score = se_bench_table.judged(critic, clean + 0.01, clean, SR, "cpu")
+    assert np.isfinite(score)
+    assert score != se_bench_table.judged(critic, clean + 0.01, np.roll(clean, 4000), SR, "cpu")
+
+
+def test_the_intrusive_critic_only_learns(tmp_path):
+    data = [*_data(tmp_path), *TINY, "--exp-dir", tmp_path / "exp"]
+    _one_line_error(run_cli("train-se", *data, "--qa", "frozen", "--qa-model", "intrusive"),
+                    "--qa-model intrusive starts untrained and learns beside the enhancer: use it with "
+                    "--qa learn")
+    assert not (tmp_path / "exp").exists()
