@@ -58,12 +58,12 @@ ambient_water_urban"}
 # One guidance per line: a tag, then its train-se flags. Issue 11's 120-step table measured these against
 # the control (all lost PESQ): frozen_pesqwb --qa frozen --qa-model pesq-wb | grl_pesqwb --qa grl ... |
 # joint_pesqwb --qa joint ... | frozen_dnsmos --qa frozen --qa-model dnsmos --dnsmos-target ovrl.
-# The learning critic from a 250-step pilot (one seed, 24 validation mixtures, from the baseline's epoch 4;
-# the session note of 2026-12-04 has the table): weight 1 cost 4.4 dB SI-SNR; at weight 0.1 the frozen-
-# encoder pesq-wb's learning head fell behind the enhancer (its error on fresh outputs rose 0.73 -> 0.89
-# PESQ, SI-SNR -0.6 dB), while the NISQA-architecture pesq-wb-nisqa, learning whole, caught up (0.80 ->
-# 0.67) at +0.10 PESQ, +0.21 OVRL, +0.9 dB SI-SNR against the control.
-GUIDES=${GUIDES:-"learn_nisqa --qa learn --qa-model pesq-wb-nisqa --pesq-workers 1 --qa-weight 0.1"}
+# The learning critic: a 250-step pilot from the baseline's epoch 4 (one seed, 24 validation mixtures; the
+# session notes of 2026-12-04 have the tables) chose the non-intrusive pesq-wb-nisqa learning whole at
+# weight 0.1 (learn_nisqa --qa learn --qa-model pesq-wb-nisqa --pesq-workers 1 --qa-weight 0.1); from the
+# finished baseline it ran 0.08 PESQ behind the control at both of its first two epochs (seed 1), while
+# the intrusive critic (MetricGAN's form, critic lr 1e-3) ran 0.04 behind: the bench's learning arm.
+GUIDES=${GUIDES:-"learn_intrusive --qa learn --qa-model intrusive --pesq-workers 1 --qa-weight 0.1 --qa-lr 0.001"}
 KEEP=${KEEP:-recipes/bench_se}
 stage=${stage:-0}
 stop_stage=${stop_stage:-5}
