@@ -11,8 +11,9 @@
 #     soon as it is trained, and kept (below)
 #   4 score noisy input, spectral gating (noisereduce, the classic floor: pip install noisereduce), baseline
 #     and every fine-tuned run not yet scored on the test set: PESQ, STOI, SI-SNR, DNSMOS SIG/BAK/OVRL,
-#     the prediction of QA_MODEL (the learning critic's starting point) and, for a run whose critic
-#     learned, that critic's own prediction (recipes/se_bench_table.py score)
+#     the prediction of QA_MODEL (a non-intrusive quality model; each judge's error against true PESQ is
+#     in the table) and, for a run whose critic learned, that critic's own prediction
+#     (recipes/se_bench_table.py score)
 #   5 one table, mean ± sd over seeds and each run's paired difference to the control: $OUT/table.md; the
 #     learning critics' LCC against true PESQ per epoch: $OUT/critic_watch.md
 # Voices: speaker folders of $CORPUS/speech sorted by name (speech_commands left out: many 1 s voices);
@@ -28,7 +29,9 @@
 # Measured 2026-12-04 (issue 20's form): a baseline epoch alone on 2 threads 196-200 s, beside a 1-thread
 # fine-tune 440-600 s; a 125-step fine-tune beside the baseline 330-370 s spectral-only, 430-470 s with
 # the learning critic (--pesq-workers 1). So 1,500 steps x 3 seeds x 2 arms is about 4 h of one core:
-# run stage 3 over two sessions (it resumes).
+# run stage 3 over two sessions (it resumes). Measured 2026-12-04 with two fine-tunes side by side (one
+# thread each): a 250-step epoch with its validation 390-450 s for the control, 450-540 s for the learning
+# intrusive critic; scoring a run on the 100 test files 90-120 s.
 # DEVICE=cuda for larger runs (bigger BASE_STEPS / FT_STEPS / SEEDS).
 # Stages resume: `stage=N bash recipes/bench_se.sh` starts at stage N (`stage=N stop_stage=N`: N only);
 # a run is resumed to its stage's length (interrupted: from its last.pt; a raised BASE_STEPS continues the
