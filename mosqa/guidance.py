@@ -75,7 +75,8 @@ class NormalisedQA(torch.nn.Module):
         super().__init__()
         self.scorer = scorer
 
-    def forward(self, wav, lengths):
+    def forward(self, wav, lengths, ref=None):
+        """A non-intrusive model: the clean reference a learning critic is handed goes unheard."""
         return self.scorer.normalised(wav, lengths)
 
 
@@ -146,14 +147,14 @@ def qa_joint(critic, enh, clean, lengths, cfg, step, noisy=None, learner=None):
     return cfg["qa_weight"] * enh_term + critic_loss(critic(enh.detach(), lengths), target)
 
 
-def held_score(critic, enh, lengths, **ref) -> torch.Tensor:
+def held_score(critic, *inputs) -> torch.Tensor:
     """The critic's normalised score with its weights held: the enhancer's term must not teach the critic
     to say "perfect"; its gradient still reaches the enhanced waveform."""
     params = [p for p in critic.parameters() if p.requires_grad]
     for p in params:
         p.requires_grad_(False)
     try:
-        return critic(enh, lengths, **ref)
+        return critic(*inputs)
     finally:
         for p in params:
             p.requires_grad_(True)
@@ -217,13 +218,12 @@ class Learner:
 def qa_learn(critic, enh, clean, lengths, cfg, step, noisy=None, learner=None):
     """MetricGAN+: the enhancer's quality term from the critic as it is, plus the critic's own loss on
     (enhanced, clean, noisy, replayed) items with their true PESQ. The two share no gradient: the
-    critic learns from detached audio, and its weights are held for the enhancer's term. An intrusive
-    critic reads each item's clean reference too."""
+    critic learns from detached audio, and its weights are held for the enhancer's term. Each item goes
+    with its clean reference, which only an intrusive critic hears."""
     sr = cfg["sample_rate"]
-    ref = {"ref": clean} if cfg["qa_model"] == INTRUSIVE else {}
     pesq_enh = pending_pesq(clean, enh, lengths, sr, learner.workers)
     pesq_noisy = pending_pesq(clean, noisy, lengths, sr, learner.workers)
-    q_enh = held_score(critic, enh, lengths, **ref)  # while the workers score
+    q_enh = held_score(critic, enh, lengths, clean)  # while the workers score
     target_enh, target_noisy = pesq_enh(), pesq_noisy()
     learner.watch(q_enh.detach(), target_enh)
     wavs, refs, lens = [enh.detach(), clean, noisy], [clean, clean, clean], [lengths, lengths, lengths]
@@ -233,7 +233,7 @@ def qa_learn(critic, enh, clean, lengths, cfg, step, noisy=None, learner=None):
         for items, part in zip((wavs, refs, lens, targets), replayed, strict=True):
             items.append(part)
     learner.remember(enh, clean, lengths, target_enh)
-    q = critic(torch.cat(wavs), torch.cat(lens), **({"ref": torch.cat(refs)} if ref else {}))
+    q = critic(torch.cat(wavs), torch.cat(lens), torch.cat(refs))
     return cfg["qa_weight"] * shortfall(q_enh) + critic_loss(q, torch.cat(targets))
 
 

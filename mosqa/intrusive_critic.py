@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from mosqa.frontend import FrontEnd, frame_lengths, stft
+from mosqa.frontend import FrontEnd, features, frame_lengths
 
 COMPRESS = 0.3  # magnitude exponent: speech's dynamic range squeezed so quiet bins still count
 
@@ -37,17 +37,12 @@ class IntrusiveCritic(nn.Module):
                                   spectral_norm(nn.Linear(50, 10)), nn.LeakyReLU(0.3),
                                   spectral_norm(nn.Linear(10, 1)))
 
-    def spectra(self, wav: torch.Tensor) -> torch.Tensor:
-        """(B, frames, bins) compressed magnitudes; the small floor keeps the gradient finite at |X| = 0."""
-        power = stft(wav, self.frontend).abs() ** 2
-        return (power + 1e-10) ** (COMPRESS / 2)
-
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None, ref: torch.Tensor) -> torch.Tensor:
         if lengths is None:
             lengths = torch.full((len(wav),), wav.shape[-1], device=wav.device)
         beyond = torch.arange(wav.shape[-1], device=wav.device)[None, :] >= lengths[:, None]
         wav, ref = wav.masked_fill(beyond, 0.0), ref.masked_fill(beyond, 0.0)  # padding is never heard
-        x = torch.stack([self.spectra(wav), self.spectra(ref)], dim=1)  # (B, 2, frames, bins)
+        x = torch.stack([features(wav, self.frontend), features(ref, self.frontend)], dim=1)  # (B, 2, T, F)
         valid = frame_lengths(lengths, self.frontend)
         h = self.convs(x).mean(dim=3)  # (B, C, frames'), frequency pooled
         for _ in range(self.layers):  # each stride-2 layer halves the valid frames, rounding up

@@ -152,11 +152,10 @@ fine_tunes() {  # every (seed, tag) of the fine-tune stage, one per line
 
 all_left() {  # all_left PATH_FORMAT MESSAGE_FORMAT: every fine-tune (%s = its name) left PATH, or stop
     local name
-    while read -r seed tag _; do
-        name=${tag}_s$seed
+    for name in $(fine_tune_names); do
         # shellcheck disable=SC2059  # the formats are this script's own
         [ -f "$(printf "$1" "$name")" ] || { printf "bench_se: $2\n" "$name" "$name" >&2; exit 1; }
-    done < <(fine_tunes)
+    done
 }
 
 if [ "$stage" = keep ]; then  # before a session stops: every run's state into $KEEP, to commit
