@@ -4,10 +4,11 @@
 #   2 validate, split by speaker (spk6 never seen in training) and balance the train list
 #   3 train a small CRN quality model          4 evaluate it on the unseen speaker
 #   5 write the held-out enhancement test set: spk6's utterances in generated noise at 0-15 dB
-#   6 train a tiny enhancer on spk1-spk5 mixed on the fly (spectral loss), then fine-tune it a few
-#     steps guided by a learning critic (--init, --qa learn --qa-model intrusive): of the guidance modes
-#     recipes/bench_se.sh measured, the only one within the bench's OVRL and SI-SNR bounds of its control
-#     at 1,500 steps, though no mode has raised true PESQ over the control (README, issues 11 and 20)
+#   6 train a tiny enhancer on spk1-spk5 mixed on the fly (spectral loss), then fine-tune it 60 steps
+#     guided by a learning critic (--init, --qa learn --qa-model intrusive) and the same 60 steps without
+#     it (the control): of the guidance modes recipes/bench_se.sh measured, the only one within the
+#     bench's OVRL and SI-SNR bounds of its control at 1,500 steps, though no mode has raised true PESQ
+#     over the control (README, issues 11 and 20)
 #   7 one table on the held-out files (noisy input first), what it shows in plain words, then enhance
 #     the held-out files and score them with DNSMOS
 # The enhancer never hears spk6, so no clean utterance of the held-out files is in its training data.
