@@ -62,13 +62,13 @@ def read_set(sim_dir) -> tuple[list[Path], np.ndarray, list[dict]]:
 _worker: dict = {}
 
 
-def _init_worker(precision: str) -> None:
+def _init_worker(precision: str, layers: tuple | None) -> None:
     import torch
 
-    from mosqa.distill_mos import load_encoder
+    from mosqa.distill_mos import FEATURE_LAYERS, load_encoder
 
     torch.set_num_threads(1)
-    _worker.update(encoder=load_encoder(), precision=precision)
+    _worker.update(encoder=load_encoder(), precision=precision, layers=layers or FEATURE_LAYERS)
 
 
 def _encode(paths: list) -> np.ndarray:
@@ -79,15 +79,17 @@ def _encode(paths: list) -> np.ndarray:
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for path in paths:
             wav = torch.from_numpy(load_audio(path))[None]
-            out.append(enc.features(wav).float()[0].numpy())
+            out.append(enc.features(wav, layers=_worker["layers"]).float()[0].numpy())
     return np.stack(out)
 
 
 def extract_features(paths: list, cache_dir, jobs: int = 1, precision: str = "bf16",
-                     progress=None) -> np.ndarray:
-    """(N, D) encoder features of `paths`, saved PART clips a file under `cache_dir` so that a cut
-    extraction resumes where it stopped. `jobs` processes of one thread each (faster than one process
-    of `jobs` threads: the encoder's small convolutions scale poorly across threads)."""
+                     progress=None, layers: tuple | None = None) -> np.ndarray:
+    """(N, D) encoder features of `paths` (the statistics of `layers`, by default the shipped head's:
+    distill_mos.features), saved PART
+    clips a file under `cache_dir` so that a cut extraction resumes where it stopped. `jobs` processes
+    of one thread each (faster than one process of `jobs` threads: the encoder's small convolutions
+    scale poorly across threads)."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     parts = [paths[i:i + PART] for i in range(0, len(paths), PART)]
@@ -97,7 +99,7 @@ def extract_features(paths: list, cache_dir, jobs: int = 1, precision: str = "bf
         progress(sum(len(parts[i]) for i in range(len(parts)) if i not in todo))
     if todo:
         ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(min(jobs, len(todo)), _init_worker, (precision,)) as pool:
+        with ctx.Pool(min(jobs, len(todo)), _init_worker, (precision, layers and tuple(layers))) as pool:
             for i, feats in zip(todo, pool.imap(_encode, [parts[i] for i in todo]), strict=True):
                 with atomic_path(files[i]) as tmp, open(tmp, "wb") as f:
                     np.save(f, feats.astype(np.float32))

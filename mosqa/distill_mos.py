@@ -39,7 +39,14 @@ WEIGHTS = Path(__file__).parent / "pretrained" / "distill-mos" / "weights.pt"
 # Transformer layers whose outputs are summarised as features (1-based); the CNN output and the attention
 # pool are always included. The scout found layers 2 and 4 add to the last one.
 FEATURE_LAYERS = (2, 4, 7)
-FEATURE_DIM = 2 * 1024 + 2 * DIM * len(FEATURE_LAYERS) + DIM + 1
+ALL_LAYERS = tuple(range(1, LAYERS + 1))  # what a head comparison extracts once and selects from
+
+
+def feature_dim(layers=FEATURE_LAYERS) -> int:
+    return 2 * 1024 + 2 * DIM * len(layers) + DIM + 1
+
+
+FEATURE_DIM = feature_dim()
 
 
 def compressed_spectrum(wav: torch.Tensor) -> torch.Tensor:
@@ -109,16 +116,27 @@ class Encoder(nn.Module):
         """(B, N) -> (B,) MOS as the reference scores it (zero-padded 7.68 s windows, 1 s apart)."""
         return torch.stack([self.frames(w)["score"] for w in reference_windows(wav)]).mean(dim=0)
 
-    def features(self, wav: torch.Tensor, pad: bool = False) -> torch.Tensor:
-        """(B, N) -> (B, FEATURE_DIM): mean and sd over time of the CNN output and of FEATURE_LAYERS, the
-        attention pool and the score, averaged over windows for inputs longer than 7.68 s."""
+    def features(self, wav: torch.Tensor, pad: bool = False, layers=FEATURE_LAYERS) -> torch.Tensor:
+        """(B, N) -> (B, feature_dim(layers)): mean and sd over time of the CNN output and of `layers`,
+        the attention pool and the score, averaged over windows for inputs longer than 7.68 s."""
         windows = reference_windows(wav) if pad else split_windows(wav)
-        return torch.stack([summarise(self.frames(w)) for w in windows]).mean(dim=0)
+        return torch.stack([summarise(self.frames(w), layers) for w in windows]).mean(dim=0)
 
 
-def summarise(out: dict) -> torch.Tensor:
+def feature_columns(keys, layers=ALL_LAYERS) -> np.ndarray:
+    """Column indices, in features(layers=layers)'s layout, of the blocks `keys` names ("cnn", a layer
+    number, "pooled", "score"), in layout order: a head on fewer layers reads them from one extraction."""
+    sizes = {"cnn": 2 * 1024, **{i: 2 * DIM for i in layers}, "pooled": DIM, "score": 1}
+    unknown = set(keys) - set(sizes)
+    if unknown:
+        raise MosqaError(f"distill-mos: no feature block {sorted(map(str, unknown))} in layers {layers}")
+    bounds = np.cumsum([0, *sizes.values()])
+    return np.concatenate([np.arange(bounds[j], bounds[j + 1]) for j, key in enumerate(sizes) if key in keys])
+
+
+def summarise(out: dict, layers=FEATURE_LAYERS) -> torch.Tensor:
     stats = []
-    for key in ("cnn", *FEATURE_LAYERS):
+    for key in ("cnn", *layers):
         std, mean = torch.std_mean(out[key], dim=1, correction=0)
         stats += [mean, std]
     return torch.cat([*stats, out["pooled"], out["score"][:, None]], dim=1)

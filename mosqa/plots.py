@@ -100,8 +100,13 @@ def campaign_png(path, rows: list[dict], target: float = 0.92, bias_band: float 
     plt = _pyplot()
     clips = [int(r["clips"]) / 1000 for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for key, style in (("valid_lcc", "o-"), ("test_lcc", "s-"), ("valid_srcc", "o--"), ("test_srcc", "s--")):
-        ax1.plot(clips, [float(r[key]) for r in rows], style, label=key.replace("_", " "))
+    curves = (("valid_lcc", "o-"), ("test_lcc", "s-"), ("valid_srcc", "o--"), ("test_srcc", "s--"),
+              ("xvalid_lcc", "^-"), ("xtest_lcc", "v-"))  # x: the cross-renderer sets (rows 4 on)
+    for key, style in curves:
+        values = [float(r.get(key) or "nan") for r in rows]
+        label = key.replace("_", " ").replace("xvalid", "cross valid").replace("xtest", "cross test")
+        if any(np.isfinite(values)):
+            ax1.plot(clips, values, style, label=label)
     ax1.axhline(target, color="grey", lw=0.8, ls=":")
     ax1.set(xlabel="training clips seen (thousands)", ylabel="correlation with PESQ-WB",
             title="held-out voices, noises and rooms")

@@ -49,6 +49,22 @@ def test_features_are_per_item_and_windowed(encoder):
     assert padded[0, -1] == pytest.approx(float(encoder(torch.from_numpy(a)[None])), abs=1e-5)
 
 
+def test_feature_columns_select_the_shipped_layout_from_every_layer(encoder):
+    """One all-layer extraction serves every head of the comparison: the columns of the shipped design's
+    blocks are exactly the shipped features."""
+    wav = torch.from_numpy(speech(3.0, 150))[None]
+    with torch.no_grad():
+        shipped = encoder.features(wav)
+        every = encoder.features(wav, layers=distill_mos.ALL_LAYERS)
+    assert every.shape[1] == distill_mos.feature_dim(distill_mos.ALL_LAYERS)
+    cols = distill_mos.feature_columns(("cnn", *distill_mos.FEATURE_LAYERS, "pooled", "score"))
+    assert torch.equal(every[:, cols], shipped)
+    upper = distill_mos.feature_columns(("pooled", "score"))
+    assert len(upper) == distill_mos.DIM + 1 and torch.equal(every[:, upper], shipped[:, -upper.size:])
+    with pytest.raises(MosqaError, match="no feature block"):
+        distill_mos.feature_columns((9, "score"))
+
+
 def test_missing_weights_is_a_clean_error(tmp_path):
     with pytest.raises(MosqaError, match="weights are missing"):
         distill_mos.load_encoder(path=tmp_path / "none.pt")
