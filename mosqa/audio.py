@@ -123,27 +123,33 @@ PCM_RANGES = {np.dtype(np.uint8): (128.0, 128.0), np.dtype(np.int16): (0.0, 2.0*
               np.dtype(np.float32): (0.0, 1.0), np.dtype(np.float64): (0.0, 1.0)}
 
 
+def decoded_mono(frames) -> tuple[np.ndarray, int | None]:
+    """PyAV audio frames -> (mono float32, their rate; None for no frames). Each frame is downmixed as it
+    comes, so a stream may change its channel count midway; never its rate (one rate is what callers
+    resample from)."""
+    chunks, rates = [], set()
+    for frame in frames:
+        pcm = frame.to_ndarray()
+        if not frame.format.is_planar:  # interleaved: one row of (samples x channels)
+            pcm = pcm.reshape(-1, len(frame.layout.channels)).T
+        offset, scale = PCM_RANGES[pcm.dtype]
+        chunks.append(((pcm.astype(np.float32) - offset) / np.float32(scale)).mean(axis=0))
+        rates.add(frame.sample_rate)
+    if len(rates) > 1:
+        raise ValueError(f"sample rate changes midway ({', '.join(map(str, sorted(rates)))} Hz)")
+    return np.concatenate([np.zeros(0, np.float32), *chunks]), next(iter(rates), None)
+
+
 def _read_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
-    """The first audio stream (a video file's too), each frame downmixed to mono as it comes: a stream
-    may change its channel count midway, never its rate (refused: one rate is what callers resample)."""
+    """The first audio stream, a video file's too."""
     import av  # imported here: only files libsndfile cannot read pay for it
 
     with av.open(str(path), metadata_errors="ignore") as box:
         if not box.streams.audio:
             raise ValueError("no audio stream")
         stream = box.streams.audio[0]
-        chunks, rates = [], set()
-        for frame in box.decode(stream):
-            pcm = frame.to_ndarray()
-            if not frame.format.is_planar:  # interleaved: one row of (samples x channels)
-                pcm = pcm.reshape(-1, len(frame.layout.channels)).T
-            offset, scale = PCM_RANGES[pcm.dtype]
-            chunks.append(((pcm.astype(np.float32) - offset) / np.float32(scale)).mean(axis=0))
-            rates.add(frame.sample_rate)
-        if len(rates) > 1:
-            raise ValueError(f"sample rate changes midway ({', '.join(map(str, sorted(rates)))} Hz)")
-        (rate,) = rates or {stream.codec_context.sample_rate}  # an empty stream still names its rate
-    return np.concatenate([np.zeros(0, np.float32), *chunks]), rate
+        wav, rate = decoded_mono(box.decode(stream))
+        return wav, rate or stream.codec_context.sample_rate  # an empty stream still names its rate
 
 
 def _reason(exc: Exception) -> str:
