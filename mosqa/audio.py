@@ -1,7 +1,9 @@
-"""Waveform I/O: any file soundfile reads -> mono float32 at the rate the caller asks for.
+"""Waveform I/O: any audio file -> mono float32 at the rate the caller asks for.
 
-Kept free of torch so that `mosqa dnsmos` starts fast; the STFT front end models read lives in
-frontend.py.
+libsndfile (soundfile) reads what it can (WAV, FLAC, MP3, Ogg Vorbis/Opus, ...); PyAV (FFmpeg's libraries,
+shipped in its wheel) decodes the rest: phone and meeting recordings (m4a/AAC, AMR, 3GP, WebM, WMA) and the
+first audio stream of a video file. Kept free of torch so that `mosqa dnsmos` starts fast; the STFT front
+end models read lives in frontend.py.
 """
 
 import csv
@@ -37,7 +39,14 @@ def _readable_suffixes() -> frozenset[str]:
     return frozenset(f".{s}" for name in names for s in [name, *aliases.get(name, [])])
 
 
-AUDIO_SUFFIXES = _readable_suffixes()
+# What libsndfile does not read and FFmpeg does, so that folders hand these files on too: MPEG-4 and 3GPP
+# (m4a/AAC, ALAC, AMR in .3gp), raw AAC and AMR-NB/WB, Matroska/WebM (Opus, Vorbis), ASF (WMA), AC-3,
+# WavPack, Monkey's Audio, and video containers (their first audio stream).
+FFMPEG_SUFFIXES = frozenset({
+    ".m4a", ".m4b", ".aac", ".amr", ".awb", ".3gp", ".3g2", ".webm", ".weba", ".mka", ".wma", ".asf",
+    ".ac3", ".wv", ".ape", ".mp4", ".m4v", ".mov", ".mkv", ".avi", ".wmv",
+})
+AUDIO_SUFFIXES = _readable_suffixes() | FFMPEG_SUFFIXES
 
 
 def find_audio(folder) -> list[Path]:
@@ -84,16 +93,85 @@ def load_audio_native(path) -> tuple[np.ndarray, int]:
     path = Path(path)
     if not path.is_file():
         raise MosqaError(f"{path}: no such audio file")
-    try:
-        wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:  # soundfile raises several types for corrupt files
-        raise MosqaError(f"{path}: cannot decode audio ({str(exc).splitlines()[0]})") from None
-    if wav.shape[0] == 0:
+    wav, sr = _decode(path)
+    if wav.size == 0:
         raise MosqaError(f"{path}: empty audio file (0 samples)")
-    wav = wav.mean(axis=1) if wav.shape[1] > 1 else wav[:, 0]
     if not np.all(np.isfinite(wav)):
         raise MosqaError(f"{path}: audio contains NaN or infinite samples")
-    return np.ascontiguousarray(wav, dtype=np.float32), int(sr)
+    return wav, sr
+
+
+def audio_info(path) -> tuple[int, int]:
+    """(samples, rate) of an audio file: from the header where libsndfile reads it, else by decoding it
+    (a container's stated duration is not exact: AAC's priming samples, missing or rounded durations)."""
+    try:
+        info = sf.info(str(path))
+        return info.frames, info.samplerate
+    except Exception:  # soundfile raises several types for what it cannot read
+        wav, sr = load_audio_native(path)
+        return len(wav), sr
+
+
+def _read_sndfile(path: Path) -> tuple[np.ndarray, int]:
+    wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    return wav.mean(axis=1) if wav.shape[1] > 1 else wav[:, 0], sr
+
+
+# PyAV's sample types -> (offset, divisor) that put them on [-1, 1), as libsndfile scales PCM.
+PCM_RANGES = {np.dtype(np.uint8): (128.0, 128.0), np.dtype(np.int16): (0.0, 2.0**15),
+              np.dtype(np.int32): (0.0, 2.0**31), np.dtype(np.int64): (0.0, 2.0**63),
+              np.dtype(np.float32): (0.0, 1.0), np.dtype(np.float64): (0.0, 1.0)}
+
+
+def decoded_mono(frames) -> tuple[np.ndarray, int | None]:
+    """PyAV audio frames -> (mono float32, their rate; None for no frames). Each frame is downmixed as it
+    comes, so a stream may change its channel count midway; never its rate (one rate is what callers
+    resample from)."""
+    chunks, rates = [], set()
+    for frame in frames:
+        pcm = frame.to_ndarray()
+        if not frame.format.is_planar:  # interleaved: one row of (samples x channels)
+            pcm = pcm.reshape(-1, len(frame.layout.channels)).T
+        offset, scale = PCM_RANGES[pcm.dtype]
+        chunks.append(((pcm.astype(np.float32) - offset) / np.float32(scale)).mean(axis=0))
+        rates.add(frame.sample_rate)
+    if len(rates) > 1:
+        raise ValueError(f"sample rate changes midway ({', '.join(map(str, sorted(rates)))} Hz)")
+    return np.concatenate([np.zeros(0, np.float32), *chunks]), next(iter(rates), None)
+
+
+def _read_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+    """The first audio stream, a video file's too."""
+    import av  # imported here: only files libsndfile cannot read pay for it
+
+    with av.open(str(path), metadata_errors="ignore") as box:
+        if not box.streams.audio:
+            raise ValueError("no audio stream")
+        stream = box.streams.audio[0]
+        wav, rate = decoded_mono(box.decode(stream))
+        return wav, rate or stream.codec_context.sample_rate  # an empty stream still names its rate
+
+
+def _reason(exc: Exception) -> str:
+    """The cause alone: libsndfile's and FFmpeg's messages repeat the path and an error number."""
+    reason = getattr(exc, "error_string", None) or getattr(exc, "strerror", None) or str(exc)
+    return reason.splitlines()[0].rstrip(".") if reason else type(exc).__name__
+
+
+# Tried in this order; the first that decodes the file wins.
+DECODERS = {"libsndfile": _read_sndfile, "FFmpeg": _read_ffmpeg}
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int]:
+    reasons = []
+    for name, read in DECODERS.items():
+        try:
+            wav, sr = read(path)
+        except Exception as exc:  # both libraries raise several types for a file they cannot read
+            reasons.append(f"{name}: {_reason(exc)}")
+            continue
+        return np.ascontiguousarray(wav, dtype=np.float32), int(sr)
+    raise MosqaError(f"{path}: cannot decode audio ({'; '.join(reasons)})")
 
 
 def level_db(wav: np.ndarray) -> float:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mosqa.audio import SAMPLE_RATE, resample
+from mosqa.audio import SAMPLE_RATE, decoded_mono, resample
 from mosqa.errors import MosqaError
 
 
@@ -157,12 +157,8 @@ def _pyav_round_trip(wav: np.ndarray, c: Codec, setting: str | None) -> np.ndarr
 
 def _to_16k(frames) -> np.ndarray:
     """Decoded PyAV frames -> one float32 signal at 16 kHz (decoders pick their own rate: opus 48 kHz)."""
-    chunks, rate = [], SAMPLE_RATE
-    for frame in frames:
-        samples, rate = frame.to_ndarray(), frame.sample_rate
-        scale = 32768.0 if samples.dtype == np.int16 else 1.0
-        chunks.append(samples.reshape(-1).astype(np.float32) / scale)
-    return resample(np.concatenate(chunks), rate, SAMPLE_RATE)
+    wav, rate = decoded_mono(frames)
+    return resample(wav, rate, SAMPLE_RATE)
 
 
 def _ffmpeg_round_trip(wav: np.ndarray, c: Codec, setting: str | None) -> np.ndarray:

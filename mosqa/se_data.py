@@ -9,11 +9,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 from scipy.signal import fftconvolve
 
-from mosqa.audio import load_audio, load_checked
+from mosqa.audio import audio_info, load_audio, load_checked
 from mosqa.errors import MosqaError
 from mosqa.lists import audio_files, read_list
 
@@ -30,12 +29,12 @@ def read_pairs(list_path) -> list[tuple[Path, Path, str]]:
             if not p.is_file():
                 raise MosqaError(f"{it.where}: no such audio file {p}")
         try:
-            ni, ci = sf.info(str(it.path)), sf.info(str(it.clean))
-        except Exception as exc:
-            raise MosqaError(f"{it.where}: cannot read audio header ({str(exc).splitlines()[0]})") from None
+            (n_noisy, sr_noisy), (n_clean, sr_clean) = audio_info(it.path), audio_info(it.clean)
+        except MosqaError as exc:
+            raise MosqaError(f"{it.where}: {exc}") from None
         # Compare durations, not sample counts: the two files may be stored at different rates.
-        dn, dc = ni.frames / ni.samplerate, ci.frames / ci.samplerate
-        if abs(dn - dc) > 1.0 / min(ni.samplerate, ci.samplerate):
+        dn, dc = n_noisy / sr_noisy, n_clean / sr_clean
+        if abs(dn - dc) > 1.0 / min(sr_noisy, sr_clean):
             raise MosqaError(f"{it.where}: noisy and clean differ in length ({dn:.3f} s vs {dc:.3f} s)")
         pairs.append((it.path, it.clean, it.where))
     return pairs
