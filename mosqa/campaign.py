@@ -83,7 +83,7 @@ def _encode(paths: list) -> np.ndarray:
     return np.stack(out)
 
 
-def extract_features(paths: list, cache_dir, jobs: int = 1, precision: str = "bf16",
+def extract_features(paths: list, cache_dir, jobs: int = 1, precision: str = "fp32",
                      progress=None, layers: tuple | None = None) -> np.ndarray:
     """(N, D) encoder features of `paths` (the statistics of `layers`, by default the shipped head's:
     distill_mos.features), saved PART

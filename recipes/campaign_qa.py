@@ -38,7 +38,10 @@ CROSS = {"valid": (3, 910001), "test": (3, 910002)}  # the audiomentations-rende
 SETS = ("valid", "test", "xvalid", "xtest")  # own renderer, then the cross-renderer (x) sets
 OWN_DROP = 0.03  # how far the own validation may fall for a cross-renderer gain to promote
 BLOCK = 2048  # clips added to the sums between two saves of the state
-PRECISION = "bf16"
+# float32: bfloat16 autocast halved the encoder's time on the machine of rows 1-3, but a CPU without native
+# bfloat16 (no AVX512-BF16 or AMX, as on 2026-12-06) emulates it about 40x slower than float32 (4.2 s
+# against 0.10 s for a 1.6 s clip, one thread); rows 1-3 were encoded in bfloat16
+PRECISION = "fp32"
 # the venv's mosqa beside this python, so the recipe works without the venv on PATH (and in the tests)
 MOSQA = shutil.which("mosqa", path=str(Path(sys.executable).parent)) or "mosqa"
 
