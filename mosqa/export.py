@@ -109,7 +109,7 @@ def export_failure(exc: BaseException) -> str:
         exc = exc.__cause__
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     where = next((line for line in lines if line.startswith("Caused by:")), None)
-    return f"{type(exc).__name__}: {lines[0] if lines else 'no message'}" + (f" {where}" if where else "")
+    return (lines[0] if lines else type(exc).__name__) + (f" {where}" if where else "")
 
 
 def probe(sample_rate: int):

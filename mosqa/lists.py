@@ -98,8 +98,9 @@ def read_list(
 ) -> list[Item]:
     """Parse a list file into Items; any bad line raises MosqaError naming `list:line`.
 
-    `require_score=False` reads a list for its paths alone (dnsmos, predict, enhance, train-se): scores
-    in it are ignored, not even parsed, so a list scored on another scale (or not at all) works as is.
+    `require_score=False` reads a list for its paths alone (dnsmos, predict, enhance, train-se): its
+    scores are ignored (any number in a header-less line, anything in a score column), so a list scored
+    on another scale, or with a text label there, works as is.
     Pass a list as `bad_lines` to skip bad lines instead: each one's message is appended to it.
     """
     list_path = Path(list_path)
@@ -141,7 +142,7 @@ def read_list(
                 items.append(Item(_resolve(base, fields[0]), score, where=where))
             elif len(fields) == 2 and not require_score:
                 items.append(Item(_resolve(base, fields[0]), clean=_resolve(base, fields[1]), where=where))
-            elif len(fields) == 3:
+            elif len(fields) == 3 and (require_score or _is_number(fields[2])):  # a third field is a score
                 score = _parse_score(fields[2], where, score_range) if require_score else None
                 items.append(Item(_resolve(base, fields[0]), score, clean=_resolve(base, fields[1]),
                                   where=where))
