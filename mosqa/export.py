@@ -154,18 +154,18 @@ def export_onnx(spec, out=None) -> Path:
     rate = scorer.frontend.sample_rate
     wav, lengths = probe(rate)
     batch, samples = torch.export.Dim("batch"), torch.export.Dim("samples", min=int(MIN_SECONDS * rate))
-    with warnings.catch_warnings(), torch.inference_mode(False):
+    silenced = io.StringIO()  # a failing exporter prints the whole traced graph
+    with (warnings.catch_warnings(), torch.inference_mode(False), contextlib.redirect_stdout(silenced),
+          contextlib.redirect_stderr(silenced)):
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # e.g. "torchvision is not installed"
-        try:  # silenced: a failing exporter prints the whole traced graph
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                # optimize=False: onnxscript's optimiser folds `mel + 1e-10` into `mel` (it takes 1e-10
-                # for zero), so log(0) = -inf on digital silence; onnxruntime optimises the graph on load.
-                program = torch.onnx.export(
-                    exportable(scorer), (wav, lengths), input_names=["wav", "lengths"],
-                    output_names=["score"], dynamic_shapes={"wav": {0: batch, 1: samples},
-                                                            "lengths": {0: batch}},
-                    dynamo=True, optimize=False, opset_version=OPSET, verbose=False)
+        try:
+            # optimize=False: onnxscript's optimiser folds `mel + 1e-10` into `mel` (it takes 1e-10 for
+            # zero), so log(0) = -inf on digital silence; onnxruntime optimises the graph when it loads.
+            program = torch.onnx.export(
+                exportable(scorer), (wav, lengths), input_names=["wav", "lengths"], output_names=["score"],
+                dynamic_shapes={"wav": {0: batch, 1: samples}, "lengths": {0: batch}}, dynamo=True,
+                optimize=False, opset_version=OPSET, verbose=False)
         except Exception as exc:  # torch raises many types
             raise MosqaError(f"{spec}: torch cannot export this {scorer.config['arch']} model to ONNX "
                              f"({export_failure(exc)})") from None
