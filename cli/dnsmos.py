@@ -43,13 +43,12 @@ def command(
     from rich.console import Console
 
     from mosqa import dnsmos
+    from mosqa.checks import writes_stdout
     from mosqa.errors import MosqaError
     from mosqa.progress import progress_bar
 
     if not paths and not list_files:
         raise MosqaError("usage: mosqa dnsmos PATH... [--list FILE]: give audio files, folders or a list")
-    if jobs is not None and jobs < 1:
-        raise MosqaError(f"--jobs {jobs}: must be at least 1")
     files = checked_files(paths, list_files, shard, {"--out": out, "--summary-json": summary_json})
     console = Console(stderr=True)
     with progress_bar(console) as bar:
@@ -67,7 +66,7 @@ def command(
             tmp.write_text(json.dumps({"files": len(rows), "scores": summary}, indent=2) + "\n")
 
     title = f"DNSMOS{' (personalized)' if personalized else ''}: {len(rows)} file(s)"
-    Console().print(summary_table(title, summary))
+    Console(stderr=writes_stdout(out, summary_json)).print(summary_table(title, summary))
     warned = [r for r in rows if "warning" in r]
     if warned:
         console.print(f"[yellow]warning:[/] {len(warned)} file(s) silent or shorter than "

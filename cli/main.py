@@ -6,20 +6,50 @@ importing torch.
 
 import functools
 import importlib
+import re
 import sys
 
 import typer
-from rich.console import Console
-from rich.markup import escape
+from typer.core import TyperGroup
 
+from mosqa.checks import check_options, refuse_own_inputs
 from mosqa.errors import MosqaError
 
+# click's UsageError (a bad option value, an unknown option), reached through the one click exception
+# Typer exports, since newer Typer carries its own copy of click.
+UsageError = typer.BadParameter.__base__
+# Terminal control sequences (colours, cursor moves) and other control characters: an `error:` line is
+# plain text wherever it goes (a terminal, a log file).
+CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def report(message: str) -> None:
+    """One plain `error:` line on stderr: escape codes removed, line breaks joined."""
+    text = " ".join(CONTROL.sub("", message).split())
+    typer.echo(f"error: {text}", err=True)
+
+
+class PlainErrors(TyperGroup):
+    """A usage error (`--epochs nan`, an unknown option) is one `error:` line and exit status 2, like
+    every other bad input, instead of Typer's boxed usage text."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `mosqa predict` alone: its help, as asked
+                raise
+            where = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            report(exc.format_message() + where)
+            raise typer.Exit(2) from None
+
+
 app = typer.Typer(
+    cls=PlainErrors,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-err = Console(stderr=True)
 
 # (command name, module under cli/, one-line help)
 COMMANDS = [
@@ -35,19 +65,21 @@ COMMANDS = [
 ]
 
 
-def reports_errors(fn):
-    """Turn a MosqaError into one red line on stderr and exit status 2 (no traceback)."""
+def judged(name: str, fn):
+    """Command `name` run once its option values are in range and none of its outputs is one of its
+    inputs (mosqa.checks); a MosqaError is one plain `error:` line and exit status 2 (no traceback)."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(**options):
         try:
-            return fn(*args, **kwargs)
+            check_options(options)
+            refuse_own_inputs(name, options)
+            return fn(**options)
         except MosqaError as exc:
-            # escaped: a message is plain text, and `[...]` in it (a path, an extra's name) is not markup
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            report(str(exc))
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]")
+            typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
 
     return wrapper
@@ -72,7 +104,7 @@ def options(
 
 for name, module, summary in COMMANDS:
     command = importlib.import_module(f"cli.{module}").command
-    app.command(name, help=(command.__doc__ or summary), short_help=summary)(reports_errors(command))
+    app.command(name, help=(command.__doc__ or summary), short_help=summary)(judged(name, command))
 
 
 def main():

@@ -39,18 +39,15 @@ def command(
     from rich.console import Console
 
     from mosqa import dnsmos, predict
+    from mosqa.checks import writes_stdout
     from mosqa.errors import MosqaError
     from mosqa.progress import progress_bar
 
     if not paths and not list_files:
         raise MosqaError("usage: mosqa predict PATH... [--list FILE]: give audio files, folders or a list")
-    if jobs is not None and jobs < 1:
-        raise MosqaError(f"--jobs {jobs}: must be at least 1")
-    if batch_size < 1:
-        raise MosqaError(f"--batch-size {batch_size}: must be at least 1")
-    if chunk_seconds < predict.MIN_SECONDS:
-        raise MosqaError(f"--chunk-seconds {chunk_seconds}: must be at least {predict.MIN_SECONDS}")
     files = checked_files(paths, list_files, shard, {"--out": out})
+    if diagnose:
+        predict.check_diagnose(model)
     engine, device_name = predict.resolve_engine(engine, model, device)
     options = predict.Options(model=model, device=device_name, batch_size=batch_size,
                               chunk_seconds=chunk_seconds, engine=engine, diagnose=diagnose)
@@ -62,7 +59,7 @@ def command(
     columns = predict.output_columns(diagnose)
     dnsmos.write_csv(out, rows, predict.COLUMNS + columns[1:])
     summary = dnsmos.summarize(rows, columns)
-    Console().print(summary_table(f"{model}: {len(rows)} file(s)", summary))
+    Console(stderr=writes_stdout(out)).print(summary_table(f"{model}: {len(rows)} file(s)", summary))
     warned = [r for r in rows if "warning" in r]
     if warned:
         console.print(f"[yellow]warning:[/] {len(warned)} file(s) scored but silent, e.g. "

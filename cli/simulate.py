@@ -136,8 +136,6 @@ def command(
     output_dir(out_dir)
     if builtin and clean_dir is not None:
         raise MosqaError("give either CLEAN_DIR or --builtin, not both")
-    if jobs is not None and jobs < 1:
-        raise MosqaError(f"--jobs {jobs}: must be at least 1")
     ranges = Ranges(
         snr=_parse(snr_range, "--snr-range", 2), music_snr=_parse(music_snr_range, "--music-snr-range", 2),
         babble_snr=_parse(babble_snr_range, "--babble-snr-range", 2),

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from mosqa.checks import in_place, replaced_file, standard_stream
+from mosqa.checks import in_place, made_folder, replaced_file, standard_stream
 from mosqa.errors import MosqaError
 
 SAMPLE_RATE = 16000
@@ -227,16 +227,17 @@ def atomic_path(path):
             yield from _in_place(path)
             return
         target = replaced_file(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=path.suffix or ".tmp")
-        os.close(fd)
-        try:
-            yield Path(tmp)
-            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give outputs the usual permissions
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with made_folder(target.parent):  # a folder made for a write that fails goes with it
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                       suffix=path.suffix or ".tmp")
+            os.close(fd)
+            try:
+                yield Path(tmp)
+                os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give outputs the usual permissions
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise

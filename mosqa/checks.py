@@ -1,9 +1,11 @@
-"""Checks on the paths a user gives, made before any work starts, and the output rule.
+"""Checks on what a user gives, made before any work starts: option values, paths, the output rule.
 
-An output location that cannot be written (a folder where a file must go, a file where a folder
-must go, an unwritable folder), an output that is one of the command's own inputs, and a run directory
-of the wrong kind are found here, in one line naming the path, instead of as a traceback (or a lost
-input) after an hour of scoring. Torch-free, so `mosqa dnsmos` can use it.
+A numeric option that is not finite or out of its range (`LIMITS`, one table for every command and
+trainer config key), an output location that cannot be written (a folder where a file must go, a file
+where a folder must go, an unwritable folder), an output that is one of the command's own inputs
+(`OWN_FILES`), and a run directory of the wrong kind are found here, in one line naming the option or
+path, instead of as a traceback (or a lost input) after an hour of scoring. Torch-free, so `mosqa
+dnsmos` can use it.
 
 The output rule, for every command and output option: an output that resolves (after symlinks) to an
 input file, list or folder is refused (`not_an_input`); an output that is not a regular file (a device
@@ -12,8 +14,12 @@ a link to a regular file is followed, so its target is replaced and the link kep
 `mosqa.audio.atomic_path`, which every writer uses, applies the last two.
 """
 
+import math
 import os
+import shutil
 import stat
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -52,6 +58,12 @@ def standard_stream(path) -> int | None:
         except OSError:
             continue
     return None
+
+
+def writes_stdout(*outputs) -> bool:
+    """True when one of `outputs` is this process's stdout (`-o /dev/stdout > scores.csv`): the
+    command's tables and notes then go to stderr, so the redirected file holds the output alone."""
+    return any(path is not None and standard_stream(path) == 1 for path in outputs)
 
 
 def in_place(path) -> bool:
@@ -93,6 +105,92 @@ def output_dir(path, flag: str = "--out-dir") -> Path:
         raise MosqaError(f"{flag} {path}: folder is not writable")
     _writable_parent(path, flag)
     return path
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Where a numeric option's value may lie: finite, within low..high (each end included unless
+    `open_low`/`open_high`), and a whole number when `whole`."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    open_low: bool = False
+    open_high: bool = False
+    whole: bool = False
+
+    def holds(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return False
+        if self.whole and not isinstance(value, int):  # 2.0 epochs from a YAML file reach range()
+            return False
+        above = value > self.low if self.open_low else value >= self.low
+        below = value < self.high if self.open_high else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        kind = "a whole number" if self.whole else "a finite number"
+        if self.low > -math.inf and self.high < math.inf:
+            return (f"{kind} in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}"
+                    f"{')' if self.open_high else ']'}")
+        if self.low > -math.inf:
+            return f"{kind} {'>' if self.open_low else '>='} {self.low:g}"
+        if self.high < math.inf:
+            return f"{kind} {'<' if self.open_high else '<='} {self.high:g}"
+        return kind
+
+
+COUNT = Bounds(1, whole=True)  # epochs, sizes, workers: at least one
+NATURAL = Bounds(0, whole=True)  # seeds, "0 = off" counts
+POSITIVE = Bounds(0, open_low=True)  # rates, widths, weights
+NONNEGATIVE = Bounds(0)
+SHARE = Bounds(0, 1)  # probabilities
+DROPOUT = Bounds(0, 1, open_high=True)
+EXPONENT = Bounds(0, 1, open_low=True)  # magnitude compression: 1 = raw
+ANY = Bounds()  # any finite number (SNRs, levels)
+
+# Every numeric option of every command, by its name (the parameter and, for the trainers, the YAML key),
+# judged before any work by `check_options`: nan, inf and out-of-range values are one line naming the flag
+# instead of a traceback (int(nan)), a silent no-op (0 epochs) or a run pushed the wrong way (a negative
+# loss weight). One name means one thing in every command that has it.
+LIMITS = {
+    # shared by several commands
+    "jobs": COUNT, "batch_size": COUNT, "epochs": COUNT, "seed": NATURAL, "threads": NATURAL,
+    "num_workers": NATURAL, "patience": NATURAL, "lr": POSITIVE, "weight_decay": NONNEGATIVE,
+    "grad_clip": NONNEGATIVE, "clip_grad": NONNEGATIVE, "sample_rate": COUNT, "n_fft": COUNT, "hop": COUNT,
+    "compress": EXPONENT,
+    # predict, enhance: no chunk shorter than the shortest clip any command reads (audio.MIN_SECONDS)
+    "chunk_seconds": Bounds(0.5), "overlap_seconds": NONNEGATIVE,
+    # simulate
+    "per_utt": COUNT, "max_utts": COUNT, "voice_perturb": Bounds(0, 0.5, open_high=True),
+    "synthetic_rooms": SHARE, "tandem_prob": SHARE, "clean_share": SHARE,
+    # prepare-list (its own checks say why --min-dur and --silence-db may only tighten)
+    "bin_width": POSITIVE, "min_dur": NONNEGATIVE, "max_dur": POSITIVE, "silence_db": Bounds(high=0),
+    # train-qa
+    "lr_factor": Bounds(0, 1, open_low=True, open_high=True), "lr_patience": NATURAL, "bucket_batches": COUNT,
+    "win": COUNT, "n_mels": COUNT, "level_norm": Bounds(high=0), "C": COUNT, "lstm_hidden": COUNT,
+    "trans": COUNT, "conv_layers": COUNT, "conv_kernel": COUNT, "prepare_layers": NATURAL,
+    "prepare_kernel": COUNT, "prepare_dilation": COUNT, "attn_heads": COUNT, "attn_dropout": DROPOUT,
+    "dropout": DROPOUT, "local_mask": NATURAL, "time_pool": COUNT, "head_hidden": NATURAL,
+    "step": Bounds(0, 4, open_low=True), "y_max": Bounds(1, 5), "edm_sigma": POSITIVE,
+    # train-se
+    "conv_channels": COUNT, "hidden": COUNT, "layers": COUNT, "blocks": COUNT, "intra_hidden": COUNT,
+    "inter_hidden": COUNT, "snr_min": ANY, "snr_max": ANY, "crop_seconds": POSITIVE,
+    "valid_crop_seconds": NONNEGATIVE, "epoch_items": COUNT, "valid_items": COUNT, "valid_seed": NATURAL,
+    "spec_compress": EXPONENT, "spec_weight": NONNEGATIVE, "qa_every": COUNT, "qa_lr": POSITIVE,
+    "replay_size": NATURAL, "pesq_workers": NATURAL, "steps_per_epoch": COUNT,
+    # a quality term pushes the enhancer towards a higher score: a negative weight pushes it down, and
+    # 0 is no guidance (--qa none says so)
+    "qa_weight": POSITIVE, "grl_lambda": POSITIVE,
+}
+
+
+def check_options(values: dict) -> None:
+    """Every value whose name LIMITS knows (None = not given) lies within its bounds, or one line naming
+    the flag, what it must be and what it got."""
+    for name, value in values.items():
+        bounds = LIMITS.get(name)
+        if bounds is not None and value is not None and not bounds.holds(value):
+            raise MosqaError(f"--{name.replace('_', '-')} must be {bounds}, got {value!r}")
 
 
 def check_counts(options: dict, keys) -> None:
@@ -166,3 +264,81 @@ def not_an_input(outputs, inputs, flag: str = "--out-dir") -> None:
             raise MosqaError(f"{flag}: output {out} is the input folder {hit} (outputs would mix with the "
                              f"inputs); give another {flag}")
         raise MosqaError(f"{flag}: output {out} would overwrite the input {hit}; give another {flag}")
+
+
+# A run is more than the path given: its config and checkpoints are what a command reads of it, and
+# what `--resume` and every later `predict` need.
+RUN_FILES = ("config.yaml", "best.pt", "last.pt")
+
+# What each command writes and reads, by option name (None = not given). Its outputs are judged against
+# its inputs by `refuse_own_inputs` before any work; a command adds the files it finds inside its inputs
+# (a folder's audio, a list's entries) itself, once it has read them.
+OWN_FILES = {
+    "simulate": (("out_dir",), ("clean_dir", "noise_dir", "rir_dir", "music_dir")),
+    "prepare-list": (("out_dir",), ("lists",)),
+    "train-qa": (("exp_dir", "cache_dir"), ("config", "resume", "train", "valid")),
+    "eval-qa": (("out_dir", "table", "cache_dir"), ("runs", "list_path")),
+    "predict": (("out",), ("paths", "list_files", "model")),
+    "export": (("out",), ("model",)),
+    "dnsmos": (("out", "summary_json"), ("paths", "list_files", "model_dir", "sigmos_model")),
+    "train-se": (("exp_dir",), ("config", "resume", "init", "train", "valid", "clean", "noise", "rir",
+                               "valid_clean", "valid_noise", "qa_model", "train_list", "valid_list")),
+    "enhance": (("out_dir",), ("paths",)),
+}
+
+
+def run_files(path) -> list[Path]:
+    """`path` and, when it is a run (a directory with config.yaml, or a checkpoint beside one) or a
+    shipped model's name, the run's own files."""
+    from mosqa.pretrained import shipped_dir
+
+    path = Path(path) if Path(path).exists() else shipped_dir(str(path)) or Path(path)
+    folder = path if path.is_dir() else path.parent
+    if not (folder / "config.yaml").is_file():
+        return [path]
+    return [path, *(folder / name for name in RUN_FILES)]
+
+
+def refuse_own_inputs(command: str, options: dict) -> None:
+    """The output rule at the command line: no output option of `command` names one of its inputs (a
+    file, list or folder given, or a file of a run given), refused before any work by `not_an_input`."""
+    outputs, inputs = OWN_FILES[command]
+    given = []
+    for name in inputs:
+        value = options.get(name)
+        for path in value if isinstance(value, list | tuple) else [value]:
+            if path is not None:
+                given += run_files(path)
+    for name in outputs:
+        if options.get(name) is not None:
+            not_an_input([options[name]], given, "--" + name.replace("_", "-"))
+
+
+def run_folder(path) -> Path:
+    """The run directory of `path`, a run directory or a checkpoint in one; one line naming `path` when
+    no config.yaml says it is a mosqa model or run (a stray .pt or text file, an unrelated folder)."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    if not (folder / "config.yaml").is_file():
+        where = "in" if path.is_dir() else "beside"
+        raise MosqaError(f"{path}: not a mosqa model or run (no config.yaml {where} it); give a train-qa or "
+                         "train-se run directory, a checkpoint in one, or a shipped model's name")
+    return folder
+
+
+@contextmanager
+def made_folder(path, keep=None):
+    """Create folder `path` (and its missing parents) for the block; when the block fails, remove every
+    folder it created, so a failed command leaves nothing behind, unless `keep()` says something there
+    is worth keeping (default: anything at all, e.g. another writer's file). A folder that already
+    existed is never removed."""
+    path = Path(path)
+    created = [p for p in (path.absolute(), *path.absolute().parents) if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+    except BaseException:
+        holds = keep or (lambda: path.is_dir() and any(path.iterdir()))
+        if created and not holds():
+            shutil.rmtree(created[-1], ignore_errors=True)
+        raise

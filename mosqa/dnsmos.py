@@ -41,6 +41,7 @@ from mosqa.dnsmos_spec import (  # noqa: F401 (also read as mosqa.dnsmos.X)
 )
 from mosqa.errors import MosqaError
 from mosqa.onnx_sessions import available_cpus, onnx_session, resolve_device
+from mosqa.workers import die_with_parent
 
 POOL_MIN_FILES = 64
 META_COLUMNS = ["filename", "len_in_sec", "sr", "num_hops"]
@@ -293,6 +294,7 @@ _worker_scorer: Scorer | MosqaError | None = None
 def _init_worker(options: dict) -> None:
     """Keep a failure for the first task to report: an initializer that raises makes Pool respawn forever."""
     global _worker_scorer
+    die_with_parent()
     try:
         _worker_scorer = Scorer(**options)
     except MosqaError as exc:

@@ -23,7 +23,7 @@ from mosqa.audio import (
     resample,
     write_audio,
 )
-from mosqa.checks import not_an_input, output_dir, require_kind
+from mosqa.checks import check_options, not_an_input, output_dir, require_kind
 from mosqa.errors import MosqaError
 from mosqa.lists import parse_shard, read_list, shard
 from mosqa.progress import progress_bar
@@ -99,7 +99,7 @@ def collect_inputs(inputs) -> list[Input]:
                 raise MosqaError(f"{src}: no such audio file")
             found.append(Input(src, Path(src.name).with_suffix(".wav"), str(src)))
         else:
-            for it in read_list(src, require_score=False, score_range=None):
+            for it in read_list(src, require_score=False):
                 if not it.path.is_file():
                     raise MosqaError(f"{it.where}: no such audio file {it.path}")
                 found.append(Input(it.path, Path(it.path.name).with_suffix(".wav"), it.where))
@@ -151,8 +151,7 @@ def enhance_files(
     ('K/N') enhances only the K-th of N contiguous blocks of the inputs (lists.shard).
     """
     console = console or Console(stderr=True)
-    if chunk_seconds <= 0 or overlap_seconds < 0:
-        raise MosqaError("--chunk-seconds must be > 0 and --overlap-seconds >= 0")
+    check_options({"chunk_seconds": chunk_seconds, "overlap_seconds": overlap_seconds})
     out_dir = output_dir(out_dir, "--out-dir")
     model, cfg = load_se(run_dir, device)
     every = collect_inputs(inputs)

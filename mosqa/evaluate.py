@@ -29,6 +29,7 @@ from mosqa.checks import (
     output_file,
     require_kind,
     run_kind,
+    writes_stdout,
 )
 from mosqa.data import BucketBatchSampler, FeatureSet, collate, load_features
 from mosqa.errors import MosqaError
@@ -237,7 +238,8 @@ def evaluate(
     Everything that can fail (runs, list, audio, checkpoints) fails before the first output is
     written, so a bad run in a glob never leaves half a comparison behind.
     """
-    console = console or Console(width=None if sys.stdout.isatty() else 160)  # logs keep whole names
+    # logs keep whole names; a --table on stdout gets stdout to itself
+    console = console or Console(stderr=writes_stdout(table_path), width=None if sys.stdout.isatty() else 160)
     runs = usable_runs(paths, console)
     several = len(paths) > 1  # the layout follows what was asked for, not how many runs were usable
     stem = Path(list_path).stem

@@ -30,11 +30,12 @@ def sha256(path) -> str:
 def onnx_path(spec) -> Path:
     """The ONNX file of a model spec: an .onnx file, a run directory or shipped model's folder (its
     model.onnx), or a shipped model's name. Torch-free."""
+    from mosqa.checks import run_folder
     from mosqa.pretrained import resolve
 
     path = resolve(spec)
-    if path.is_file() and path.suffix == ".pt":
-        path = path.parent
+    if path.is_file() and path.suffix != ".onnx":  # a checkpoint: its run's graph
+        path = run_folder(path)
     found = path / ONNX_NAME if path.is_dir() else path
     if not found.is_file():
         raise MosqaError(f"{spec}: no {ONNX_NAME} (make it with `mosqa export {spec}`, or use "
@@ -101,6 +102,16 @@ def exportable(module):
     return module
 
 
+def export_failure(exc: BaseException) -> str:
+    """Why the exporter failed, in one line: its innermost cause's first line and the place in our code
+    it names (the exporter's own message is pages of advice, with colour codes)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    where = next((line for line in lines if line.startswith("Caused by:")), None)
+    return (lines[0] if lines else type(exc).__name__) + (f" {where}" if where else "")
+
+
 def probe(sample_rate: int):
     """A padded batch that exercises what the graph must get right: rows of different lengths, padding,
     digital silence inside a clip (log of zero power) and a clip of the shortest length."""
@@ -122,6 +133,8 @@ def export_onnx(spec, out=None) -> Path:
     """Write the ONNX graph of quality model `spec` (run directory, checkpoint or shipped name) to `out`
     (default: model.onnx beside its best.pt) after checking that onnxruntime scores a probe batch as
     torch does, to TOLERANCE."""
+    import contextlib
+    import io
     import logging
     import warnings
 
@@ -141,7 +154,9 @@ def export_onnx(spec, out=None) -> Path:
     rate = scorer.frontend.sample_rate
     wav, lengths = probe(rate)
     batch, samples = torch.export.Dim("batch"), torch.export.Dim("samples", min=int(MIN_SECONDS * rate))
-    with warnings.catch_warnings(), torch.inference_mode(False):
+    silenced = io.StringIO()  # a failing exporter prints the whole traced graph
+    with (warnings.catch_warnings(), torch.inference_mode(False), contextlib.redirect_stdout(silenced),
+          contextlib.redirect_stderr(silenced)):
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # e.g. "torchvision is not installed"
         try:
@@ -151,10 +166,9 @@ def export_onnx(spec, out=None) -> Path:
                 exportable(scorer), (wav, lengths), input_names=["wav", "lengths"], output_names=["score"],
                 dynamic_shapes={"wav": {0: batch, 1: samples}, "lengths": {0: batch}}, dynamo=True,
                 optimize=False, opset_version=OPSET, verbose=False)
-        except Exception as exc:  # torch raises many types; the first line says what failed
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        except Exception as exc:  # torch raises many types
             raise MosqaError(f"{spec}: torch cannot export this {scorer.config['arch']} model to ONNX "
-                             f"({reason})") from None
+                             f"({export_failure(exc)})") from None
     model = program.model_proto
     meta = {"sample_rate": str(rate), "checkpoint_sha256": sha256(checkpoint), "source": run_dir.name,
             "arch": scorer.config["arch"]}

@@ -47,6 +47,7 @@ from mosqa.frontend import FrontEnd
 from mosqa.losses import parse_spec
 from mosqa.metrics import PESQ_RATE, pesq_wb_or_nan
 from mosqa.runs import find_checkpoint, load_run_config
+from mosqa.workers import die_with_parent
 
 PESQ_RANGE = (1.0, 4.64)
 
@@ -106,7 +107,9 @@ def pending_pesq(clean, est, lengths, sr: int, workers: ProcessPoolExecutor | No
 def pesq_workers(n: int) -> ProcessPoolExecutor | None:
     """n processes for true PESQ (None: in this process). Spawned, not forked: a fork of a process whose
     torch threads are running can hang."""
-    return ProcessPoolExecutor(n, mp_context=get_context("spawn")) if n > 0 else None
+    if n < 1:
+        return None
+    return ProcessPoolExecutor(n, mp_context=get_context("spawn"), initializer=die_with_parent)
 
 
 def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -286,13 +289,10 @@ def described(cfg: dict) -> str:
 
 
 def check(cfg: dict) -> None:
-    """What a guided config can get wrong, refused before any work (one line each)."""
-    if cfg.get("qa_every", 1) < 1:
-        raise MosqaError("--qa-every must be >= 1")
+    """What a guided config can get wrong, refused before any work (one line each); its numbers are
+    judged with every other option's (mosqa.checks.LIMITS)."""
     if cfg.get("critic_init", "pretrained") not in CRITIC_INITS:
         raise MosqaError(f"--critic-init {cfg['critic_init']!r}: use {' or '.join(CRITIC_INITS)}")
-    if cfg.get("replay_size", 0) < 0 or cfg.get("pesq_workers", 0) < 0:
-        raise MosqaError("--replay-size and --pesq-workers must be >= 0")
     if cfg["qa"] == "none":
         return
     if not cfg["qa_model"]:

@@ -98,6 +98,9 @@ def read_list(
 ) -> list[Item]:
     """Parse a list file into Items; any bad line raises MosqaError naming `list:line`.
 
+    `require_score=False` reads a list for its paths alone (dnsmos, predict, enhance, train-se): its
+    scores are ignored (any number in a header-less line, anything in a score column), so a list scored
+    on another scale, or with a text label there, works as is.
     Pass a list as `bad_lines` to skip bad lines instead: each one's message is appended to it.
     """
     list_path = Path(list_path)
@@ -135,13 +138,14 @@ def read_list(
                     raise MosqaError(f"{where}: expected 'wav,score', got one field {fields[0]!r}")
                 items.append(Item(_resolve(base, fields[0]), where=where))
             elif len(fields) == 2 and _is_number(fields[1]):
-                items.append(Item(_resolve(base, fields[0]), _parse_score(fields[1], where, score_range),
-                                  where=where))
+                score = _parse_score(fields[1], where, score_range) if require_score else None
+                items.append(Item(_resolve(base, fields[0]), score, where=where))
             elif len(fields) == 2 and not require_score:
                 items.append(Item(_resolve(base, fields[0]), clean=_resolve(base, fields[1]), where=where))
-            elif len(fields) == 3:
-                items.append(Item(_resolve(base, fields[0]), _parse_score(fields[2], where, score_range),
-                                  clean=_resolve(base, fields[1]), where=where))
+            elif len(fields) == 3 and (require_score or _is_number(fields[2])):  # a third field is a score
+                score = _parse_score(fields[2], where, score_range) if require_score else None
+                items.append(Item(_resolve(base, fields[0]), score, clean=_resolve(base, fields[1]),
+                                  where=where))
             else:
                 if len(fields) == 2:
                     _parse_score(fields[1], where, score_range)  # raises the precise reason
@@ -176,8 +180,7 @@ def _read_csv_with_header(list_path, text, require_score, score_range, path_col,
                 raise MosqaError(f"{where}: {len(row)} fields, the header has {len(header)}")
             def cell(i, row=row):
                 return row[i].strip() if i is not None else ""
-            has_score = iscore is not None and (require_score or cell(iscore))
-            score = _parse_score(cell(iscore), where, score_range) if has_score else None
+            score = _parse_score(cell(iscore), where, score_range) if require_score else None
             items.append(Item(
                 path=_resolve(base, cell(ip)),
                 score=score,
@@ -209,7 +212,7 @@ def audio_files(source) -> dict[Path, str]:
         if not source.is_file():
             raise MosqaError(f"{source}: no such audio file")
         return {source: ""}
-    items = read_list(source, require_score=False, score_range=None)
+    items = read_list(source, require_score=False)
     for it in items:
         if not it.path.is_file():
             raise MosqaError(f"{it.where}: no such audio file {it.path}")

@@ -21,6 +21,7 @@ import numpy as np
 from mosqa.audio import audio_problem, load_audio_native, resample
 from mosqa.errors import MosqaError
 from mosqa.onnx_sessions import available_cpus
+from mosqa.workers import die_with_parent
 
 MIN_SECONDS = 0.5
 MAX_SECONDS = 600.0
@@ -46,6 +47,29 @@ class Options:
     chunk_seconds: float = CHUNK_SECONDS
     engine: str = "torch"
     diagnose: bool = False
+
+
+def diagnostic_heads(model) -> list[str]:
+    """The diagnostic outputs a model's config.yaml lists beside its score (the campaign's models have
+    them), read without torch or onnxruntime."""
+    import yaml
+
+    from mosqa.checks import run_folder
+    from mosqa.pretrained import resolve
+
+    cfg = yaml.safe_load((run_folder(resolve(model)) / "config.yaml").read_text())
+    return [name for name in (cfg.get("outputs") or []) if name != "score"]
+
+
+def check_diagnose(model) -> None:
+    """--diagnose on a model without diagnostic heads: said before any engine loads, naming the shipped
+    models that have them (no engine can add heads a model lacks)."""
+    from mosqa.pretrained import names
+
+    if not diagnostic_heads(model):
+        having = [name for name in names() if diagnostic_heads(name)]
+        raise MosqaError(f"--diagnose: model {model} has no diagnostic heads; use a model that has them"
+                         f" ({', '.join('--model ' + name for name in having) or 'none is installed'})")
 
 
 def chunk_bounds(n_samples: int, chunk: int) -> list[tuple[int, int]]:
@@ -214,6 +238,7 @@ _worker: dict = {}
 
 
 def _init_worker(options: Options) -> None:
+    die_with_parent()
     _worker["predictor"] = Predictor(options, threads=1)
 
 

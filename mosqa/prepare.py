@@ -81,7 +81,7 @@ def parse_ratios(text: str) -> tuple:
         ratios = tuple(float(v) for v in text.split(","))
     except ValueError:
         ratios = ()
-    if len(ratios) != 3 or any(r < 0 for r in ratios) or ratios[0] <= 0:
+    if len(ratios) != 3 or not all(0 <= r < math.inf for r in ratios) or ratios[0] <= 0:  # nan fails too
         raise MosqaError(f"--split: expected three ratios TRAIN,VALID,TEST (>= 0, TRAIN > 0), got {text!r}")
     total = sum(ratios)
     return tuple(r / total for r in ratios)
@@ -132,7 +132,7 @@ def split_by_group(items: list[Item], ratios, seed: int, test_groups=None, valid
 
 def bin_edges(score_range, width: float) -> np.ndarray:
     low, high = score_range
-    if width <= 0 or high <= low:
+    if not (width > 0 and low < high and math.isfinite(high - low)):  # nan and inf fail too
         raise MosqaError(f"--bin-width {width} / --score-range {low},{high}: need width > 0 and low < high")
     n = max(1, math.ceil(round((high - low) / width, 9)))
     return low + width * np.arange(n + 1)

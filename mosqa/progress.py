@@ -22,5 +22,7 @@ def progress_bar(console: Console | None = None, enabled: bool = True) -> Progre
         TimeRemainingColumn(),
         transient=True,
         console=console,
-        disable=not (enabled and console.is_terminal),  # no bar fragments in logs and pipes
+        # no bar fragments in logs and pipes, nor where colour is forced but animation is not wanted
+        # (FORCE_COLOR=1 TTY_INTERACTIVE=0, as CI logs and the bad-input tests run)
+        disable=not (enabled and console.is_interactive),
     )

@@ -5,6 +5,7 @@ signal-processing stack. Each field is one option of `mosqa simulate` (RANGE_OPT
 """
 
 import functools
+import math
 from dataclasses import dataclass
 
 from mosqa.errors import MosqaError
@@ -77,8 +78,8 @@ def check_ranges(ranges: Ranges) -> None:
     """One line naming the option for a range that is reversed, out of bounds, or a bad probability."""
     for key, (option, lowest, highest) in RANGE_OPTIONS.items():
         low, high = functools.reduce(getattr, key.split("."), ranges)
-        if not lowest <= low <= high <= highest:
-            raise MosqaError(f"{option} {low:g},{high:g}: expected LOW <= HIGH within "
+        if not lowest <= low <= high <= highest or math.isinf(low) or math.isinf(high):  # nan fails too
+            raise MosqaError(f"{option} {low:g},{high:g}: expected finite LOW <= HIGH within "
                              f"{lowest:g}..{highest:g}")
     for key, option in SHARE_OPTIONS.items():
         if not 0.0 <= getattr(ranges, key) <= 1.0:

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mosqa.audio import atomic_csv, atomic_path
-from mosqa.checks import check_counts, output_dir
+from mosqa.checks import check_counts, output_dir, run_folder
 from mosqa.errors import MosqaError
 
 # ---------------------------------------------------------------- config
@@ -120,15 +120,6 @@ def check_choice(cfg: dict, key: str, choices) -> None:
         raise MosqaError(f"{_flag(key)} must be one of {', '.join(choices)}, got {cfg[key]!r}")
 
 
-def check_training(cfg: dict) -> None:
-    """The settings every trainer shares: at least one epoch, one item per batch, a learning rate."""
-    check_counts(cfg, ("epochs", "batch_size"))
-    if not cfg["lr"] > 0:
-        raise MosqaError(f"--lr must be > 0, got {cfg['lr']}")
-    if cfg["grad_clip"] < 0:
-        raise MosqaError(f"--grad-clip must be >= 0 (0 = off), got {cfg['grad_clip']}")
-
-
 def refuse_unused(explicit: set, options, uses, owner: str) -> None:
     """An option `owner` does not use, set by the user, is an error rather than silently ignored."""
     unused = sorted((explicit & set(options)) - set(uses))
@@ -198,14 +189,15 @@ def reserve_run_dir(exp_dir, name: str) -> tuple[Path, Path]:
 def find_checkpoint(path, prefer: str = "best.pt") -> tuple[Path, Path]:
     """Accept a run directory or a checkpoint file; return (run_dir, checkpoint)."""
     path = Path(path)
-    if path.is_dir():
-        for name in (prefer, "best.pt", "last.pt"):
-            if (path / name).is_file():
-                return path, path / name
-        raise MosqaError(f"{path}: run directory holds no best.pt or last.pt")
+    if not path.exists():
+        raise MosqaError(f"{path}: no such run directory or checkpoint")
+    run_dir = run_folder(path)
     if path.is_file():
-        return path.parent, path
-    raise MosqaError(f"{path}: no such run directory or checkpoint")
+        return run_dir, path
+    for name in (prefer, "best.pt", "last.pt"):
+        if (path / name).is_file():
+            return path, path / name
+    raise MosqaError(f"{path}: run directory holds no best.pt or last.pt")
 
 
 def load_run_config(run_dir) -> dict:

@@ -22,7 +22,7 @@ VALID_EPOCH = -1
 def read_pairs(list_path) -> list[tuple[Path, Path, str]]:
     """`noisy,clean[,score]` lines -> (noisy, clean, where); checks files and lengths up front."""
     pairs = []
-    for it in read_list(list_path, require_score=False, score_range=None):
+    for it in read_list(list_path, require_score=False):
         if it.clean is None:
             raise MosqaError(f"{it.where}: expected 'noisy,clean[,score]', no clean reference given")
         for p in (it.path, it.clean):

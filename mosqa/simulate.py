@@ -34,7 +34,7 @@ from mosqa.audio import (
     resample,
     write_audio,
 )
-from mosqa.checks import not_an_input
+from mosqa.checks import check_options, made_folder, not_an_input
 from mosqa.codecs import select_codecs
 from mosqa.defaults import builtin_speech_dir, generated_noises
 from mosqa.degrade import CLEAN, COLUMNS, DEGRADATIONS, Sources, degrade, normalise_rir
@@ -44,6 +44,7 @@ from mosqa.metrics import pesq_wb, stoi
 from mosqa.plots import coverage_png, histogram_png
 from mosqa.prepare import MAX_SECONDS, histogram
 from mosqa.ranges import Ranges, check_ranges, ranges_from_dict
+from mosqa.workers import die_with_parent
 
 JOURNAL = "progress.jsonl"
 LABEL_EDGES = np.round(np.arange(1.0, 5.0001, 0.25), 2)
@@ -186,6 +187,7 @@ def _keep_freed_memory() -> None:
 
 
 def _init_worker(settings: Settings, out_dir: str, sources: Sources) -> None:
+    die_with_parent()
     _worker.update(settings=settings, out_dir=Path(out_dir), sources=sources)
     _keep_freed_memory()
 
@@ -311,19 +313,14 @@ def simulate(clean_dir=None, *, out_dir, noise_dir=None, rir_dir=None, music_dir
     `progress(done, total)` is called per clip.
     """
     ranges = ranges or Ranges()
+    check_options({"per_utt": per_utt, "max_utts": max_utts, "jobs": jobs, "voice_perturb": voice_perturb})
+    check_ranges(ranges)
     clean_dir = Path(clean_dir) if clean_dir is not None else builtin_speech_dir()
     if not clean_dir.is_dir():
         raise MosqaError(f"{clean_dir}: clean speech folder not found")
     for name, source in (("--noise-dir", noise_dir), ("--rir-dir", rir_dir), ("--music-dir", music_dir)):
         if source is not None and not Path(source).exists():
             raise MosqaError(f"{source}: {name} folder or list file not found")
-    if per_utt < 1:
-        raise MosqaError(f"--per-utt must be >= 1, got {per_utt}")
-    if jobs < 1:
-        raise MosqaError(f"--jobs must be >= 1, got {jobs}")
-    if not 0.0 <= voice_perturb < 0.5:
-        raise MosqaError(f"--voice-perturb must be in [0, 0.5), got {voice_perturb}")
-    check_ranges(ranges)
     out_dir = Path(out_dir)
     existing = next(f for f in (out_dir.absolute(), *out_dir.absolute().parents) if f.exists())
     if not existing.is_dir():
@@ -338,23 +335,25 @@ def simulate(clean_dir=None, *, out_dir, noise_dir=None, rir_dir=None, music_dir
     tasks = plan(clean_dir, per_utt, seed, max_utts, settings.speaker_map, exclude=out_dir)
     start = time.perf_counter()  # loading noises and RIRs counts: every run pays for it
     sources = load_sources(settings, files)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _check_settings(out_dir, settings, overwrite)
     journal_path = out_dir / JOURNAL
-    done = read_journal(journal_path)
-    todo = [t for t in tasks if t.name not in done or ("skipped" not in done[t.name] and not all(
-        (out_dir / done[t.name][key]).is_file() for key in ("wav", "clean")))]
-    finished = len(tasks) - len(todo)
-    with open(journal_path, "a", encoding="utf-8") as journal:
-        if journal.tell() and not journal_path.read_bytes().endswith(b"\n"):
-            journal.write("\n")  # end a line torn by a crash, so the next record starts clean
-        for task, result in _results(todo, jobs, settings, out_dir, sources):
-            done[task.name] = result
-            journal.write(json.dumps({"name": task.name, "result": result}) + "\n")
-            journal.flush()
-            finished += 1
-            if progress:
-                progress(finished, len(tasks))
+    # A run that fails before its first clip leaves no folder behind (a full disk, a bad codec); one that
+    # fails later keeps its clips for a rerun to resume.
+    with made_folder(out_dir, keep=lambda: bool(read_journal(journal_path))):
+        _check_settings(out_dir, settings, overwrite)
+        done = read_journal(journal_path)
+        todo = [t for t in tasks if t.name not in done or ("skipped" not in done[t.name] and not all(
+            (out_dir / done[t.name][key]).is_file() for key in ("wav", "clean")))]
+        finished = len(tasks) - len(todo)
+        with open(journal_path, "a", encoding="utf-8") as journal:
+            if journal.tell() and not journal_path.read_bytes().endswith(b"\n"):
+                journal.write("\n")  # end a line torn by a crash, so the next record starts clean
+            for task, result in _results(todo, jobs, settings, out_dir, sources):
+                done[task.name] = result
+                journal.write(json.dumps({"name": task.name, "result": result}) + "\n")
+                journal.flush()
+                finished += 1
+                if progress:
+                    progress(finished, len(tasks))
     seconds = time.perf_counter() - start
     return _finish(out_dir, tasks, done, len(todo), seconds, settings)
 

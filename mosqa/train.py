@@ -19,6 +19,7 @@ import torch
 from rich.console import Console
 from torch.utils.data import DataLoader
 
+from mosqa.checks import check_options
 from mosqa.data import BucketBatchSampler, FeatureSet, collate, load_features
 from mosqa.errors import MosqaError
 from mosqa.evaluate import predict
@@ -34,7 +35,6 @@ from mosqa.runs import (
     as_floats,
     autocast,
     check_choice,
-    check_training,
     cosine_schedule,
     fit,
     grad_scaler,
@@ -120,7 +120,7 @@ def resolve(config_file=None, overrides: dict | None = None, console: Console | 
         if not cfg[key]:
             raise MosqaError(f"--{key} LIST is required (a wav,score list)")
         cfg[key] = str(Path(cfg[key]).absolute())
-    check_training(cfg)
+    check_options(cfg)
 
     frontend = {**FrontEnd().to_dict(), **MODELS[cfg["arch"]].frontend}
     frontend.update({k: cfg[k] for k in FRONTEND_KEYS if cfg[k] is not None})

@@ -18,6 +18,7 @@ from rich.console import Console
 from torch.utils.data import DataLoader, Subset
 
 from mosqa import guidance, runs
+from mosqa.checks import check_options
 from mosqa.errors import MosqaError
 from mosqa.evaluate import enhancement_metrics, metrics_table
 from mosqa.losses import build_spectral_loss, spectral_terms
@@ -132,7 +133,7 @@ def resolve(config_file=None, overrides: dict | None = None, console: Console | 
     for key, registry in (("arch", SE_MODELS), ("qa", guidance.QA_TERMS), ("scheduler", SCHEDULERS),
                           ("early_stop_metric", METRIC_MODES)):
         runs.check_choice(cfg, key, registry)
-    runs.check_training(cfg)
+    check_options(cfg)
     arch = cfg["arch"]
     runs.refuse_unused(explicit, MODEL_KEYS, MODEL_OPTIONS[arch], f"arch {arch}")
     guided = guidance.used_options(cfg)

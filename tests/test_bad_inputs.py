@@ -96,6 +96,12 @@ def work(tmp_path_factory) -> Path:
     sf.write(w / "flac" / "clip.flac", speech(1.0, 150), SR)
     (w / "clips.list").write_text("audio/clip0.wav\naudio/clip1.wav\n")
     os.symlink(w / "audio" / "clip1.wav", w / "clip1_link.wav")
+    # A run's own files (issue 33): one that was resumed has a last.pt beside its best.pt; the configs a
+    # trainer reads; a stray checkpoint that no config.yaml sits beside.
+    shutil.copy(w / "runs" / "qa" / "best.pt", w / "runs" / "qa" / "last.pt")
+    (w / "qa.yaml").write_text("arch: qualitynet\n")
+    (w / "se.yaml").write_text("arch: lstm\n")
+    (w / "random.pt").write_bytes(bytes(range(256)) * 8)
     return w
 
 
@@ -110,6 +116,26 @@ def snapshot(root: Path) -> dict:
 
 def invoke(args):
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=True)
+
+
+@pytest.fixture
+def colour(monkeypatch):
+    """Colour forced as on a terminal (rich and Typer colour whatever they print), animation off (no
+    progress-bar fragments): an escape code in an error line then shows up in the captured output."""
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("TTY_INTERACTIVE", "0")
+
+
+def error_line(result) -> str:
+    """The one `error:` line of a refused command: exit status 2, no traceback, plain text."""
+    out = result.output
+    assert "Traceback" not in out, out
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 2, out
+    errors = [line for line in out.splitlines() if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("error:"), out
+    assert "\x1b" not in errors[0], repr(errors[0])  # issue 32: errors stay plain
+    return errors[0]
 
 
 QA_TINY = ["--arch", "qualitynet", "--lstm-hidden", "8", "--batch-size", "2", "--epochs", "1",
@@ -167,7 +193,7 @@ CASES = [
     case("enhance-out-is-file", enhance("se", CLIP, "--out-dir", "{W}/file.txt"),
          ["--out-dir", "file.txt", "not a folder"]),
     case("enhance-out-is-input-folder", enhance("se", "{W}/audio", "--out-dir", "{W}/audio"),
-         ["overwrite", "clip0.wav"]),
+         ["--out-dir", "audio", "is the input folder"]),
     case("enhance-list-out-is-input-folder",
          enhance("se", "{W}/corrupt_paths.list", "--out-dir", "{W}/audio"),
          ["overwrite", "clip0.wav"]),
@@ -227,9 +253,9 @@ CASES = [
     case("dnsmos-bad-shard", ["dnsmos", "{W}/audio", "--out", "{W}/d.csv", "--shard", "4/3"], ["--shard"]),
     case("enhance-bad-shard", enhance("se", "{W}/audio", *ENH, "--shard", "x"), ["--shard"]),
     case("train-qa-sample-rate-0", train_qa("qa.list", "--sample-rate", "0", "--exp-dir", EXP),
-         ["--sample-rate", "positive integer", "got 0"]),
+         ["--sample-rate", "whole number >= 1", "got 0"]),
     case("train-se-sample-rate-0", train_se("pairs.list", "--sample-rate", "0", "--exp-dir", EXP),
-         ["--sample-rate", "positive integer", "got 0"]),
+         ["--sample-rate", "whole number >= 1", "got 0"]),
     case("predict-list-is-a-folder", ["predict", "--list", "{W}/audio", "-o", "{W}/p.csv"],
          ["audio", "is a folder"]),
     case("dnsmos-list-is-a-folder", ["dnsmos", "--list", "{W}/audio", "-o", "{W}/d.csv"],
@@ -268,21 +294,49 @@ CASES = [
     case("train-se-exp-is-its-clean-folder",
          ["train-se", "--clean", "{W}/audio", "--noise", "{W}/audio", "--valid", "{W}/pairs.list", *SE_TINY,
           "--exp-dir", "{W}/audio"], ["--exp-dir", "audio", "is the input folder"]),
+    # ---- issue 33: no command destroys its own run, and every option value is judged before work
+    case("export-over-its-best-checkpoint", ["export", "{W}/runs/qa", "-o", "{W}/runs/qa/best.pt"],
+         ["--out", "best.pt", "would overwrite the input"]),
+    case("export-over-its-last-checkpoint", ["export", "{W}/runs/qa", "-o", "{W}/runs/qa/last.pt"],
+         ["--out", "last.pt", "would overwrite the input"]),
+    case("export-checkpoint-over-its-config",
+         ["export", "{W}/runs/qa/best.pt", "-o", "{W}/runs/qa/config.yaml"],
+         ["--out", "config.yaml", "would overwrite the input"]),
+    case("predict-chunk-seconds-nan", ["predict", CLIP, "-o", "{W}/p.csv", "--chunk-seconds", "nan"],
+         ["--chunk-seconds", "got nan"]),
+    case("predict-chunk-seconds-inf", ["predict", CLIP, "-o", "{W}/p.csv", "--chunk-seconds", "inf"],
+         ["--chunk-seconds", "got inf"]),
+    case("enhance-chunk-seconds-nan", enhance("se", CLIP, *ENH, "--chunk-seconds", "nan"),
+         ["--chunk-seconds", "got nan"]),
+    case("train-se-negative-qa-weight",
+         train_se("pairs.list", "--qa", "frozen", "--qa-model", "{W}/runs/qa", "--qa-weight", "-1",
+                  "--exp-dir", EXP), ["--qa-weight", "> 0", "got -1"]),
+    case("train-se-nan-qa-weight",
+         train_se("pairs.list", "--qa", "frozen", "--qa-model", "{W}/runs/qa", "--qa-weight", "nan",
+                  "--exp-dir", EXP), ["--qa-weight", "got nan"]),
+    case("predict-model-is-a-stray-checkpoint", ["predict", CLIP, "-m", "{W}/random.pt", "-o", "{W}/p.csv"],
+         ["random.pt", "not a mosqa model or run"]),
+    case("train-se-qa-model-is-a-text-file",
+         train_se("pairs.list", "--qa", "frozen", "--qa-model", "{W}/file.txt", "--exp-dir", EXP),
+         ["file.txt", "not a mosqa model or run"]),
+    case("train-se-qa-model-is-a-stray-checkpoint",
+         train_se("pairs.list", "--qa", "frozen", "--qa-model", "{W}/random.pt", "--exp-dir", EXP),
+         ["random.pt", "not a mosqa model or run"]),
+    case("eval-qa-given-a-stray-checkpoint", ["eval-qa", "{W}/random.pt", "--list", "{W}/qa.list"],
+         ["random.pt", "not a mosqa model or run"]),
+    case("enhance-given-a-text-file", ["enhance", "{W}/file.txt", CLIP, *ENH],
+         ["file.txt", "not a mosqa model or run"]),
+    case("predict-jobs-typed-as-text", ["predict", CLIP, "-o", "{W}/p.csv", "--jobs", "two"],
+         ["--jobs", "predict --help"]),
 ]
 
 
 @pytest.mark.parametrize("args, fragments", CASES)
-def test_bad_input_matrix(work, args, fragments):
+def test_bad_input_matrix(work, args, fragments, colour):
     before = snapshot(work)
-    result = invoke([a.format(W=work) for a in args])
-    out = result.output
-    assert "Traceback" not in out, out
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.exit_code == 2, out
-    errors = [line for line in out.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, out
+    error = error_line(invoke([a.format(W=work) for a in args]))
     for fragment in fragments:
-        assert fragment in errors[0], errors[0]
+        assert fragment in error, error
     assert snapshot(work) == before, "the failed command changed files on disk"
 
 
@@ -304,7 +358,8 @@ def test_enhance_into_the_input_folder_leaves_every_input_byte_identical(work, t
     before = snapshot(folder)
     for inputs in ([folder], [folder / "clip1.wav"], [folder / "files.list"]):
         result = invoke(["enhance", work / "runs" / "se", *inputs, "--out-dir", folder, "--device", "cpu"])
-        assert result.exit_code == 2 and "would overwrite the input" in result.output, result.output
+        refused = ("is the input folder" if inputs == [folder] else "would overwrite the input")
+        assert result.exit_code == 2 and refused in result.output, result.output
         assert snapshot(folder) == before
     # A flac becomes a .wav beside it: no input is touched, so that is allowed.
     result = invoke(["enhance", work / "runs" / "se", folder / "other.flac", "--out-dir", folder, "--device",
@@ -394,23 +449,34 @@ def test_devices_fifos_and_links_are_written_into_never_replaced(work, nodes, tm
     assert snapshot(work) == inputs
 
 
+# Commands whose CSV can go to stdout ({OUT}), and what their summary table's title says.
+STDOUT_WRITERS = {
+    "predict": (["predict", CLIP, "-m", "{W}/runs/qa", "-o", "{OUT}", "--device", "cpu"], "file(s)"),
+    "dnsmos": (["dnsmos", CLIP, "-o", "{OUT}", *DNSMOS_FAST], "DNSMOS"),
+    "eval-qa": ([*eval_qa("qa", "qa.list", "--out-dir", "{T}/ev"), "--table", "{OUT}"], "1 run(s)"),
+}
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/fd/1"), reason="no /proc/self/fd")
-def test_out_dev_stdout_redirected_to_a_file_gets_the_csv_then_the_table(work, tmp_path):
-    """`-o /dev/stdout > out.txt`: a rename would have replaced out.txt (the table then lost), a second
-    descriptor would have had the table overwrite the CSV; the output goes through stdout's own one. The
-    link is this test's own copy of /dev/stdout, so code that still renamed over it harms nothing else."""
+@pytest.mark.parametrize("writer", STDOUT_WRITERS)
+def test_out_dev_stdout_redirected_to_a_file_gets_the_csv_alone(work, tmp_path, writer):
+    """`-o /dev/stdout > scores.csv`: the file holds the CSV and nothing else, the summary table goes to
+    stderr (issue 33). A rename would have replaced the file, a second descriptor would have overwritten
+    it; the output goes through stdout's own one. The link is this test's own copy of /dev/stdout, so code
+    that still renamed over it harms nothing else."""
     os.symlink("/proc/self/fd/1", tmp_path / "stdout")
     root = Path(__file__).resolve().parent.parent
-    cmd = [sys.executable, "-m", "cli.main", "dnsmos", CLIP.format(W=work), "-o", tmp_path / "stdout",
-           *DNSMOS_FAST]
-    with open(tmp_path / "out.txt", "w") as fh:
-        done = subprocess.run(cmd, stdout=fh, stderr=subprocess.PIPE, text=True, timeout=120, cwd=root,
+    args, title = STDOUT_WRITERS[writer]
+    cmd = [sys.executable, "-m", "cli.main", *(a.format(W=work, T=tmp_path, OUT=tmp_path / "stdout")
+                                                for a in args)]
+    with open(tmp_path / "out.csv", "w") as fh:
+        done = subprocess.run(cmd, stdout=fh, stderr=subprocess.PIPE, text=True, timeout=300, cwd=root,
                               env={**os.environ, "PYTHONPATH": str(root), "COLUMNS": "120"})
     assert done.returncode == 0, done.stderr
     assert os.readlink(tmp_path / "stdout") == "/proc/self/fd/1"
-    header, row, rest = (tmp_path / "out.txt").read_text().split("\n", 2)
-    assert header.startswith("filename,len_in_sec,sr,num_hops") and "clip0.wav" in row
-    assert "DNSMOS" in rest and "OVRL" in rest, rest  # the summary table follows the CSV
+    rows = list(csv.reader(io.StringIO((tmp_path / "out.csv").read_text())))
+    assert len({len(row) for row in rows}) == 1 and len(rows) >= 2, rows  # a header and whole rows alone
+    assert title in done.stderr, done.stderr
 
 
 # ---------------------------------------------------------------- --shard
@@ -581,3 +647,317 @@ def test_train_se_mixing_names_the_list_line_of_a_silent_clean_file(work):
     assert len(mixtures[0][0]) == SR
     with pytest.raises(MosqaError, match=r"silent_paths\.list:2: .*silent\.wav: silent"):
         mixtures[1]
+
+
+# ---------------------------------------------------------------- issue 33: the whole class
+
+
+def command_params(name: str) -> dict:
+    """Parameter name -> (annotation, Typer's OptionInfo/ArgumentInfo) of command `name`, in order."""
+    import importlib
+    import inspect
+    import typing
+
+    from cli.main import COMMANDS
+
+    module = next(module for command, module, _ in COMMANDS if command == name)
+    fn = importlib.import_module(f"cli.{module}").command
+    hints = typing.get_type_hints(fn)
+    return {p: (hints[p], param.default) for p, param in inspect.signature(fn).parameters.items()}
+
+
+def flag(info, name: str) -> str:
+    return next((d for d in getattr(info, "param_decls", ()) or () if d.startswith("--")),
+                "--" + name.replace("_", "-"))
+
+
+def is_range(info) -> bool:
+    """A text option holding numbers, e.g. simulate's --snr-range 5,55."""
+    default = str(getattr(info, "default", ""))
+    try:
+        return bool([float(v) for v in default.split(",")]) and "," in default
+    except ValueError:
+        return False
+
+
+def numeric_options() -> list:
+    from cli.main import COMMANDS
+
+    found = []
+    for name, _, _ in COMMANDS:
+        for param, (kind, info) in command_params(name).items():
+            if kind in (int, float) or (kind is str and is_range(info)):
+                found.append(pytest.param(name, param, id=f"{name}{flag(info, param)}"))
+    return found
+
+
+# Each command with inputs that make it stop right after its options are judged (trainers and simulate
+# on a missing input: a real run per value would take minutes) or finish in a moment (tiny inputs): the
+# line every numeric value is tried on.
+QUICK = {
+    "simulate": ["simulate", "{W}/nope", "--out-dir", "{T}/sim", "--no-codecs"],
+    "prepare-list": ["prepare-list", "{W}/qa.list", "--out-dir", "{T}/p"],
+    "train-qa": ["train-qa", "--train", "{W}/nope.list", "--valid", "{W}/nope.list", *QA_TINY,
+                 "--exp-dir", "{T}/exp"],
+    "eval-qa": eval_qa("qa", "qa.list", "--out-dir", "{T}/ev"),
+    "predict": ["predict", CLIP, "-m", "{W}/runs/qa", "-o", "{T}/p.csv", "--device", "cpu"],
+    "dnsmos": ["dnsmos", CLIP, "-o", "{T}/d.csv", *DNSMOS_FAST],
+    "train-se": ["train-se", "--train", "{W}/nope.list", "--valid", "{W}/nope.list", *SE_TINY,
+                 "--exp-dir", "{T}/exp"],
+    "enhance": enhance("se", CLIP, "--out-dir", "{T}/enh"),
+}
+
+
+@pytest.mark.parametrize("name, param", numeric_options())
+def test_every_numeric_option_of_every_command_takes_nan_inf_negative_and_zero(work, tmp_path, name, param,
+                                                                                 colour, one_dnsmos_session):
+    """nan, inf, -1 and 0 on every number a command takes (found from its signature, so a new option is
+    tried too): the command runs (exit 0) or refuses in one plain line (exit 2), never a traceback."""
+    from mosqa.checks import LIMITS
+
+    kind, info = command_params(name)[param]
+    assert kind is str or param in LIMITS, f"{name} {flag(info, param)}: no bounds in mosqa.checks.LIMITS"
+    arity = len(str(info.default).split(",")) if kind is str else 1
+    for value in ("nan", "inf", "-1", "0"):
+        args = [a.format(W=work, T=tmp_path) for a in QUICK[name]]
+        result = invoke([*args, flag(info, param), ",".join([value] * arity)])
+        if result.exit_code != 0:
+            error_line(result)
+        assert "Traceback" not in result.output, result.output
+
+
+def command_line(name: str, values: dict) -> list:
+    """Command `name` with each parameter in `values` given: arguments in order, then options."""
+    import typer.models
+
+    params = command_params(name)
+    line = [name]
+    for param, (_, info) in params.items():
+        if param in values and isinstance(info, typer.models.ArgumentInfo):
+            value = values[param]
+            line += value if isinstance(value, list) else [value]
+    for param, (_, info) in params.items():
+        if param in values and not isinstance(info, typer.models.ArgumentInfo):
+            for value in values[param] if isinstance(values[param], list) else [values[param]]:
+                line += [flag(info, param), value]
+    return line
+
+
+# Every input each command reads (mosqa.checks.OWN_FILES names them), given at once: the output rule
+# judges the outputs against them before anything else, whatever else is wrong with the line.
+ALL_INPUTS = {
+    "simulate": {"clean_dir": "{W}/clean_with_bad", "noise_dir": "{W}/audio", "rir_dir": "{W}/flac",
+                 "music_dir": "{W}/clips.list"},
+    "prepare-list": {"lists": ["{W}/qa.list", "{W}/pairs.list"]},
+    "train-qa": {"config": "{W}/qa.yaml", "resume": "{W}/runs/qa", "train": "{W}/qa.list",
+                 "valid": "{W}/wav_train_qn.list"},
+    "eval-qa": {"runs": ["{W}/runs/qa", "{W}/runs/failed"], "list_path": "{W}/qa.list"},
+    "predict": {"paths": ["{W}/flac/clip.flac", "{W}/audio"], "list_files": "{W}/clips.list",
+                "model": "{W}/runs/qa"},
+    "export": {"model": "{W}/runs/qa/best.pt"},
+    "dnsmos": {"paths": ["{W}/flac/clip.flac"], "list_files": "{W}/clips.list", "model_dir": "{W}/adir",
+               "sigmos_model": "{W}/random.pt"},
+    "train-se": {"config": "{W}/se.yaml", "resume": "{W}/runs/se", "init": "{W}/runs/se",
+                 "train": "{W}/pairs.list", "valid": "{W}/silent_pairs.list", "clean": "{W}/audio",
+                 "noise": "{W}/flac", "rir": "{W}/clean_with_bad", "valid_clean": "{W}/clips.list",
+                 "valid_noise": "{W}/clip1_link.wav", "qa_model": "{W}/runs/qa", "train_list": "{W}/qa.list",
+                 "valid_list": "{W}/missing.list"},
+    "enhance": {"paths": ["{W}/runs/se", "{W}/flac/clip.flac"]},
+}
+
+
+def own_files(path: Path) -> list[Path]:
+    """An input and, for a run (or a checkpoint in one), the run's config and checkpoints."""
+    folder = path if path.is_dir() else path.parent
+    if not (folder / "config.yaml").is_file():
+        return [path]
+    return [path, *(folder / n for n in ("config.yaml", "best.pt", "last.pt") if (folder / n).exists())]
+
+
+def output_cases() -> list:
+    from mosqa.checks import OWN_FILES
+
+    return [pytest.param(name, output, id=f"{name}-{output}") for name, (outputs, _) in OWN_FILES.items()
+            for output in outputs]
+
+
+@pytest.mark.parametrize("name, output", output_cases())
+def test_every_output_option_refuses_each_input_of_its_command(work, name, output, colour):
+    """Every output option of every command pointed at each of its inputs, and at each file of a run it
+    is given: refused before any work in one plain line, every input unchanged."""
+    from cli.main import COMMANDS
+    from mosqa.checks import OWN_FILES
+
+    assert set(OWN_FILES) == {command for command, _, _ in COMMANDS}
+    outputs, inputs = OWN_FILES[name]
+    paths = {p for p, (kind, _) in command_params(name).items() if Path in (kind, *typing_args(kind))}
+    assert paths <= {*outputs, *inputs}, f"{name}: {paths - {*outputs, *inputs}} not in OWN_FILES"
+    assert set(ALL_INPUTS[name]) == set(inputs)
+    given = {k: [v.format(W=work) for v in vs] if isinstance(vs, list) else vs.format(W=work)
+             for k, vs in ALL_INPUTS[name].items()}
+    targets = {t for vs in given.values() for v in (vs if isinstance(vs, list) else [vs])
+               for t in own_files(Path(v))}
+    before = snapshot(work)
+    for target in sorted(targets):
+        error = error_line(invoke(command_line(name, given | {output: str(target)})))
+        assert "--" + output.replace("_", "-") in error or target.name in error, error
+        assert snapshot(work) == before, f"{name} --{output} {target} changed files on disk"
+
+
+def typing_args(kind) -> tuple:
+    import typing
+
+    return typing.get_args(kind)
+
+
+# ---------------------------------------------------------------- issue 33: the rows that are not one line
+
+
+def test_export_failure_is_one_plain_line_without_the_exporters_output(work, tmp_path, monkeypatch, colour):
+    """When torch cannot export a model, its exporter prints the traced graph and raises pages of
+    advice with colour codes; the user gets one plain line with the innermost reason, and no file."""
+    import torch
+
+    def failing_export(*args, **kwargs):
+        print("def forward(self, arg0_1: f32[64, 2, 3, 3]):\n    traced graph ...")
+        print("graph: " + "x" * 500, file=sys.stderr)
+        try:
+            raise RuntimeError("Could not extract specialized integer from u0\n\nCaused by: (model.py:52)")
+        except RuntimeError as cause:
+            raise ValueError("Failed. \x1b[96mThis is step 1/3\x1b[0m. Next steps:\n- ...") from cause
+
+    monkeypatch.setattr(torch.onnx, "export", failing_export)
+    result = invoke(["export", work / "runs" / "qa", "-o", tmp_path / "x.onnx"])
+    error = error_line(result)
+    assert "traced graph" not in result.output and "xxxx" not in result.output, result.output
+    assert error.endswith("(Could not extract specialized integer from u0 Caused by: (model.py:52))"), error
+    assert not list(tmp_path.iterdir())
+
+
+def test_error_lines_lose_escape_codes_and_line_breaks(capsys):
+    from cli.main import report
+
+    report("a \x1b[96mcoloured\x1b[0m\nmessage\x1b]8;;http://x\x07 with\ta link\x07")
+    assert capsys.readouterr().err == "error: a coloured message with a link\n"
+
+
+@pytest.mark.parametrize("engine", ["auto", "torch", "onnx"])
+def test_diagnose_on_a_model_without_heads_names_one_that_has_them(work, tmp_path, engine, colour):
+    """No engine can add heads a model lacks: the line says so and names a shipped model that has them,
+    instead of suggesting another engine."""
+    result = invoke(["predict", CLIP.format(W=work), "-m", "pesq-wb-nisqa", "--diagnose", "--engine", engine,
+                     "-o", tmp_path / "s.csv"])
+    error = error_line(result)
+    assert "pesq-wb-nisqa has no diagnostic heads" in error and "--model pesq-wb)" in error, error
+    assert "--engine" not in error and not (tmp_path / "s.csv").exists()
+
+
+def test_scores_in_a_list_given_for_its_paths_are_ignored(work, tmp_path):
+    """`--list` reads paths; its score column may hold anything (--help: scores in it are ignored)."""
+    audio = work / "audio"
+    (tmp_path / "scores.csv").write_text(f"path,score\n{audio}/clip0.wav,abc\n{audio}/clip1.wav,7.5\n"
+                                         f"{audio}/clip2.wav,\n")
+    (tmp_path / "plain.list").write_text(f"{audio}/clip0.wav,n/a\n{audio}/clip1.wav 9\n")
+    for listed, count in (("scores.csv", 3), ("plain.list", 2)):
+        result = invoke(["predict", "--list", tmp_path / listed, "-m", work / "runs" / "qa", "--device",
+                         "cpu", "-o", tmp_path / "s.csv"])
+        assert result.exit_code == 0, result.output
+        rows = list(csv.DictReader(io.StringIO((tmp_path / "s.csv").read_text())))
+        assert len(rows) == count and all(1 <= float(r["score"]) <= 5 for r in rows), rows
+    with pytest.raises(MosqaError, match=r"scores\.csv:2: score 'abc' is not a number"):
+        read_list(tmp_path / "scores.csv")  # where a score is needed, it is still judged
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Every temporary file mosqa's writers make fails as on a full disk (ENOSPC)."""
+    import errno
+    import types
+
+    import mosqa.audio
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(mosqa.audio, "tempfile", types.SimpleNamespace(mkstemp=no_space))
+
+
+def test_a_command_failing_on_a_full_disk_leaves_no_folder_behind(work, tmp_path, full_disk, colour):
+    """simulate makes its folder before its first file; a write that fails takes the folders made for it
+    (and their parents) away, as a run that fails before its first checkpoint does."""
+    result = invoke(["simulate", work / "clean_with_bad", "--out-dir", tmp_path / "new" / "sim", "--per-utt",
+                     "1", "--no-codecs", "--jobs", "1"])
+    assert "no space left on device" in error_line(result)
+    result = invoke(["predict", CLIP.format(W=work), "-m", work / "runs" / "qa", "--device", "cpu",
+                     "-o", tmp_path / "made" / "for" / "s.csv"])
+    assert "no space left on device" in error_line(result)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_simulation_keeps_the_clips_it_made_for_a_rerun(work, tmp_path, monkeypatch):
+    """A failure after the first clip keeps the folder: a rerun resumes from its journal."""
+    from mosqa import simulate
+
+    def fail_at_the_end(*args, **kwargs):
+        raise MosqaError("disk full while writing the reports")
+
+    monkeypatch.setattr(simulate, "_finish", fail_at_the_end)
+    result = invoke(["simulate", work / "clean_with_bad", "--out-dir", tmp_path / "sim", "--per-utt", "1",
+                     "--no-codecs", "--jobs", "1"])
+    assert result.exit_code == 2 and list((tmp_path / "sim" / "wav").glob("*.wav")), result.output
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat_file.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_predict_workers_die_with_their_parent(tmp_path):
+    """`predict -j 2` SIGKILLed: its workers end at once instead of scoring on (each has minutes of audio
+    left, on the shipped model's torch engine)."""
+    import signal
+    import time
+
+    for i in range(8):
+        sf.write(tmp_path / f"long{i}.wav", speech(30.0, 110 + 15 * i), SR, subtype="PCM_16")
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "cli.main", "predict", tmp_path, "-j", "2", "--batch-size", "4", "--engine",
+           "torch", "--device", "cpu", "-o", tmp_path / "s.csv"]
+    parent = subprocess.Popen(cmd, cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.2)
+            workers = [p for p in children(parent.pid)
+                       if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(workers) == 2, "the pool did not start"
+        time.sleep(3)  # the workers load the model and start scoring
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while any(map(alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(map(alive, workers)), "a worker outlived its killed parent"
+    finally:
+        for pid in [parent.pid, *workers]:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

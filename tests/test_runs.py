@@ -131,7 +131,7 @@ def test_zero_epochs_is_an_error(tmp_path, corpus, command):
         train, valid = write_pairs(tmp_path / "d")
         args = ["--train", train, "--valid", valid, "--arch", "lstm", "--no-dnsmos", "--device", "cpu"]
     res = run_cli(command, *args, "--epochs", "0", "--exp-dir", tmp_path / "exp")
-    assert res.exit_code == 2 and "--epochs must be a positive integer, got 0" in res.output, res.output
+    assert res.exit_code == 2 and "--epochs must be a whole number >= 1, got 0" in res.output, res.output
     assert not (tmp_path / "exp").exists()
 
 
@@ -267,7 +267,7 @@ def test_resume_to_no_more_epochs_says_nothing_was_trained_and_writes_nothing(ru
     before = _hashes(run_copy)
     res = run_cli("train-qa", "--resume", run_copy, "--epochs", epochs)
     if epochs == "0":
-        assert res.exit_code == 2 and "--epochs must be a positive integer" in res.output, res.output
+        assert res.exit_code == 2 and "--epochs must be a whole number >= 1" in res.output, res.output
     else:
         assert res.exit_code == 0, res.output
         assert "nothing trained: it has done 1 epoch(s) and --epochs is 1" in res.output

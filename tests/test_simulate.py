@@ -235,7 +235,7 @@ def test_voice_perturbation_gives_each_clip_its_own_reference(tmp_path, clean_di
         assert len(deg) == len(clean) and abs(len(clean) - len(original) / f) <= 2
         # The label is PESQ against the perturbed reference (16-bit files differ a little from floats).
         assert pesq_wb(clean, deg, 16000) == pytest.approx(float(r["pesq"]), abs=0.05)
-    with pytest.raises(MosqaError, match="--voice-perturb must be in"):
+    with pytest.raises(MosqaError, match=r"--voice-perturb must be a finite number in \[0, 0.5\)"):
         run(clean_dir, tmp_path / "bad", voice_perturb=0.6)
     # A folder simulated before the option existed (no key in simulate.json) still resumes.
     run(clean_dir, tmp_path / "old", jobs=1)

@@ -628,8 +628,8 @@ def test_old_names_are_accepted_with_a_warning(tmp_path):
     (["--arch", "dpcrn", "--hidden", "16"], "--hidden: no effect on arch dpcrn"),
     (["--qa", "frozen", "--qa-model", "x", "--grl-lambda", "2"], "--grl-lambda: no effect on --qa frozen"),
     (["--qa-weight", "2"], "--qa-weight: no effect on --qa none"),
-    (["--epochs", "0"], "--epochs must be a positive integer, got 0"),
-    (["--grad-clip", "-1"], "--grad-clip must be >= 0"),
+    (["--epochs", "0"], "--epochs must be a whole number >= 1, got 0"),
+    (["--grad-clip", "-1"], "--grad-clip must be a finite number >= 0"),
     (["--early-stop-metric", "mos"], "--early-stop-metric must be one of pesq"),
 ])
 def test_options_the_run_would_not_use_are_refused(tmp_path, args, message):
