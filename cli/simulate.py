@@ -176,6 +176,7 @@ def command(
     OUT/summary.json. A clip prepare-list would refuse
     (silent, too short) is not written; it is named in skipped.csv and in the output.
     """
+    ranges = ranges_from_options(locals())  # first, while every local name is an option
     from rich.console import Console
 
     from cli.prepare_list import histogram_table
@@ -184,7 +185,6 @@ def command(
     from mosqa.codecs import codec_backends, select_codecs
     from mosqa.progress import progress_bar
 
-    ranges = ranges_from_options(locals())  # first: every name in locals() is still an option
     output_dir(out_dir)
     if builtin and clean_dir is not None:
         raise MosqaError("give either CLEAN_DIR or --builtin, not both")
