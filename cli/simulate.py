@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 
 from mosqa.errors import MosqaError
-from mosqa.ranges import Ranges, RoomRanges
+from mosqa.ranges import RANGE_OPTIONS, SHARE_OPTIONS, Ranges, RoomRanges
 
 DEFAULT = Ranges()
 RANGES = "Degradation ranges (drawn per clip; the drawn values go to meta.csv)"
@@ -112,19 +112,71 @@ def command(
     clean_share: float = _ranged(
         DEFAULT.clean_share, "--clean-share", help="Share of clips left undegraded "
         "(degradations 'clean', labelled like any clip), so a model learns the top of the scale too."),
+    call_share: float = _ranged(
+        DEFAULT.call_share, "--call-share", help="Share of degraded clips that carry one of the impairments "
+        "of real calls (echo, talker, chop, suppressor, gain, saturation, hum; then 0-2 more of any kind). "
+        "0: none, as before they existed."),
+    echo_delay_range: str = _ranged(
+        DEFAULT.echo_delay, "--echo-delay-range", help="Echo: delay, ms (log-uniform; below ~30 ms a "
+        "colouring comb filter, above a distinct echo)."),
+    echo_loss_range: str = _ranged(
+        DEFAULT.echo_loss, "--echo-loss-range", help="Echo: return loss of the first repeat, dB."),
+    echo_feedback_range: str = _ranged(
+        DEFAULT.echo_feedback, "--echo-feedback-range", help="Echo: each further repeat this times the one "
+        "before (0: one repeat)."),
+    talker_snr_range: str = _ranged(
+        DEFAULT.talker_snr, "--talker-snr-range", help="Competing talker (one other speaker of CLEAN_DIR): "
+        "SNR, dB (median PESQ-WB ~1.3 at 10 dB, ~2.7 at 25, ~4.1 at 40)."),
+    chop_length_range: str = _ranged(
+        DEFAULT.chop_length, "--chop-length-range", help="Chopped speech: length of each deleted, zeroed or "
+        "repeated segment, ms (log-uniform)."),
+    chop_rate_range: str = _ranged(
+        DEFAULT.chop_rate, "--chop-rate-range", help="Chopped speech: segments per second (log-uniform)."),
+    suppressor_snr_range: str = _ranged(
+        DEFAULT.suppressor_snr, "--suppressor-snr-range", help="Noise suppressor: SNR of the noise it is "
+        "given to remove, dB."),
+    suppressor_oversub_range: str = _ranged(
+        DEFAULT.suppressor_oversub, "--suppressor-oversub-range", help="Noise suppressor: over-subtraction "
+        "(gate: threshold over the noise) factor; high values cut speech onsets and tails."),
+    suppressor_floor_range: str = _ranged(
+        DEFAULT.suppressor_floor, "--suppressor-floor-range", help="Noise suppressor: what is left of a "
+        "suppressed bin or a closed gate, dB."),
+    speech_level_range: str = _ranged(
+        DEFAULT.speech_level, "--speech-level-range",
+        help="Gain faults: speech level (RMS) before them, dBFS."),
+    agc_attack_range: str = _ranged(
+        DEFAULT.agc_attack, "--agc-attack-range", help="Gain faults: AGC attack time, ms (log-uniform)."),
+    agc_release_range: str = _ranged(
+        DEFAULT.agc_release, "--agc-release-range", help="Gain faults: AGC release time, ms (log-uniform; "
+        "short ones pump)."),
+    gain_step_range: str = _ranged(
+        DEFAULT.gain_step, "--gain-step-range", help="Gain faults: size of each sudden gain step, dB."),
+    gain_step_rate_range: str = _ranged(
+        DEFAULT.gain_step_rate, "--gain-step-rate-range", help="Gain faults: gain steps per second."),
+    saturation_drive_range: str = _ranged(
+        DEFAULT.saturation_drive, "--saturation-drive-range", help="Saturation: dB the peak is driven past "
+        "the knee of the tanh (PESQ-WB ~4.5 at -12, ~3 at 0, ~1.3 at 12)."),
+    hum_snr_range: str = _ranged(
+        DEFAULT.hum_snr, "--hum-snr-range", help="Hum (50 or 60 Hz with harmonics): SNR, dB."),
+    dc_offset_range: str = _ranged(
+        DEFAULT.dc_offset, "--dc-offset-range", help="Hum: DC offset added with it, a fraction of the peak."),
 ):
     """Build a PESQ-labelled corpus the Quality-Net way.
 
     Each clean utterance gets K degraded versions drawn from reverberation (recorded RIRs and synthetic
     rooms), additive noise, babble of other speakers, music (with --music-dir), clipping, band-limiting,
     low bit-rate codecs alone or in tandem (through ffmpeg when installed; numpy mu-law always) and
-    bursty packet loss, singly and combined; a few clips stay clean (--clean-share). Label =
-    wideband PESQ against the clean reference. Writes OUT/wav/*.wav, OUT/clean/*.wav (16 kHz references),
-    OUT/all.list (wav,score), OUT/pairs.list (noisy,clean,score), OUT/meta.csv (speaker, every drawn
-    parameter, PESQ), OUT/pesq_hist.png, the coverage report OUT/coverage.csv and OUT/coverage.png
-    (labels per impairment kind), OUT/skipped.csv and OUT/summary.json. A clip prepare-list would refuse
+    bursty packet loss, singly and combined; a few clips stay clean (--clean-share). A minority
+    (--call-share) carries an impairment of real calls: residual echo, a competing talker, chopped
+    speech, noise-suppressor artefacts, gain faults, saturation or hum. Label = wideband PESQ against
+    the clean reference (a competing talker and echo are not part of it). Writes OUT/wav/*.wav,
+    OUT/clean/*.wav (16 kHz references), OUT/all.list (wav,score), OUT/pairs.list (noisy,clean,score),
+    OUT/meta.csv (speaker, every drawn parameter, PESQ), OUT/pesq_hist.png, the coverage report
+    OUT/coverage.csv and OUT/coverage.png (labels per impairment kind), OUT/skipped.csv and
+    OUT/summary.json. A clip prepare-list would refuse
     (silent, too short) is not written; it is named in skipped.csv and in the output.
     """
+    ranges = ranges_from_options(locals())  # first, while every local name is an option
     from rich.console import Console
 
     from cli.prepare_list import histogram_table
@@ -136,18 +188,6 @@ def command(
     output_dir(out_dir)
     if builtin and clean_dir is not None:
         raise MosqaError("give either CLEAN_DIR or --builtin, not both")
-    ranges = Ranges(
-        snr=_parse(snr_range, "--snr-range", 2), music_snr=_parse(music_snr_range, "--music-snr-range", 2),
-        babble_snr=_parse(babble_snr_range, "--babble-snr-range", 2),
-        babble_talkers=_parse(babble_talkers, "--babble-talkers", 2), clean_share=clean_share,
-        drr=_parse(drr_range, "--drr-range", 2),
-        room=RoomRanges(rt60=_parse(rt60_range, "--rt60-range", 2),
-                        length=_parse(room_size_range, "--room-size-range", 2)),
-        synthetic_rooms=synthetic_rooms, clip=_parse(clip_range, "--clip-range", 2),
-        band_high=_parse(band_high_range, "--band-high-range", 2),
-        band_low=_parse(band_low_range, "--band-low-range", 2), loss=_parse(loss_range, "--loss-range", 2),
-        burst=_parse(burst_range, "--burst-range", 2), tandem=tandem_prob,
-        combine=_parse(combine_probs, "--combine-probs", 3))
     console = Console(stderr=True)
     codecs = "none" if no_codecs else codecs
     chosen, backends = select_codecs(codecs), codec_backends()
@@ -201,6 +241,18 @@ def coverage_table(rows: list):
         bars = "".join(" ▁▂▃▄▅▆▇█"[round(8 * row[b] / peak)] for b in bins)
         table.add_row(*(str(row[k]) for k in ("kind", "clips", "alone", "p10", "median", "p90")), bars)
     return table
+
+
+def ranges_from_options(options: dict) -> Ranges:
+    """Ranges from the command's arguments (name -> value): each field from the option RANGE_OPTIONS or
+    SHARE_OPTIONS names for it, whose parameter is the flag's name in snake case."""
+    def given(flag: str):
+        return options[flag.removeprefix("--").replace("-", "_")]
+
+    fields = {key: _parse(given(flag), flag, 2) for key, (flag, _, _) in RANGE_OPTIONS.items()}
+    fields |= {key: given(flag) for key, flag in SHARE_OPTIONS.items()}
+    room = RoomRanges(**{key.removeprefix("room."): fields.pop(key) for key in list(fields) if "." in key})
+    return Ranges(**fields, room=room, combine=_parse(given("--combine-probs"), "--combine-probs", 3))
 
 
 def _parse(text: str, option: str, count: int) -> tuple:

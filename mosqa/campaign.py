@@ -359,12 +359,15 @@ Campaign row {row.get("row")} ({row.get("date")}): {int(float(row.get("clips", 0
 
 Fixed sets simulated from voices, noise files, music and rooms that no shard uses
 (`recipes/campaign_split.py`; the same clips every session): validation (ridge strengths picked on
-it) and test (never tuned on).
+it) and test (never tuned on); their version 2 (v2) gives 30 % of the degraded clips an impairment of
+real calls (echo, a competing talker, chopped speech, a noise suppressor, gain faults, saturation, hum).
 
 | set | clips | LCC | SRCC | RMSE | bias |
 |---|---|---|---|---|---|
 | validation {_cells(row, "valid_", overall)}
 | test {_cells(row, "test_", overall)}
+| validation v2 {_cells(row, "valid_v2_", overall)}
+| test v2 {_cells(row, "test_v2_", overall)}
 
 Test per impairment kind (clean: no impairment; combined: two or more):
 

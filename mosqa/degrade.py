@@ -3,8 +3,11 @@
 Each degradation draws its own parameters from the item's random generator and returns the
 degraded signal plus those parameters (for meta.csv), so one (seed, utterance, k) always gives
 the same clip. `DEGRADATIONS` lists them in the order a real signal chain would apply them:
-room, additive sounds (noise, babble, music), analogue clipping, band-limiting, codec, transmission
-loss; it is the one list of kinds (the coverage report and meta.csv's columns follow it).
+room, additive sounds (noise, babble, a competing talker, music), the analogue front end (saturation,
+hum, clipping), a device's processing (residual echo, noise suppression, gain control), band-limiting,
+codec, transmission loss and a jitter buffer's chops; it is the one list of kinds (the coverage report
+and meta.csv's columns follow it). The impairments of real calls (CALL_KINDS) are signal functions in
+calls.py; here they draw their parameters.
 """
 
 from dataclasses import dataclass, field
@@ -12,7 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.signal import butter, fftconvolve, sosfiltfilt
 
+from mosqa import calls
 from mosqa.audio import SAMPLE_RATE, SILENCE_DB, is_silent, load_audio
+from mosqa.calls import rms
 from mosqa.codecs import CODECS, mulaw, run_codec
 from mosqa.errors import MosqaError
 from mosqa.ranges import Ranges
@@ -29,12 +34,9 @@ class Sources:
     codecs: tuple = ()
     ranges: Ranges = Ranges()
     music: dict = field(default_factory=dict)  # empty -> no music clips
-    talkers: dict = field(default_factory=dict)  # speaker -> clean file paths, for babble
-    speaker: str | None = None  # the speaker of the clip being degraded (babble leaves them out)
-
-
-def _rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-12
+    talkers: dict = field(default_factory=dict)  # speaker -> clean file paths, for babble and a talker
+    speaker: str | None = None  # the speaker of the clip being degraded (babble and talker leave them out)
+    babble: bool = True  # draw babble when there are enough talkers
 
 
 def _fit(x: np.ndarray, n: int, rng) -> np.ndarray:
@@ -46,7 +48,7 @@ def _fit(x: np.ndarray, n: int, rng) -> np.ndarray:
 
 
 def _mix(wav: np.ndarray, other: np.ndarray, snr_db: float) -> np.ndarray:
-    return wav + other * (_rms(wav) / _rms(other) * 10 ** (-snr_db / 20))
+    return wav + other * (rms(wav) / rms(other) * 10 ** (-snr_db / 20))
 
 
 def _add_recording(wav, rng, pool: dict, snr_range: tuple, name_column: str, snr_column: str):
@@ -65,25 +67,32 @@ def add_music(wav, rng, src: Sources):
     return _add_recording(wav, rng, src.music, src.ranges.music_snr, "music", "music_snr_db")
 
 
-def babble(wav, rng, src: Sources):
-    """Other speakers talking at once: one utterance of each of N other speakers of the clean set.
+def _other_speakers(src: Sources) -> list[str]:
+    """The clean set's speakers other than the clip's own: the model must not hear the talker it rates
+    in the background."""
+    return [s for s in sorted(src.talkers) if s != src.speaker]
 
-    Each is read from disk only when drawn (a clean set holds far more than a worker should keep in
-    memory), scaled to unit RMS so no talker dominates, cropped or looped to the clip and summed; the
-    sum is mixed at a drawn SNR. Never the clip's own speaker, so the model cannot hear the talker it
-    rates in the background.
-    """
-    others = [s for s in sorted(src.talkers) if s != src.speaker]
+
+def _utterance(src: Sources, speaker: str, n: int, rng, role: str) -> np.ndarray:
+    """One utterance of `speaker`, read from disk only when drawn (a clean set holds far more than a
+    worker should keep in memory), at unit RMS, cropped or looped to n samples."""
+    files = src.talkers[speaker]
+    path = files[rng.integers(len(files))]
+    talk = load_audio(path, SAMPLE_RATE).astype(np.float64)
+    if is_silent(talk):
+        raise MosqaError(f"{path}: silent {role} (below {SILENCE_DB:g} dBFS)")
+    return _fit(talk, n, rng) / rms(talk)
+
+
+def babble(wav, rng, src: Sources):
+    """Other speakers talking at once: one utterance of each of N other speakers of the clean set, each
+    at unit RMS so no talker dominates, summed and mixed at a drawn SNR."""
+    others = _other_speakers(src)
     low, high = (int(v) for v in src.ranges.babble_talkers)
     picked = rng.choice(len(others), min(int(rng.integers(low, high + 1)), len(others)), replace=False)
     crowd = np.zeros(len(wav))
     for i in picked.tolist():
-        files = src.talkers[others[i]]
-        path = files[rng.integers(len(files))]
-        talk = load_audio(path, SAMPLE_RATE).astype(np.float64)
-        if is_silent(talk):
-            raise MosqaError(f"{path}: silent babble talker (below {SILENCE_DB:g} dBFS)")
-        crowd += _fit(talk, len(wav), rng) / _rms(talk)
+        crowd += _utterance(src, others[i], len(wav), rng, "babble talker")
     snr = float(rng.uniform(*src.ranges.babble_snr))
     return _mix(wav, crowd, snr), {"babble_talkers": len(picked), "babble_snr_db": round(snr, 2),
                                    "babble_speakers": "+".join(others[i] for i in sorted(picked.tolist()))}
@@ -128,7 +137,7 @@ def reverb(wav, rng, src: Sources):
     drr = float(rng.uniform(*src.ranges.drr))
     rir, params = (_synthetic_room if synthetic else _recorded_room)(rng, src, drr)
     out = fftconvolve(wav, rir)[: len(wav)]
-    return out * (_rms(wav) / _rms(out)), params
+    return out * (rms(wav) / rms(out)), params
 
 
 def clip(wav, rng, src: Sources):
@@ -204,36 +213,204 @@ def codec(wav, rng, src: Sources):
     return wav, {"codec": "+".join(names), "codec_setting": "+".join(settings)}
 
 
-# name -> function, in signal-chain order (additive sounds after the room, before analogue clipping).
+# ---------------------------------------------------------------- the impairments of real calls
+def _through_room(x: np.ndarray, rng, src: Sources) -> np.ndarray:
+    """x as a synthetic room of the ranges carries it to the microphone (a DRR drawn from Ranges.drr)."""
+    rir, _ = _synthetic_room(rng, src, float(rng.uniform(*src.ranges.drr)))
+    return fftconvolve(x, rir)[: len(x)]
+
+
+TALKER_PATHS = ("near", "room")
+
+
+def competing_talker(wav, rng, src: Sources):
+    """One other speaker of the clean set talking over the clip (one voice one can follow, not a crowd),
+    close to the microphone or across a room, at a drawn SNR; not part of the reference."""
+    others = _other_speakers(src)
+    speaker = others[rng.integers(len(others))]
+    voice = _utterance(src, speaker, len(wav), rng, "competing talker")
+    mode = TALKER_PATHS[rng.integers(len(TALKER_PATHS))]
+    if mode == "room":
+        voice = _through_room(voice, rng, src)
+    snr = float(rng.uniform(*src.ranges.talker_snr))
+    return _mix(wav, voice, snr), {"talker": speaker, "talker_mode": mode, "talker_snr_db": round(snr, 2)}
+
+
+TELEPHONE_BAND = butter(4, [300, 3400], "bandpass", fs=SAMPLE_RATE, output="sos")
+# What an echo returns through: the signal itself (a plain delay line), a telephone line's band (a
+# hybrid's line echo), or a room (loudspeaker to microphone: the acoustic echo a canceller left over).
+ECHO_PATHS = {"line": lambda x, rng, src: x,
+              "band": lambda x, rng, src: sosfiltfilt(TELEPHONE_BAND, x),
+              "room": _through_room}
+
+
+def add_echo(wav, rng, src: Sources):
+    """The clip's own speech coming back late and weaker, with a tail of repeats (feedback): the
+    residual echo of a call. The echo level column is measured (repeats and path included)."""
+    mode = sorted(ECHO_PATHS)[rng.integers(len(ECHO_PATHS))]
+    delay_ms = log_uniform(rng, *src.ranges.echo_delay)
+    loss = float(rng.uniform(*src.ranges.echo_loss))
+    feedback = float(rng.uniform(*src.ranges.echo_feedback))
+    path = ECHO_PATHS[mode](wav, rng, src)
+    path = path * (rms(wav) / rms(path))
+    delay = max(1, round(delay_ms / 1000 * SAMPLE_RATE))
+    out = calls.echo(wav, path, delay, 10 ** (-loss / 20), feedback)
+    return out, {"echo_mode": mode, "echo_delay_ms": round(delay * 1000 / SAMPLE_RATE, 2),
+                 "echo_loss_db": round(loss, 2), "echo_feedback": round(feedback, 3),
+                 "echo_level_db": round(float(20 * np.log10(rms(wav) / rms(out - wav))), 2)}
+
+
+CHOP_MODES = ("delete", "zero", "repeat")
+
+
+def chop(wav, rng, src: Sources):
+    """Time discontinuities: segments of a drawn length, at a drawn rate (at least one), deleted, zeroed
+    or repeated, as jitter buffers and frame drops without concealment do; unlike packet_loss, not on a
+    20 ms grid. A deleted segment shortens the clip."""
+    mode = CHOP_MODES[rng.integers(len(CHOP_MODES))]
+    # no longer than a third of the clip, so a segment (and the stretch a repeat copies) fits inside it
+    length = min(len(wav) // 3, max(1, round(log_uniform(rng, *src.ranges.chop_length) / 1000 * SAMPLE_RATE)))
+    rate = log_uniform(rng, *src.ranges.chop_rate)
+    seconds = len(wav) / SAMPLE_RATE
+    count = max(1, rng.poisson(rate * seconds))
+    drawn = np.sort(rng.integers(length, len(wav) - length + 1, count))
+    starts = []
+    for s in drawn.tolist():  # segments never overlap: one that would is not drawn
+        if not starts or s >= starts[-1] + length:
+            starts.append(s)
+    return calls.chop(wav, starts, length, mode), {
+        "chop_mode": mode, "chop_ms": round(length * 1000 / SAMPLE_RATE, 2), "chop_rate_hz": round(rate, 3),
+        "chops_per_s": round(len(starts) / seconds, 3),
+        "chop_total_ms": round(len(starts) * length * 1000 / SAMPLE_RATE, 2)}
+
+
+def noise_suppressor(wav, rng, src: Sources):
+    """A noise suppressor run on the clip with background noise (a stretch of the noises at a drawn SNR):
+    spectral subtraction or a gate, at a drawn over-subtraction and floor. What a real call nearly always
+    passes through: musical noise, clipped onsets and tails, pauses that drop to the floor."""
+    noisy, params = _add_recording(wav, rng, src.noises, src.ranges.suppressor_snr, "ns_noise", "ns_snr_db")
+    mode = sorted(calls.SUPPRESSORS)[rng.integers(len(calls.SUPPRESSORS))]
+    oversub = float(rng.uniform(*src.ranges.suppressor_oversub))
+    floor = float(rng.uniform(*src.ranges.suppressor_floor))
+    return calls.SUPPRESSORS[mode](noisy, oversub, floor), params | {
+        "ns_mode": mode, "ns_oversub": round(oversub, 3), "ns_floor_db": round(floor, 2)}
+
+
+def _agc(wav, rng, src: Sources):
+    attack, release = (log_uniform(rng, *r) for r in (src.ranges.agc_attack, src.ranges.agc_release))
+    return calls.agc_gain_db(wav, attack, release), {"agc_attack_ms": round(attack, 2),
+                                                     "agc_release_ms": round(release, 1)}
+
+
+def _gain_steps(wav, rng, src: Sources):
+    step = float(rng.uniform(*src.ranges.gain_step))
+    rate = float(rng.uniform(*src.ranges.gain_step_rate))
+    count = max(1, rng.poisson(rate * len(wav) / SAMPLE_RATE))
+    at = np.sort(rng.integers(1, len(wav), count))
+    signs = rng.choice((-1.0, 1.0), count)
+    return calls.gain_steps_db(len(wav), at.tolist(), step, signs.tolist()), {
+        "gain_step_db": round(step, 2), "gain_steps": count}
+
+
+GAIN_FAULTS = {"agc": _agc, "steps": _gain_steps}
+
+
+def gain_faults(wav, rng, src: Sources):
+    """The speech at a drawn level, then an automatic gain control that pumps or sudden gain steps. The
+    swing column is measured: how far the gain moves (5th to 95th percentile, dB) while there is sound."""
+    level = float(rng.uniform(*src.ranges.speech_level))
+    wav = wav * (10 ** (level / 20) / rms(wav))
+    mode = sorted(GAIN_FAULTS)[rng.integers(len(GAIN_FAULTS))]
+    gain_db, params = GAIN_FAULTS[mode](wav, rng, src)
+    heard = np.abs(wav) > 1e-3 * np.max(np.abs(wav))  # a gain on (near) digital silence is not heard
+    low, high = np.percentile(gain_db[heard], [5, 95]) if heard.any() else (0.0, 0.0)
+    return wav * 10 ** (gain_db / 20), {"speech_level_dbfs": round(level, 2), "gain_mode": mode,
+                                        "gain_swing_db": round(float(high - low), 2), **params}
+
+
+# The operating point of the saturating stage: centred, or biased (0.25: as harsh at 6 dB less drive).
+SATURATION_BIAS = {"symmetric": 0.0, "asymmetric": 0.25}
+
+
+def saturation(wav, rng, src: Sources):
+    """Soft (tanh) saturation of an amplifier at a drawn drive, symmetric or biased. The measured
+    signal-to-distortion ratio says how much it bends the clip (a peaky utterance bends less)."""
+    mode = sorted(SATURATION_BIAS)[rng.integers(len(SATURATION_BIAS))]
+    drive = float(rng.uniform(*src.ranges.saturation_drive))
+    out = calls.saturate(wav, drive, SATURATION_BIAS[mode])
+    out *= rms(wav) / rms(out)
+    return out, {"saturation_mode": mode, "saturation_drive_db": round(drive, 2),
+                 "saturation_sdr_db": round(float(calls.signal_to_distortion_db(wav, out)), 2)}
+
+
+def add_hum(wav, rng, src: Sources):
+    """Mains hum at 50 or 60 Hz, a transformer's (few harmonics) or a ground loop's buzz (many), at a
+    drawn SNR, and a DC offset."""
+    mode = sorted(calls.HUM_HARMONICS)[rng.integers(len(calls.HUM_HARMONICS))]
+    freq = (50, 60)[rng.integers(2)]
+    snr = float(rng.uniform(*src.ranges.hum_snr))
+    dc = float(rng.uniform(*src.ranges.dc_offset))
+    noise = calls.hum(len(wav), freq, mode, rng.uniform(0, 2 * np.pi, calls.HUM_HARMONICS[mode]))
+    out = wav + noise * rms(wav) * 10 ** (-snr / 20) + dc * float(np.max(np.abs(wav)))
+    return out, {"hum_mode": mode, "hum_hz": freq, "hum_snr_db": round(snr, 2),
+                 "dc_offset": round(dc, 4)}
+
+
+# name -> function, in signal-chain order: the room and additive sounds, the analogue front end
+# (saturation, hum, converter clipping), a device's processing (the echo its canceller left, noise
+# suppression, gain control), then transmission (band, codec, lost frames, a jitter buffer's chops).
 DEGRADATIONS = {
     "reverb": reverb,
     "noise": add_noise,
     "babble": babble,
+    "talker": competing_talker,
     "music": add_music,
+    "saturation": saturation,
+    "hum": add_hum,
     "clip": clip,
+    "echo": add_echo,
+    "suppressor": noise_suppressor,
+    "gain": gain_faults,
     "bandlimit": bandlimit,
     "codec": codec,
     "packet_loss": packet_loss,
+    "chop": chop,
 }
-# How often each is drawn. Noise stays the most common; babble, the hardest background for a model to
-# tell from the talker, comes next to the room; music is rarer in the calls and recordings users rate.
-WEIGHTS = {"reverb": 1.5, "noise": 3.0, "babble": 1.5, "music": 1.0, "clip": 1.0, "bandlimit": 1.5,
-           "codec": 2.0, "packet_loss": 1.5}
+# The impairments of real calls: a degraded clip carries one of them with probability Ranges.call_share
+# (then 0-2 more of any kind), the others none, so they stay the minority a training set needs.
+CALL_KINDS = ("talker", "saturation", "hum", "echo", "suppressor", "gain", "chop")
+# How often each is drawn (call kinds: among themselves). Noise stays the most common; babble, the hardest
+# background for a model to tell from the talker, comes next to the room; music is rarer in the calls and
+# recordings users rate. Of the call kinds, echo and a suppressor are in nearly every call, and echo is
+# what the shipped model misses most (+1.4 over PESQ on real calls).
+WEIGHTS = {"reverb": 1.5, "noise": 3.0, "babble": 1.5, "talker": 1.5, "music": 1.0, "saturation": 1.0,
+           "hum": 1.0, "clip": 1.0, "echo": 2.0, "suppressor": 2.0, "gain": 1.0, "bandlimit": 1.5,
+           "codec": 2.0, "packet_loss": 1.5, "chop": 1.5}
 # The meta.csv columns each one's parameters fill: every simulation writes all of them (empty where a clip
 # lacks the kind), so shards made with different sources share one header.
 COLUMNS = {
     "reverb": ("rir", "drr_db", "rt60_s", "room_m", "absorption", "distance_m"),
     "noise": ("noise", "snr_db"),
     "babble": ("babble_talkers", "babble_snr_db", "babble_speakers"),
+    "talker": ("talker", "talker_mode", "talker_snr_db"),
     "music": ("music", "music_snr_db"),
+    "saturation": ("saturation_mode", "saturation_drive_db", "saturation_sdr_db"),
+    "hum": ("hum_mode", "hum_hz", "hum_snr_db", "dc_offset"),
     "clip": ("clip_fraction", "clipped_share"),
+    "echo": ("echo_mode", "echo_delay_ms", "echo_loss_db", "echo_feedback", "echo_level_db"),
+    "suppressor": ("ns_noise", "ns_snr_db", "ns_mode", "ns_oversub", "ns_floor_db"),
+    "gain": ("speech_level_dbfs", "gain_mode", "gain_swing_db", "agc_attack_ms", "agc_release_ms",
+             "gain_step_db", "gain_steps"),
     "bandlimit": ("band_low_hz", "band_high_hz"),
     "codec": ("codec", "codec_setting"),
     "packet_loss": ("loss_rate", "loss_burst", "loss_mode", "lost_frames"),
+    "chop": ("chop_mode", "chop_ms", "chop_rate_hz", "chops_per_s", "chop_total_ms"),
 }
 BABBLE_MIN_SPEAKERS = 4  # the clip's own speaker left out, at least 3 others make a crowd
 # Kinds that need something the simulation may not have; the others can always be drawn.
-NEEDS = {"music": lambda src: bool(src.music), "babble": lambda src: len(src.talkers) >= BABBLE_MIN_SPEAKERS}
+NEEDS = {"music": lambda src: bool(src.music),
+         "babble": lambda src: src.babble and len(src.talkers) >= BABBLE_MIN_SPEAKERS,
+         "talker": lambda src: bool(_other_speakers(src))}
 CLEAN = "clean"  # the `degradations` of a clip left undegraded (Ranges.clean_share)
 
 
@@ -242,19 +419,30 @@ def usable(src: Sources) -> list[str]:
     return [n for n in DEGRADATIONS if NEEDS.get(n, lambda _: True)(src)]
 
 
+def _draw(rng: np.random.Generator, names: list[str], count: int) -> set[str]:
+    """`count` different kinds of `names`, each as likely as its weight."""
+    p = np.array([WEIGHTS[n] for n in names])
+    return set(rng.choice(names, size=count, replace=False, p=p / p.sum()).tolist())
+
+
 def degrade(wav: np.ndarray, rng: np.random.Generator, src: Sources) -> tuple[np.ndarray, dict]:
     """Apply one to three randomly drawn degradations; returns float32 in [-1, 1] and all parameters.
 
-    A share of clips (Ranges.clean_share) stays clean: a model must also learn where the top is.
+    A share of clips (Ranges.clean_share) stays clean: a model must also learn where the top is. The
+    length stays the clip's, except where chop deletes segments.
     """
     # No draw at share 0, so simulations from before clean clips existed replay draw for draw.
     if src.ranges.clean_share and rng.random() < src.ranges.clean_share:
         return wav.astype(np.float32), {"degradations": CLEAN}
     names = usable(src)
-    p = np.array([WEIGHTS[n] for n in names])
     combine = np.asarray(src.ranges.combine, float)
     count = int(rng.choice(len(combine), p=combine / combine.sum())) + 1
-    picked = set(rng.choice(names, size=count, replace=False, p=p / p.sum()).tolist())
+    # No draw at share 0 either, so simulations from before the call kinds existed replay too.
+    if src.ranges.call_share and rng.random() < src.ranges.call_share:
+        picked = _draw(rng, [n for n in names if n in CALL_KINDS], 1)
+        picked |= _draw(rng, [n for n in names if n not in picked], count - 1)
+    else:
+        picked = _draw(rng, [n for n in names if n not in CALL_KINDS], count)
     out = wav.astype(np.float64)
     params = {"degradations": "+".join(n for n in names if n in picked)}
     for name in names:

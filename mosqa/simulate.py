@@ -127,7 +127,7 @@ def plan(clean_dir: Path, per_utt: int, seed: int, max_utts: int | None, speaker
 
 
 def talkers(files: list[tuple[Path, str]]) -> dict:
-    """speaker -> their clean files (paths only: babble reads the few it draws when it draws them).
+    """speaker -> their clean files (paths only: babble and a talker read the few they draw when drawn).
 
     The whole clean folder, not the --max-utts subset, so a subset's clips get the same babble as they
     would in the full run.
@@ -162,10 +162,11 @@ def load_source(source: str | None, transform=None) -> dict:
 
 
 def load_sources(s: Settings, files: list[tuple[Path, str]]) -> Sources:
-    """Noises, RIRs and music in memory (loaded once, shared by the workers); babble's talkers as paths."""
+    """Noises, RIRs and music in memory (loaded once, shared by the workers); the talkers of babble and
+    of a competing talker as paths."""
     noises = load_source(s.noise_dir) or generated_noises(seed=s.seed)
     return Sources(noises, load_source(s.rir_dir, normalise_rir), tuple(s.codecs), ranges_from_dict(s.ranges),
-                   music=load_source(s.music_dir), talkers=talkers(files) if s.babble else {})
+                   music=load_source(s.music_dir), talkers=talkers(files), babble=s.babble)
 
 
 _worker: dict = {}
@@ -285,8 +286,9 @@ def _check_settings(out_dir: Path, settings: Settings, overwrite: bool) -> None:
     # Settings added later default to "off", so older simulations still resume.
     defaults = {f.name: f.default for f in fields(Settings) if f.default is not MISSING}
     stored = defaults | json.loads(path.read_text(encoding="utf-8")) if path.is_file() else current
-    # So do ranges added later: such a folder has no clean clips, and no music or babble to range over.
-    stored["ranges"] = current["ranges"] | {"clean_share": 0.0} | stored["ranges"]
+    # So do ranges added later: such a folder has no clean clips and no call impairments, and no music or
+    # babble or echo to range over.
+    stored["ranges"] = current["ranges"] | {"clean_share": 0.0, "call_share": 0.0} | stored["ranges"]
     if not overwrite and stored != current:
         raise MosqaError(f"{path}: this folder holds a simulation with other settings; "
                          "choose a new --out-dir or pass --overwrite")

@@ -11,8 +11,10 @@ the state is saved after every block (about every 2 minutes on 2 cores), so a cu
 same shard where it stopped. Then the row step (its own process): pick each output's ridge strength
 on the fixed validation set, score validation and test, append a row to campaign.csv, redraw campaign.png, and
 export the head to --promote-to when validation LCC beats every earlier row (and the shipped model it
-would replace). The fixed sets are simulated once from their own voices, noises and rooms (seeds 900001
-and 900002): the same clips on every machine.
+would replace). The fixed sets are simulated once from their own voices, noises and rooms: the same clips
+on every machine. Version 1 (seeds 900001 and 900002; columns valid_* and test_*, the curve, the ridge
+strengths and promotion) has none of the impairments of real calls; version 2 (seeds 900003 and 900004;
+columns valid_v2_* and test_v2_*) carries them, so a row also says how the model does on them.
 """
 
 import argparse
@@ -28,14 +30,18 @@ import numpy as np
 
 from mosqa import campaign, crossrender
 from mosqa.audio import atomic_path
+from mosqa.degrade import CALL_KINDS
 from mosqa.encoder_qa import OUTPUTS
 from mosqa.plots import campaign_png
 
 SPEAKER_MAP = "ast_en_allison=allison,ast_es_allison=allison"
 SHARD_PER_UTT = 9  # x 1,153 training utterances = 10,377 clips a shard
-FIXED = {"valid": (5, 900001), "test": (5, 900002)}  # per-utt, seed: ~1,235 and ~1,145 clips
-CROSS = {"valid": (3, 910001), "test": (3, 910002)}  # the audiomentations-rendered sets: ~900 clips each
-SETS = ("valid", "test", "xvalid", "xtest")  # own renderer, then the cross-renderer (x) sets
+# Fixed set -> (split part, per-utt, seed, --call-share): ~1,235 clips of the validation voices, ~1,145 of
+# the test ones. Version 2's call share gives each of the 7 call kinds about 50 clips, as many as an older
+# kind has: enough for a per-kind LCC and bias.
+FIXED = {"valid": ("valid", 5, 900001, 0.0), "test": ("test", 5, 900002, 0.0),
+         "valid_v2": ("valid", 5, 900003, 0.3), "test_v2": ("test", 5, 900004, 0.3)}
+CROSS = {"xvalid": ("valid", 3, 910001), "xtest": ("test", 3, 910002)}  # audiomentations': ~900 clips each
 OWN_DROP = 0.03  # how far the own validation may fall for a cross-renderer gain to promote
 BLOCK = 2048  # clips added to the sums between two saves of the state
 # float32: bfloat16 autocast halved the encoder's time on the machine of rows 1-3, but a CPU without native
@@ -46,13 +52,14 @@ PRECISION = "fp32"
 MOSQA = shutil.which("mosqa", path=str(Path(sys.executable).parent)) or "mosqa"
 
 
-def simulate(work: Path, part: str, out: Path, per_utt: int, seed: int, jobs: int,
+def simulate(work: Path, part: str, out: Path, per_utt: int, seed: int, jobs: int, call_share: float,
              voice_perturb: float = 0.0) -> None:
     split = work / "split"
     cmd = [MOSQA, "simulate", str(split / part / "speech"), "--out-dir", str(out), "--per-utt",
            str(per_utt), "--seed", str(seed), "--jobs", str(jobs), "--speaker-map", SPEAKER_MAP,
            "--noise-dir", str(split / f"{part}_noise.list"), "--rir-dir", str(split / f"{part}_rir.list"),
-           "--music-dir", str(split / f"{part}_music.list"), "--voice-perturb", str(voice_perturb)]
+           "--music-dir", str(split / f"{part}_music.list"), "--voice-perturb", str(voice_perturb),
+           "--call-share", str(call_share)]
     subprocess.run(cmd, check=True)
 
 
@@ -63,23 +70,28 @@ def features_of(work: Path, sim: Path, jobs: int, layers: tuple | None):
     return campaign.extract_features(paths, cache, jobs, PRECISION, layers=layers), y, rows
 
 
-def fixed_set(work: Path, part: str, jobs: int, per_utt: int | None = None, layers: tuple | None = None):
-    default_per_utt, seed = FIXED[part]
-    sim = work / f"fixed_{part}"
+def fixed_set(work: Path, name: str, jobs: int, per_utt: int | None = None, layers: tuple | None = None):
+    part, default_per_utt, seed, call_share = FIXED[name]
+    sim = work / f"fixed_{name}"
     if not (sim / "summary.json").is_file():
-        simulate(work, part, sim, per_utt or default_per_utt, seed, jobs)
+        simulate(work, part, sim, per_utt or default_per_utt, seed, jobs, call_share)
     return features_of(work, sim, jobs, layers)
 
 
-def cross_set(work: Path, part: str, jobs: int, per_utt: int | None = None, layers: tuple | None = None):
-    """The same part's voices, noise files and rooms degraded by audiomentations (mosqa.crossrender):
-    the validation and test that our own renderer did not make (issue 30)."""
-    default_per_utt, seed = CROSS[part]
+def cross_set(work: Path, name: str, jobs: int, per_utt: int | None = None, layers: tuple | None = None):
+    """A part's voices, noise files and rooms degraded by audiomentations (mosqa.crossrender): the
+    validation and test that our own renderer did not make (issue 30)."""
+    part, default_per_utt, seed = CROSS[name]
     split = work / "split"
     sim = crossrender.render_set(split / part / "speech", split / f"{part}_noise.list",
                                  split / f"{part}_rir.list", work / f"cross_{part}",
                                  per_utt or default_per_utt, seed, jobs)
     return features_of(work, sim, jobs, layers)
+
+
+def any_set(work: Path, name: str, jobs: int, per_utt: int | None = None, layers: tuple | None = None):
+    """One of FIXED (our renderer) or CROSS (audiomentations) by name."""
+    return (cross_set if name in CROSS else fixed_set)(work, name, jobs, per_utt, layers)
 
 
 def shipped_baseline(model_dir: Path, sim: Path) -> float | None:
@@ -104,7 +116,8 @@ def train_shards(state: dict | None, work: Path, state_path: Path, deadline: flo
         if args.until_shard is not None and shard >= args.until_shard:
             break
         sim = work / f"shard_{shard:03d}"
-        simulate(work, "train", sim, args.per_utt, 1000 + shard, args.jobs, args.voice_perturb)
+        simulate(work, "train", sim, args.per_utt, 1000 + shard, args.jobs, args.call_share,
+                 args.voice_perturb)
         paths, y, _ = campaign.read_set(sim)
         # simulate writes a speaker's clips together: in a seeded random order every block (the first
         # one fixes the projection) spans all voices
@@ -123,7 +136,8 @@ def train_shards(state: dict | None, work: Path, state_path: Path, deadline: flo
             state.update(shard_done=np.int64(0 if finished else done), clips=state["clips"] + len(x),
                          shards=np.int64(shard + 1 if finished else state["shards"]),
                          wall_s=state["wall_s"] + campaign.elapsed(start),
-                         updates=state.get("updates", 0) + 1, voice_perturb=np.float64(args.voice_perturb))
+                         updates=state.get("updates", 0) + 1, voice_perturb=np.float64(args.voice_perturb),
+                         call_share=np.float64(args.call_share))
             campaign.save_state(state_path / "state.npz", state)
             blocks += 1
             print(f"shard {shard}: {done}/{len(paths)} clips added ({int(state['clips'])} in all)",
@@ -143,15 +157,14 @@ def write_row(csv_path: Path, earlier: list[dict], row: dict) -> list[dict]:
 
 
 def score_row(args) -> dict:
-    """Pick the ridge strengths on the fixed validation set, score the own and cross-renderer sets, append
-    the row, redraw the curve, and promote the head when the cross-renderer validation beats every
-    earlier row (and the shipped model) while its own validation falls by at most OWN_DROP (issue 30)."""
+    """Pick the ridge strengths on the fixed validation set (version 1), score every own and cross-renderer
+    set, append the row, redraw the curve, and promote the head when the cross-renderer validation beats
+    every earlier row (and the shipped model) while its own validation falls by at most OWN_DROP."""
     state_path = args.state
     state = campaign.load_state(state_path / "state.npz")
     if state is None:
         raise SystemExit(f"{state_path / 'state.npz'}: no campaign state yet; run the train step first")
-    sets = {name: (cross_set if name.startswith("x") else fixed_set)(
-                args.work, name.removeprefix("x"), args.jobs, args.fixed_per_utt) for name in SETS}
+    sets = {name: any_set(args.work, name, args.jobs, args.fixed_per_utt) for name in (*FIXED, *CROSS)}
     xv, yv, _ = sets["valid"]
     lambdas = campaign.select_lambdas(state, campaign.project(state, xv), yv)
     w, b = campaign.solve(state, lambdas)
@@ -159,10 +172,11 @@ def score_row(args) -> dict:
            "clips": int(state["clips"]), "updates": int(state.get("updates", 0)),
            "wall_min": float(state["wall_s"]) / 60, "session_min": float(state.get("session_s", 0.0)) / 60,
            "kept_variance": float(state["kept_variance"]),
-           "voice_perturb": float(state.get("voice_perturb", 0.0))}
+           "voice_perturb": float(state.get("voice_perturb", 0.0)),
+           "call_share": float(state.get("call_share", 0.0))}
     for name, (x, y, rows) in sets.items():
         figures = campaign.report(campaign.predict_projected(campaign.project(state, x), w, b), y, rows)
-        if name.startswith("x"):  # audiomentations draws no values our diagnostics could be checked against
+        if name in CROSS:  # audiomentations draws no values our diagnostics could be checked against
             figures = {k: v for k, v in figures.items() if not k.startswith("diag_")}
         row |= {f"{name}_{k}": v for k, v in figures.items()}
     earlier = []
@@ -184,10 +198,13 @@ def score_row(args) -> dict:
     (state_path / "lambdas.json").write_text(json.dumps(chosen))
     if promote:
         campaign.export_head(args.promote_to, state, lambdas, PRECISION, row)
-    print(json.dumps({k: row[k] for k in ("row", "shards", "clips", "valid_lcc", "test_lcc", "xvalid_lcc",
-                                           "xtest_lcc", "promoted")}))
+    print(json.dumps({k: row[k] for k in ("row", "shards", "clips", "valid_lcc", "test_lcc", "test_v2_lcc",
+                                           "xvalid_lcc", "xtest_lcc", "promoted")}))
     print("diagnostics (test): " + ", ".join(
         f"{k[len('test_diag_'):]} {row[k]:.3f}" for k in row if k.startswith("test_diag_")))
+    print("call impairments alone (test_v2, bias): " + ", ".join(
+        f"{kind} {row[f'test_v2_kind_{kind}_bias']:+.2f} ({row[f'test_v2_kind_{kind}_n']})"
+        for kind in CALL_KINDS if f"test_v2_kind_{kind}_n" in row))
     return row
 
 
@@ -209,6 +226,9 @@ def main(argv=None) -> int:
                     help="stop before this shard (a refit: --shard 0, a new --state: re-add cached shards)")
     ap.add_argument("--voice-perturb", type=float, default=0.0,
                     help="speed new shards' voices by up to this fraction (simulate --voice-perturb)")
+    ap.add_argument("--call-share", type=float, default=0.0,
+                    help="share of a new shard's degraded clips with an impairment of real calls (simulate "
+                    "--call-share; default 0, as the shards before them, so a cut shard resumes as it began)")
     ap.add_argument("--fixed-per-utt", type=int, default=None,
                     help="clips per utterance of the fixed sets, own and cross-renderer")
     args = ap.parse_args(argv)

@@ -19,6 +19,8 @@ BUDGET_MIN=${BUDGET_MIN:-60}
 JOBS=${JOBS:-2}
 SHARD=${SHARD:-}
 VOICE_PERTURB=${VOICE_PERTURB:-0}  # shards 6+ (third session): 0.15, to widen the training voices
+CALL_SHARE=${CALL_SHARE:-0}  # share of a new shard's clips with a call impairment (issue 29): set it from a
+                             # fresh shard on (a shard begun without them resumes only without them)
 stage=${stage:-0}
 stop_stage=${stop_stage:-2}
 in_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -34,10 +36,11 @@ fi
 if in_stage 1; then
   echo "stage 1: a campaign session of $BUDGET_MIN min"
   python recipes/campaign_qa.py train --budget-min "$BUDGET_MIN" --jobs "$JOBS" --work "$WORK" \
-    --voice-perturb "$VOICE_PERTURB" ${SHARD:+--shard "$SHARD"}
+    --voice-perturb "$VOICE_PERTURB" --call-share "$CALL_SHARE" ${SHARD:+--shard "$SHARD"}
 fi
 
 if in_stage 2; then
-  echo "stage 2: the fixed validation and test sets, the row in campaign.csv, campaign.png, promotion"
+  echo "stage 2: the fixed validation and test sets (v1, and v2 with call impairments), the row in" \
+    "campaign.csv, campaign.png, promotion"
   python recipes/campaign_qa.py row --jobs "$JOBS" --work "$WORK"
 fi

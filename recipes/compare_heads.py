@@ -27,7 +27,7 @@ from mosqa.audio import atomic_path
 from mosqa.distill_mos import ALL_LAYERS, feature_columns
 
 sys.path.insert(0, str(Path(__file__).parent))
-from campaign_qa import PRECISION, SETS, cross_set, fixed_set  # noqa: E402  (the recipe's own sets)
+from campaign_qa import PRECISION, any_set  # noqa: E402  (the recipe's own sets)
 
 # name -> the feature blocks it reads (distill_mos.feature_columns); the first is today's head.
 CANDIDATES = {
@@ -37,13 +37,10 @@ CANDIDATES = {
     "layer 7 + pool + score": (7, "pooled", "score"),
     "pool + score": ("pooled", "score"),
 }
+SETS = ("valid", "test", "xvalid", "xtest")  # the own renderer's version 1, then audiomentations'
 SHIPPED = CANDIDATES["cnn + layers 2, 4, 7 + pool + score (shipped design)"]
 
 
-def all_layer_set(work: Path, name: str, jobs: int):
-    """(features of every layer, targets, rows) of one of SETS."""
-    make = cross_set if name.startswith("x") else fixed_set
-    return make(work, name.removeprefix("x"), jobs, layers=ALL_LAYERS)
 
 
 def score_all(predict, sets: dict) -> dict:
@@ -99,7 +96,7 @@ def main(argv=None) -> int:
     paths, y_train, _ = campaign.read_set(args.train)
     x_train = campaign.extract_features(paths, args.work / "features_all" / args.train.name, args.jobs,
                                         PRECISION, layers=ALL_LAYERS)
-    sets = {name: all_layer_set(args.work, name, args.jobs) for name in SETS}
+    sets = {name: any_set(args.work, name, args.jobs, layers=ALL_LAYERS) for name in SETS}
     rows = [{"head": name} | fit_and_score(blocks, x_train, y_train, sets)
             for name, blocks in CANDIDATES.items()]
     rows.append(shipped_row(args.shipped, sets))

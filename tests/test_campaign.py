@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import yaml
 from conftest import run_cli, speech
 from scipy.stats import mannwhitneyu
 
 from mosqa import campaign, distill_mos
-from mosqa.diagnostics import TARGETS, kind_of, source_of, target_value, targets
+from mosqa.diagnostics import CALL_TARGETS, TARGETS, kind_of, source_of, target_value, targets
 from mosqa.errors import MosqaError
+from mosqa.pretrained import PRETRAINED_DIR
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -154,6 +156,20 @@ def test_diagnostic_targets_from_meta_rows():
     assert source_of("libri_1088") == "libri"
 
 
+def test_call_impairment_targets_from_meta_rows_stay_out_of_the_model_outputs():
+    clean = {"degradations": "clean"}
+    assert [target_value(clean, n) for n in CALL_TARGETS] == [t.absent for t in CALL_TARGETS.values()]
+    row = {"echo_level_db": "14.5", "talker_snr_db": "-7", "chops_per_s": "3.2", "ns_mode": "gate",
+           "gain_swing_db": "", "saturation_sdr_db": "80", "hum_snr_db": "21"}
+    assert target_value(row, "echo_level_db") == 14.5 and target_value(row, "talker_snr_db") == -7.0
+    assert target_value(row, "chops_per_s") == 3.2 and target_value(row, "suppressor") == 1.0
+    assert target_value(row, "gain_swing_db") == 0.0 and target_value(row, "hum_snr_db") == 21.0
+    assert target_value(row, "saturation_sdr_db") == CALL_TARGETS["saturation_sdr_db"].high
+    assert len(targets(row)) == len(TARGETS)  # what the campaign's sums and the heads are fitted to
+    shipped = yaml.safe_load((PRETRAINED_DIR / "pesq-wb" / "config.yaml").read_text())
+    assert shipped["outputs"] == list(campaign.OUTPUTS) == ["score", *TARGETS]
+
+
 def test_report_has_every_kind_source_and_diagnostic():
     rng = np.random.default_rng(3)
     y = np.column_stack([rng.uniform(1, 4.5, 30), rng.uniform(0, 1, (30, len(TARGETS)))])
@@ -250,6 +266,19 @@ def test_predict_diagnose_adds_finite_in_range_columns(tmp_path, head_model):
     assert res.exit_code == 0, res.output
     header = plain.read_text().splitlines()[0].split(",")
     assert "score" in header and not set(TARGETS) & set(header)
+
+
+def test_the_shipped_model_diagnoses_what_it_has_heads_for(tmp_path):
+    import csv
+
+    sf.write(tmp_path / "clip.wav", speech(1.5, 120), 16000)
+    res = run_cli("predict", str(tmp_path / "clip.wav"), "--model", "pesq-wb", "--diagnose",
+                  "-o", str(tmp_path / "s.csv"))
+    assert res.exit_code == 0, res.output
+    with open(tmp_path / "s.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert set(TARGETS) <= set(row) and not set(CALL_TARGETS) & set(row)
+    assert all(TARGETS[n].low <= float(row[n]) <= TARGETS[n].high for n in TARGETS)
 
 
 def test_diagnose_with_a_model_without_heads_is_a_one_line_error(tmp_path):

@@ -4,6 +4,8 @@ promotes only on a cross-renderer validation gain. Runs on the built-in voices a
 corpus needed."""
 
 import csv
+import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -83,4 +85,30 @@ def test_row_appends_the_curve_and_promotes_only_on_a_gain(work):
                for k in ("valid_lcc", "test_srcc", "test_rmse", "xvalid_lcc", "xtest_lcc"))
     assert not any(k.startswith(("xvalid_diag", "xtest_diag")) for k in rows[0])  # nothing to check them by
     assert (model / "best.pt").read_bytes() == first
+    assert (state / "campaign.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # every fixed set reported, each version under its own columns, simulated with its call share
+    assert all(int(r[f"{name}_n"]) > 0 for r in rows for name in campaign_qa.FIXED)
+    shares = {name: json.loads((work / "work" / f"fixed_{name}" / "simulate.json").read_text())["ranges"]
+              ["call_share"] for name in campaign_qa.FIXED}
+    assert shares == {"valid": 0.0, "test": 0.0, "valid_v2": 0.3, "test_v2": 0.3}
+
+
+def test_a_row_after_the_recorded_rows_keeps_them_and_adds_the_second_fixed_sets(work):
+    """campaign.csv as the campaign has it (rows on the first fixed sets only) takes a row with v2 columns."""
+    state = work / "recorded"
+    state.mkdir()
+    for name in ("state.npz", "projection.npz"):
+        shutil.copy(work / "whole" / name, state / name)
+    recorded = Path(__file__).resolve().parents[1] / "recipes" / "campaign" / "campaign.csv"
+    shutil.copy(recorded, state / "campaign.csv")
+    with open(recorded, newline="") as f:
+        before = list(csv.DictReader(f))
+    campaign_qa.main(["row", "--work", str(work / "work"), "--state", str(state), "--promote-to",
+                      str(work / "never"), *TINY])
+    with open(state / "campaign.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(before) + 1 and rows[-1]["row"] == str(len(before) + 1)
+    for old, now in zip(before, rows, strict=False):
+        assert {k: now[k] for k in old} == old and now["test_v2_lcc"] == ""
+    assert rows[-1]["test_v2_n"] and rows[-1]["promoted"] == "0" and not (work / "never").exists()
     assert (state / "campaign.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

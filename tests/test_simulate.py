@@ -15,6 +15,7 @@ from mosqa.audio import load_audio, write_audio
 from mosqa.codecs import mulaw
 from mosqa.defaults import builtin_speech_dir, generated_noises
 from mosqa.degrade import (
+    CALL_KINDS,
     CLEAN,
     COLUMNS,
     DEGRADATIONS,
@@ -95,8 +96,9 @@ def test_each_degradation_is_deterministic_same_length_and_recorded(speech, name
     (a, pa), (b, pb) = outs
     np.testing.assert_array_equal(a, b)
     assert pa == pb and pa
-    assert len(a) == len(speech) and np.all(np.isfinite(a))
-    assert not np.allclose(a, speech)
+    deleted = round(pa["chop_total_ms"] * 16) if pa.get("chop_mode") == "delete" else 0
+    assert len(a) == len(speech) - deleted and np.all(np.isfinite(a))
+    assert not np.allclose(a, speech[: len(a)])
 
 
 def test_additive_noise_hits_the_drawn_snr(speech):
@@ -411,13 +413,32 @@ RANGE_CASES = [
      lambda p: p["rir"] == "synthetic" and p["rt60_s"] == 0.7 and p["room_m"].startswith("8.0x")),
     (Ranges(tandem=1.0), "codec", None, lambda p: p["codec"].count("+") == 1),
     (Ranges(tandem=0.0), "codec", None, lambda p: "+" not in p["codec"]),
+    (Ranges(echo_delay=(50.0, 60.0), echo_loss=(7.0, 8.0), echo_feedback=(0.2, 0.3)), "echo", None,
+     lambda p: 50 <= p["echo_delay_ms"] <= 60 and 7 <= p["echo_loss_db"] <= 8
+     and 0.2 <= p["echo_feedback"] <= 0.3),
+    (Ranges(talker_snr=(3.0, 4.0)), "talker", None, lambda p: 3 <= p["talker_snr_db"] <= 4),
+    (Ranges(chop_length=(30.0, 30.0), chop_rate=(2.0, 2.5)), "chop", None,
+     lambda p: p["chop_ms"] == 30 and 2 <= p["chop_rate_hz"] <= 2.5),
+    (Ranges(suppressor_snr=(12.0, 13.0), suppressor_oversub=(2.0, 2.5), suppressor_floor=(-15.0, -14.0)),
+     "suppressor", None,
+     lambda p: 12 <= p["ns_snr_db"] <= 13 and 2 <= p["ns_oversub"] <= 2.5 and -15 <= p["ns_floor_db"] <= -14),
+    (Ranges(speech_level=(-33.0, -32.0), agc_attack=(2.0, 3.0), agc_release=(100.0, 110.0),
+            gain_step=(4.0, 5.0), gain_step_rate=(1.0, 1.0)), "gain", None,
+     lambda p: -33 <= p["speech_level_dbfs"] <= -32 and (
+         2 <= p["agc_attack_ms"] <= 3 and 100 <= p["agc_release_ms"] <= 110 if p["gain_mode"] == "agc"
+         else 4 <= p["gain_step_db"] <= 5)),
+    (Ranges(saturation_drive=(-3.0, -2.0)), "saturation", None,
+     lambda p: -3 <= p["saturation_drive_db"] <= -2),
+    (Ranges(hum_snr=(20.0, 21.0), dc_offset=(0.01, 0.02)), "hum", None,
+     lambda p: 20 <= p["hum_snr_db"] <= 21 and 0.01 <= p["dc_offset"] <= 0.02),
 ]
 
 
 @pytest.mark.parametrize("ranges,degradation,rirs,check", RANGE_CASES)
 def test_each_range_bounds_what_its_degradation_draws(speech, ranges, degradation, rirs, check):
-    for seed in range(3):
-        src = Sources(generated_noises(seconds=2.0), rirs=rirs or {}, ranges=ranges)
+    for seed in range(4):
+        src = Sources(generated_noises(seconds=2.0), rirs=rirs or {}, ranges=ranges, talkers=talkers(),
+                      speaker="spk1")
         _, params = DEGRADATIONS[degradation](speech.astype(np.float64), np.random.default_rng(seed), src)
         assert check(params), params
 
@@ -439,7 +460,13 @@ def test_every_range_option_is_a_flag_and_reaches_the_simulation(tmp_path, clean
              "--band-high-range": "2000,3000", "--band-low-range": "100,200", "--loss-range": "0.01,0.02",
              "--burst-range": "2,3", "--tandem-prob": "0.75", "--combine-probs": "1,2,3",
              "--music-snr-range": "7,9", "--babble-snr-range": "11,13", "--babble-talkers": "2,4",
-             "--clean-share": "0.125"}
+             "--clean-share": "0.125", "--call-share": "0.5", "--echo-delay-range": "10,20",
+             "--echo-loss-range": "3,4", "--echo-feedback-range": "0.1,0.2", "--talker-snr-range": "5,6",
+             "--chop-length-range": "8,9", "--chop-rate-range": "1,2", "--suppressor-snr-range": "14,15",
+             "--suppressor-oversub-range": "1.5,2", "--suppressor-floor-range": "-20,-10",
+             "--speech-level-range": "-30,-20", "--agc-attack-range": "2,4", "--agc-release-range": "50,60",
+             "--gain-step-range": "5,6", "--gain-step-rate-range": "0.5,0.75",
+             "--saturation-drive-range": "-4,-2", "--hum-snr-range": "25,30", "--dc-offset-range": "0,0.25"}
     assert set(flags) == {o for o, *_ in RANGE_OPTIONS.values()} | set(SHARE_OPTIONS.values()) | {
         "--combine-probs"}
     args = [a for pair in flags.items() for a in pair]
@@ -451,12 +478,24 @@ def test_every_range_option_is_a_flag_and_reaches_the_simulation(tmp_path, clean
                       "synthetic_rooms": 0.25, "clip": [0.1, 0.2], "band_high": [2000, 3000],
                       "band_low": [100, 200], "loss": [0.01, 0.02], "burst": [2, 3], "tandem": 0.75,
                       "combine": [1, 2, 3], "music_snr": [7, 9], "babble_snr": [11, 13],
-                      "babble_talkers": [2, 4], "clean_share": 0.125}
-    for flag in flags:  # a reversed or out-of-range value: one line naming the option, exit 2
-        bad = "0.9,0.1" if "," in flags[flag] else "1.5"
-        bad = "-1,1,1" if flag == "--combine-probs" else bad
-        result = CliRunner().invoke(app, ["simulate", str(clean_dir), "-o", str(tmp_path / "x"), flag, bad])
-        assert result.exit_code == 2 and flag in result.output and "Traceback" not in result.output, flag
+                      "babble_talkers": [2, 4], "clean_share": 0.125, "call_share": 0.5,
+                      "echo_delay": [10, 20], "echo_loss": [3, 4], "echo_feedback": [0.1, 0.2],
+                      "talker_snr": [5, 6], "chop_length": [8, 9], "chop_rate": [1, 2],
+                      "suppressor_snr": [14, 15], "suppressor_oversub": [1.5, 2],
+                      "suppressor_floor": [-20, -10], "speech_level": [-30, -20], "agc_attack": [2, 4],
+                      "agc_release": [50, 60], "gain_step": [5, 6], "gain_step_rate": [0.5, 0.75],
+                      "saturation_drive": [-4, -2], "hum_snr": [25, 30], "dc_offset": [0, 0.25]}
+    bounds = {o: (low, high) for o, low, high in RANGE_OPTIONS.values()}
+    for flag in flags:  # reversed, out of range, not finite: one line naming the option, exit 2
+        bads = ["0.9,0.1", "nan,1", "1,inf"] if "," in flags[flag] else ["1.5", "nan"]
+        bads = ["-1,1,1"] if flag == "--combine-probs" else bads
+        if flag in bounds and np.isfinite(bounds[flag][1]):  # above its highest
+            bads.append(f"{bounds[flag][0]:g},{bounds[flag][1] * 2 + 1:g}")
+        for bad in bads:
+            result = CliRunner().invoke(app, ["simulate", str(clean_dir), "-o", str(tmp_path / "x"), flag,
+                                              bad])
+            assert result.exit_code == 2 and "Traceback" not in result.output, (flag, bad)
+            assert result.output.strip().splitlines()[-1].startswith(f"error: {flag} "), (flag, bad)
     assert not (tmp_path / "x" / "wav").exists()
 
 
@@ -535,14 +574,17 @@ def test_each_kind_reports_only_its_declared_columns(speech, name):
     assert seen == set(COLUMNS[name]) or name == "reverb"  # a recorded room has no room geometry
 
 
-def test_music_and_babble_are_drawn_only_when_they_can_be(speech):
+def test_music_babble_and_a_talker_are_drawn_only_when_they_can_be(speech):
     assert usable(full_sources()) == list(DEGRADATIONS)
     assert "music" not in usable(full_sources(music={}))
     assert "babble" not in usable(full_sources(talkers=talkers(SPEAKERS[:3])))  # 3 speakers: too few
-    src = full_sources(music={}, talkers={}, ranges=Ranges(clean_share=0.0))
-    drawn = {n for i in range(60) for n in degrade(speech, np.random.default_rng(i), src)[1]["degradations"]
+    assert "babble" not in usable(full_sources(babble=False))  # --no-babble: the talker stays
+    assert "talker" in usable(full_sources(babble=False, talkers=talkers(SPEAKERS[:2])))
+    assert "talker" not in usable(full_sources(talkers=talkers(SPEAKERS[:1])))  # only the clip's own
+    src = full_sources(music={}, talkers={}, ranges=Ranges(clean_share=0.0, call_share=0.5))
+    drawn = {n for i in range(80) for n in degrade(speech, np.random.default_rng(i), src)[1]["degradations"]
              .split("+")}
-    assert drawn == set(DEGRADATIONS) - {"music", "babble"}
+    assert drawn == set(DEGRADATIONS) - {"music", "babble", "talker"}
 
 
 def test_babble_never_uses_the_clips_own_speaker(speech):
@@ -684,16 +726,20 @@ def test_resuming_with_other_campaign_options_is_refused(tmp_path, sounds, crowd
         with pytest.raises(MosqaError, match="other settings"):
             sim.simulate(crowd_dir, out_dir=tmp_path / "o", **({"music_dir": folder} | base | other))
     # A folder simulated before these options existed resumes when they are off, and only then.
-    sim.simulate(crowd_dir, out_dir=tmp_path / "old", babble=False, ranges=Ranges(clean_share=0.0), **base)
+    old = Ranges(clean_share=0.0, call_share=0.0)
+    sim.simulate(crowd_dir, out_dir=tmp_path / "old", babble=False, ranges=old, **base)
     settings = json.loads((tmp_path / "old" / "simulate.json").read_text())
     for key in ("music_dir", "babble"):
         del settings[key]
-    for key in ("music_snr", "babble_snr", "babble_talkers", "clean_share"):
+    for key in ("music_snr", "babble_snr", "babble_talkers", "clean_share", "call_share", *CALL_RANGES):
         del settings["ranges"][key]
     (tmp_path / "old" / "simulate.json").write_text(json.dumps(settings))
-    sim.simulate(crowd_dir, out_dir=tmp_path / "old", babble=False, ranges=Ranges(clean_share=0.0), **base)
+    sim.simulate(crowd_dir, out_dir=tmp_path / "old", babble=False, ranges=old, **base)
     with pytest.raises(MosqaError, match="other settings"):
-        sim.simulate(crowd_dir, out_dir=tmp_path / "old", **base)  # babble and clean clips on
+        sim.simulate(crowd_dir, out_dir=tmp_path / "old", **base)  # babble, clean clips and call kinds on
+    with pytest.raises(MosqaError, match="other settings"):
+        sim.simulate(crowd_dir, out_dir=tmp_path / "old", babble=False, ranges=Ranges(clean_share=0.0),
+                     **base)
 
 
 def test_campaign_options_are_flags_that_reach_the_simulation(tmp_path, sounds, crowd_dir):
@@ -712,3 +758,74 @@ def test_campaign_options_are_flags_that_reach_the_simulation(tmp_path, sounds, 
                       ("--music-snr-range", "9,1"), ("--babble-snr-range", "x")):
         result = run_cli("simulate", crowd_dir, "-o", tmp_path / "x", flag, bad)
         assert result.exit_code == 2 and flag in result.output and "Traceback" not in result.output, flag
+
+
+# ---------------------------------------------------------------- the impairments of real calls (issue 29)
+CALL_RANGES = ("echo_delay", "echo_loss", "echo_feedback", "talker_snr", "chop_length", "chop_rate",
+               "suppressor_snr", "suppressor_oversub", "suppressor_floor", "speech_level", "agc_attack",
+               "agc_release", "gain_step", "gain_step_rate", "saturation_drive", "hum_snr", "dc_offset")
+# What degrade drew for seeds 0-7 (speech, full_sources(), call share 0) before the call kinds existed.
+BEFORE_CALLS = [("reverb", "drr_db", -1.76), ("noise+music+packet_loss", "music_snr_db", 26.98),
+                ("codec", "codec", "mulaw+mulaw"), ("codec", "codec", "mulaw"),
+                ("packet_loss", "loss_burst", 4.04),
+                ("noise+music", "snr_db", 24.17), ("babble", "babble_snr_db", 10.07),
+                ("noise+codec+packet_loss", "loss_rate", 0.034)]
+
+
+def test_every_call_kind_is_registered_with_ranges_and_a_target():
+    from mosqa.diagnostics import CALL_TARGETS, TARGETS
+    from mosqa.ranges import RANGE_OPTIONS
+
+    assert set(CALL_KINDS) < set(DEGRADATIONS) and set(CALL_RANGES) <= set(RANGE_OPTIONS)
+    targets = {column for t in CALL_TARGETS.values() for column in t.columns}
+    for kind in CALL_KINDS:  # one number a kind describes it
+        assert len(targets & set(COLUMNS[kind])) == 1, kind
+    assert not set(CALL_TARGETS) & set(TARGETS)
+
+
+def test_call_share_zero_replays_a_simulation_from_before_the_call_kinds(speech):
+    src = full_sources(ranges=Ranges(call_share=0.0))
+    for seed, (kinds, column, value) in enumerate(BEFORE_CALLS):
+        params = degrade(speech, np.random.default_rng(seed), src)[1]
+        assert (params["degradations"], params[column]) == (kinds, value), seed
+
+
+def test_call_share_is_the_share_of_clips_with_a_call_kind_alone_or_combined(speech):
+    def drawn(share, combine=(0.6, 0.28, 0.12), n=300):
+        src = full_sources(ranges=Ranges(clean_share=0.0, call_share=share, combine=combine))
+        return [set(degrade(speech[:16000], np.random.default_rng(i), src)[1]["degradations"].split("+"))
+                for i in range(n)]
+
+    carrying = [bool(kinds & set(CALL_KINDS)) for kinds in drawn(0.3)]
+    assert np.mean(carrying) == pytest.approx(0.3, abs=0.06)
+    assert not any(kinds & set(CALL_KINDS) for kinds in drawn(0.0, n=100))
+    triples = drawn(1.0, combine=(0.0, 0.0, 1.0), n=60)
+    assert all(len(kinds) == 3 and kinds & set(CALL_KINDS) for kinds in triples)
+    assert any(kinds - set(CALL_KINDS) for kinds in triples)  # with the older kinds too
+    assert {k for kinds in triples for k in kinds} >= set(CALL_KINDS)
+
+
+@pytest.mark.slow
+def test_every_call_kind_is_simulated_labelled_against_the_clean_talker_and_reproducible(tmp_path, crowd_dir):
+    kw = dict(per_utt=12, seed=3, codecs="none", ranges=Ranges(clean_share=0.0, call_share=1.0))
+    summary = sim.simulate(crowd_dir, out_dir=tmp_path / "a", jobs=1, **kw)
+    sim.simulate(crowd_dir, out_dir=tmp_path / "b", jobs=2, **kw)
+    assert outputs(tmp_path / "a") == outputs(tmp_path / "b")
+    rows = list(csv.DictReader(open(tmp_path / "a" / "meta.csv")))
+    assert {c for k in CALL_KINDS for c in COLUMNS[k]} <= set(rows[0])
+    kinds = [set(r["degradations"].split("+")) for r in rows]
+    assert all(k & set(CALL_KINDS) for k in kinds) and set().union(*kinds) >= set(CALL_KINDS)
+    cover = {r["kind"]: r for r in summary["coverage"]}
+    for kind in CALL_KINDS:
+        assert cover[kind]["clips"] == sum(kind in k for k in kinds) > 0
+    for r in rows:
+        clean, wav = load_audio(tmp_path / "a" / r["clean"]), load_audio(tmp_path / "a" / r["wav"])
+        if r["talker"]:
+            assert r["talker"] != r["speaker"] and r["talker"] in {"alice", "bob", "carol", "dave", "erin"}
+        if r["chop_mode"] == "delete":
+            assert len(clean) - len(wav) == round(float(r["chop_total_ms"]) * 16)
+        else:
+            assert len(wav) == len(clean)
+        if r["talker"] or r["echo_mode"]:  # the label: PESQ against the clean talker alone (of the clip
+            # before it was written in 16 bits, which moves PESQ by a few hundredths)
+            assert float(r["pesq"]) == pytest.approx(pesq_wb(clean, wav), abs=0.05)
