@@ -279,13 +279,15 @@ def head_weights(state: dict, lambdas) -> tuple[np.ndarray, np.ndarray]:
 
 def export_head(dest, state: dict, lambdas, precision: str, row: dict) -> Path:
     """The head folded onto the raw features, as a model folder `load_qa` reads (config.yaml, best.pt,
-    MODEL_CARD.md from the campaign row). The folder is built beside `dest` and swapped in whole, so
-    nothing of the model it replaces (an ONNX graph, an old card) survives, and a crash leaves either."""
+    MODEL_CARD.md from the campaign row) with its ONNX graph (model.onnx, mosqa.export: `predict` runs it
+    without torch). The folder is built beside `dest` and swapped in whole, so nothing of the model it
+    replaces (its graph, an old card) survives, and a crash or a failed export leaves either."""
     import shutil
 
     import torch
 
     from mosqa.encoder_qa import ARCH
+    from mosqa.export import export_onnx
     from mosqa.runs import save_checkpoint, save_yaml
 
     w, b = head_weights(state, lambdas)
@@ -300,6 +302,11 @@ def export_head(dest, state: dict, lambdas, precision: str, row: dict) -> Path:
     weights = {"weight": torch.tensor(w.T, dtype=torch.float32), "bias": torch.tensor(b, dtype=torch.float32)}
     save_checkpoint(new / "best.pt", {"model": weights, "source_run": f"campaign row {row.get('row')}"})
     (new / "MODEL_CARD.md").write_text(model_card(dest.name, row))
+    try:
+        export_onnx(new)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
     shutil.rmtree(old, ignore_errors=True)
     if dest.exists():
         dest.rename(old)
@@ -386,11 +393,26 @@ impairment (SNR 50 dB, DRR 30 dB, band limit 8 kHz, 0 clipped, 0 lost, no codec)
 |---|---|---|
 {chr(10).join(diag)}
 
+## `listener_mos`: what listeners would say
+
+Beside `score`, `mosqa predict` writes `listener_mos` (1–5): the encoder's own output, the MOS head of
+Distill-MOS, which its authors trained to predict listeners' ratings (B. Stahl, H. Gamper, "Distillation
+and Pruning for Scalable Self-Supervised Representation-Based Speech Quality Assessment", ICASSP 2025:
+a student distilled from an XLS-R model retrained on over 100,000 rated clips; they report that
+distillation halves the gap in correlation with ground-truth MOS between a model of this size trained
+on the labels alone and the XLS-R teacher, with two orders of magnitude fewer parameters than the
+teacher; per-set correlations in the paper and in the benchmark figure of github.com/microsoft/Distill-MOS).
+It is read on the same windows as the score, unpadded (a file is cut into chunks of at most 7.68 s,
+each one window; its authors zero-pad every input to 7.68 s), and duration-weighted over the chunks
+like the score, at no extra cost. On the lead's listener-rated real calls its ranking agrees with the
+listeners' at 0.85 (0.84 run padded as its authors do), the PESQ head's at 0.67 (issue 32).
+
 ## What it is not
 
-- **Not human MOS.** It predicts PESQ-WB, a reference-based measure, without the reference. Where
-  PESQ and listeners disagree it follows PESQ; the frozen encoder was trained on listener ratings and
-  the head is linear, which keeps some of that knowledge (issue 19's scout).
+- **Not human MOS.** `score` predicts PESQ-WB, a reference-based measure, without the reference. Where
+  PESQ and listeners disagree it follows PESQ (the frozen encoder was trained on listener ratings and
+  the head is linear, which keeps some of that knowledge: issue 19's scout); `listener_mos` is the
+  column that answers for listeners.
 - **Not for every recording.** "Clean" means the references it saw: read speech with a noise floor at
   least 35 dB below the speech (`recipes/select_references.py`). Distant microphones, singing and
   speech of languages or ages outside `../shared/corpus` are out of domain.

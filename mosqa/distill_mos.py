@@ -47,17 +47,30 @@ def feature_dim(layers=FEATURE_LAYERS) -> int:
 
 
 FEATURE_DIM = feature_dim()
+LISTENER = FEATURE_DIM - 1  # the feature that is the network's own MOS (summarise puts it last)
 
 
-def compressed_spectrum(wav: torch.Tensor) -> torch.Tensor:
-    """(B, N) -> (B, 2, 161, frames): the real and imaginary STFT with magnitudes raised to 0.3."""
-    pad = (WIN - HOP) // 2
-    x = F.pad(wav[:, None], (pad, pad), mode="reflect")[:, 0]
-    spec = torch.stft(x, WIN, HOP, WIN, torch.hann_window(WIN, device=wav.device), center=False,
-                      return_complex=True)
-    mag = spec.abs().clamp_min(1e-12)
-    spec = spec * (mag ** 0.3 / mag)
-    return torch.stack((spec.real, spec.imag), dim=1)
+class CompressedSpectrum(nn.Module):
+    """(B, N) -> (B, 2, 161, frames) float32: the real and imaginary STFT with magnitudes raised to 0.3.
+
+    Computed in float64: |X|^0.3 magnifies rounding near zero (a bin at float32's noise floor, 1e-7 of
+    the frame, comes out at 1e-2), so two float32 STFTs (torch's, onnxruntime's) give scores 1e-2 apart
+    on tonal or partly silent input; in float64 they agree to 1e-5. A module of its own so that
+    mosqa.export can swap in a form onnxruntime runs faster."""
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        pad = (WIN - HOP) // 2
+        x = F.pad(wav.double()[:, None], (pad, pad), mode="reflect")[:, 0]
+        window = torch.hann_window(WIN, dtype=torch.float64, device=wav.device)
+        spec = torch.stft(x, WIN, HOP, WIN, window, center=False, return_complex=True)
+        return compress(spec.real, spec.imag).float()
+
+
+def compress(real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
+    """(B, F, T) twice -> (B, 2, F, T): magnitudes raised to 0.3, phases kept."""
+    mag = torch.sqrt(real ** 2 + imag ** 2).clamp_min(1e-12)
+    gain = mag ** 0.3 / mag
+    return torch.stack((real * gain, imag * gain), dim=1)
 
 
 def position_code(frames: int) -> torch.Tensor:
@@ -80,6 +93,7 @@ class Encoder(nn.Module):
             stride = (2 if i else 1, 2 if i == len(CHANNELS) - 1 else 1)
             layers += [nn.Conv2d(prev, ch, 3, stride=stride, padding=(0, 1)), nn.LeakyReLU(0.1)]
             prev = ch
+        self.spectrum = CompressedSpectrum()
         self.cnn = nn.Sequential(*layers)
         self.norm_input = nn.BatchNorm1d(1024)
         self.norm_proj = nn.BatchNorm1d(1024)
@@ -97,7 +111,7 @@ class Encoder(nn.Module):
         """(B, N) peak-normalised inside -> {"cnn": (B, T, 1024), 1..7: (B, T, 200), "pooled": (B, 200),
         "score": (B,)}; T = N / 320."""
         wav = wav / (wav.abs().amax(dim=1, keepdim=True) + 1e-8)
-        cnn = self.cnn(compressed_spectrum(wav)).flatten(1, 2).transpose(1, 2)
+        cnn = self.cnn(self.spectrum(wav)).flatten(1, 2).transpose(1, 2)
         x = self.norm_proj(self.norm_input(cnn.transpose(1, 2))).transpose(1, 2)
         if x.shape[1] > POSITIONS:
             raise MosqaError(f"distill-mos: at most {SEGMENT} samples a window, got {wav.shape[1]}")
@@ -155,6 +169,8 @@ def reference_windows(wav: torch.Tensor) -> list[torch.Tensor]:
 def split_windows(wav: torch.Tensor) -> list[torch.Tensor]:
     """No padding: inputs up to 7.68 s as they are, longer ones as equal windows of at most 7.68 s."""
     n = wav.shape[1]
+    if 2 * WIN <= n <= SEGMENT:  # said first: mosqa.export traces this branch for any length up to SEGMENT
+        return [wav]
     count = math.ceil(n / SEGMENT)
     size = math.ceil(n / count)
     return [wav[:, i * size: min(n, (i + 1) * size)] for i in range(count)

@@ -6,15 +6,18 @@ back onto the raw features (mosqa.campaign.head_weights), saved as a plain linea
 the model is differentiable end to end: `train-se --qa-model` can use it as a critic.
 
 Features are computed as in training: each item alone at its own length (no padding, so batching never
-changes a score) and, with `precision: bf16`, under bfloat16 autocast (half the CPU time of float32;
-scores move by ~0.01).
+changes a score) and, with `precision: bf16`, under bfloat16 autocast (scores move by ~0.01; faster only
+where the CPU or GPU has bfloat16 arithmetic: on an AVX2-only CPU it is 50-80 times slower than float32).
+
+`full` also gives `listener_mos`: the encoder's own MOS head (Distill-MOS, trained on listeners'
+ratings), read on the same windows as the features, at no extra cost.
 """
 
 import torch
 from torch import nn
 
 from mosqa.diagnostics import TARGETS
-from mosqa.distill_mos import FEATURE_DIM, HOP, SAMPLE_RATE, WIN, load_encoder
+from mosqa.distill_mos import FEATURE_DIM, HOP, LISTENER, SAMPLE_RATE, SEGMENT, WIN, load_encoder
 from mosqa.frontend import FrontEnd
 from mosqa.heads import MOS_MIN, MOS_RANGE
 
@@ -23,9 +26,14 @@ OUTPUTS = ("score", *TARGETS)
 
 
 class EncoderScorer(nn.Module):
-    """forward(wav (B, N) at 16 kHz, lengths (B,) or None) -> (B,) MOS; `full` adds the diagnostics."""
+    """forward(wav (B, N) at 16 kHz, lengths (B,) or None) -> (B,) MOS; `full` adds the diagnostics and
+    the listener MOS."""
 
     diagnostics = tuple(TARGETS)  # what `full` adds to the score (`predict --diagnose` reads it)
+    columns = ("listener_mos",)  # what `full` adds that `predict` always writes
+    # The longest input the encoder reads in one go: `predict` cuts chunks to it, so that each chunk is
+    # one window and rows of one length run as one unpadded batch (the ONNX graph's form, mosqa.export).
+    max_samples = SEGMENT
 
     def __init__(self, config: dict):
         super().__init__()
@@ -46,21 +54,26 @@ class EncoderScorer(nn.Module):
         return self.head
 
     def features(self, wav: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """(B, FEATURE_DIM) float32; without lengths no row is padded, so the rows run as one batch."""
         bf16 = self.config.get("precision") == "bf16"
-        n = [wav.shape[1]] * len(wav) if lengths is None else lengths.tolist()
         with torch.autocast(wav.device.type, dtype=torch.bfloat16, enabled=bf16):
-            return torch.cat([self.encoder.features(w[None, : int(k)]) for w, k in zip(wav, n, strict=True)])
+            if lengths is None:
+                return self.encoder.features(wav).float()
+            rows = zip(wav, lengths.tolist(), strict=True)
+            return torch.cat([self.encoder.features(w[None, : int(k)]) for w, k in rows]).float()
 
     def full(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
-        """{"score": (B,), and each diagnostic target: (B,) in its unit (codec: a probability)}."""
+        """{"score": (B,), each diagnostic target: (B,) in its unit (codec: a probability), and
+        "listener_mos": (B,) the encoder's own MOS (mean over its windows)}."""
         if wav.dim() == 1:
             wav = wav[None]
-        out = self.head(self.features(wav, lengths).float())
+        features = self.features(wav, lengths)
+        out = self.head(features)
         # Clipped to each output's range, with the gradient of the unclipped value: a head that learns
         # (train-se --qa learn) is still pulled back from beyond the range, and an enhancer scored at
         # the floor still learns which way is better.
         out = out + (torch.maximum(torch.minimum(out, self.high), self.low) - out).detach()
-        return {name: out[:, k] for k, name in enumerate(OUTPUTS)}
+        return {name: out[:, k] for k, name in enumerate(OUTPUTS)} | {"listener_mos": features[:, LISTENER]}
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.full(wav, lengths)["score"]

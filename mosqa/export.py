@@ -1,25 +1,35 @@
-"""A quality model as one ONNX graph, waveform in, score out (`mosqa export`), and how `mosqa predict
+"""A quality model as one ONNX graph, waveform in, scores out (`mosqa export`), and how `mosqa predict
 --engine onnx` finds it without torch.
 
-The graph is traced from the scorer itself (mosqa.qa.QAScorer): the run's front end (level, STFT, mel)
-is in it, so the features keep one definition, in mosqa.frontend. Inputs: `wav` (batch, samples) float32
-at the model's rate, `lengths` (batch,) int64 valid samples per row (padding is masked as in torch);
-output `score` (batch,). Both axes are dynamic. Metadata: the sample rate, and the SHA-256 of the
+The graph is traced from the scorer itself (mosqa.qa.load_qa), in float32, so the features keep one
+definition (mosqa.frontend, mosqa.distill_mos) and the graph follows whatever the scorer computes. Two
+forms, by what the scorer reads:
+- padded (a train-qa model, which masks padding): inputs `wav` (batch, samples) float32 at the model's
+  rate and `lengths` (batch,) int64 valid samples per row; output `score` (batch,);
+- unpadded (a scorer with `max_samples`, the Distill-MOS encoder's, which reads each input alone):
+  input `wav` (batch, samples), every row whole and of one length, at most max_samples; outputs every
+  output of the scorer's `full` (score, the diagnostics, listener_mos), each (batch,).
+Both axes are dynamic. Metadata: the sample rate, max_samples where there is one, and the SHA-256 of the
 checkpoint it came from, so a graph left beside a best.pt that was trained further is refused, not
-silently used.
+silently used. Weights that float16 holds exactly (the encoder's, shipped as float16) are stored so, with
+a cast back to float32 when the graph loads: half the file, the same numbers.
 
-Only `export_onnx` imports torch; the rest serves the torch-free scoring path.
+Only `export_onnx` and its helpers import torch; the rest serves the torch-free scoring path.
 """
 
 import hashlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from mosqa.errors import MosqaError
 
 ONNX_NAME = "model.onnx"  # beside best.pt in a run directory or a shipped model's folder
 OPSET = 18
-TOLERANCE = 1e-4  # largest score difference to torch that an export may have, checked before writing
+# Largest difference to torch an export may have, checked before writing: on a MOS (1-5), and the same
+# share of the range on a diagnostic (e.g. 0.2 Hz of band_high_hz's 0-8000 Hz).
+TOLERANCE = 1e-4
+MOS_SPAN = 4.0
 MIN_SECONDS = 0.25  # shortest input: mosqa predict's shortest chunk (half the shortest --chunk-seconds)
 
 
@@ -82,11 +92,40 @@ def windowed_max_pool(module):
     return WindowedMaxPool()
 
 
+def dft_spectrum(module):
+    """mosqa.distill_mos.CompressedSpectrum as framing and one float64 product with a Hann-windowed DFT
+    basis: onnxruntime runs the STFT of a 320-sample frame (not a power of two) as a slow float32 DFT
+    (10% of the encoder's time, and 1e-2 off torch's, see CompressedSpectrum); the product takes 1.5%."""
+    import torch
+    import torch.nn.functional as F
+
+    from mosqa.distill_mos import HOP, WIN, compress
+
+    class DftSpectrum(torch.nn.Module):
+        def forward(self, wav):
+            # The basis is built in the graph (onnxruntime folds it when it loads): 0.8 MB less file.
+            n = torch.arange(WIN, dtype=torch.float64, device=wav.device)
+            turns = torch.remainder(n[:, None] * n[None, : WIN // 2 + 1], WIN)  # exact: small integers
+            angle = 2 * math.pi * turns / WIN
+            window = 0.5 - 0.5 * torch.cos(2 * math.pi * n / WIN)  # periodic Hann, as torch.hann_window
+            basis = torch.cat([torch.cos(angle), -torch.sin(angle)], dim=1) * window[:, None]
+            pad = (WIN - HOP) // 2
+            x = F.pad(wav.double()[:, None], (pad, pad), mode="reflect")[:, 0]
+            count = (x.shape[1] - WIN) // HOP + 1
+            frames = torch.arange(count, device=x.device)[:, None] * HOP + torch.arange(WIN, device=x.device)
+            real, imag = (x[:, frames] @ basis).transpose(1, 2).chunk(2, dim=1)  # (B, bins, frames) each
+            return compress(real, imag).float()
+
+    return DftSpectrum()
+
+
 def _swaps():
-    """Modules the exporter cannot translate -> an equivalent it can."""
+    """Modules the exporter cannot translate, or onnxruntime runs slowly -> an equivalent."""
     from torch import nn
 
-    return {nn.AdaptiveMaxPool2d: windowed_max_pool}
+    from mosqa.distill_mos import CompressedSpectrum
+
+    return {nn.AdaptiveMaxPool2d: windowed_max_pool, CompressedSpectrum: dft_spectrum}
 
 
 def exportable(module):
@@ -129,16 +168,70 @@ def probe(sample_rate: int):
     return wav, lengths
 
 
+def halve_exact(model) -> None:
+    """Store each float32 weight that float16 represents exactly as float16 plus a Cast to float32, which
+    onnxruntime folds when it loads the graph: the numbers do not change, the file halves."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    casts = []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        value = numpy_helper.to_array(init)
+        with np.errstate(over="ignore"):  # a value beyond float16's range is not exact: it stays float32
+            half = value.astype(np.float16)
+        if value.size < 1024 or not np.array_equal(half.astype(np.float32), value):
+            continue
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(half, f"{name}__float16"))
+        casts.append(helper.make_node("Cast", [init.name], [name], to=TensorProto.FLOAT))
+    nodes = casts + list(graph.node)  # the casts before every use: a graph's nodes are in topological order
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+@dataclass
+class GraphForm:
+    """What export traces and how it checks the graph: `module(*args)` is traced with `inputs`, `outputs`
+    and `dynamic` axes; `reference(feed)` is torch's {output: (values, scale)} on each of `cases`, the
+    probe feeds, a scale being what one MOS of difference is worth in that output."""
+
+    module: object
+    args: tuple
+    inputs: list
+    outputs: list
+    dynamic: dict
+    cases: list
+    reference: object
+
+
+def _largest_difference(session, form: GraphForm) -> float:
+    """The largest difference between the graph's outputs and torch's over every probe case, in MOS
+    (each output's difference divided by its scale)."""
+    import numpy as np
+
+    worst = 0.0
+    for feed in form.cases:
+        expected = form.reference(feed)
+        got = session.run(list(expected), feed)
+        for g, (w, scale) in zip(got, expected.values(), strict=True):
+            if not np.all(np.isfinite(g)):
+                return math.inf
+            worst = max(worst, float(np.max(np.abs(g - w))) / scale)
+    return worst
+
+
 def export_onnx(spec, out=None) -> Path:
     """Write the ONNX graph of quality model `spec` (run directory, checkpoint or shipped name) to `out`
-    (default: model.onnx beside its best.pt) after checking that onnxruntime scores a probe batch as
-    torch does, to TOLERANCE."""
+    (default: model.onnx beside its best.pt) after checking that onnxruntime computes every output of a
+    probe as torch does (float32 both), to TOLERANCE."""
     import contextlib
     import io
     import logging
     import warnings
 
-    import numpy as np
     import onnx
     import torch
 
@@ -149,11 +242,11 @@ def export_onnx(spec, out=None) -> Path:
     from mosqa.runs import find_checkpoint
 
     run_dir, checkpoint = find_checkpoint(resolve(spec))
-    scorer = load_qa(checkpoint)
+    scorer = load_qa(checkpoint, precision="fp32")
     out = Path(out) if out is not None else run_dir / ONNX_NAME
     rate = scorer.frontend.sample_rate
-    wav, lengths = probe(rate)
-    batch, samples = torch.export.Dim("batch"), torch.export.Dim("samples", min=int(MIN_SECONDS * rate))
+    max_samples = getattr(scorer, "max_samples", None)
+    form = _unpadded(scorer, rate, max_samples) if max_samples else _padded(scorer, rate)
     silenced = io.StringIO()  # a failing exporter prints the whole traced graph
     with (warnings.catch_warnings(), torch.inference_mode(False), contextlib.redirect_stdout(silenced),
           contextlib.redirect_stderr(silenced)):
@@ -163,24 +256,72 @@ def export_onnx(spec, out=None) -> Path:
             # optimize=False: onnxscript's optimiser folds `mel + 1e-10` into `mel` (it takes 1e-10 for
             # zero), so log(0) = -inf on digital silence; onnxruntime optimises the graph when it loads.
             program = torch.onnx.export(
-                exportable(scorer), (wav, lengths), input_names=["wav", "lengths"], output_names=["score"],
-                dynamic_shapes={"wav": {0: batch, 1: samples}, "lengths": {0: batch}}, dynamo=True,
-                optimize=False, opset_version=OPSET, verbose=False)
+                exportable(form.module), form.args, input_names=form.inputs, output_names=form.outputs,
+                dynamic_shapes=form.dynamic, dynamo=True, optimize=False, opset_version=OPSET, verbose=False)
         except Exception as exc:  # torch raises many types
             raise MosqaError(f"{spec}: torch cannot export this {scorer.config['arch']} model to ONNX "
                              f"({export_failure(exc)})") from None
     model = program.model_proto
+    halve_exact(model)
     meta = {"sample_rate": str(rate), "checkpoint_sha256": sha256(checkpoint), "source": run_dir.name,
-            "arch": scorer.config["arch"]}
+            "arch": scorer.config["arch"]} | ({"max_samples": str(max_samples)} if max_samples else {})
     onnx.helper.set_model_props(model, meta)
     with atomic_path(out) as tmp:
         onnx.save(model, str(tmp))
-        session = onnx_session(tmp, threads=1)
-        got = session.run(None, {"wav": wav.numpy(), "lengths": lengths.numpy()})[0]
         with torch.no_grad():
-            want = scorer(wav, lengths).numpy()
-        worst = float(np.max(np.abs(got - want))) if np.all(np.isfinite(got)) else math.inf
+            worst = _largest_difference(onnx_session(tmp, threads=1), form)
         if worst > TOLERANCE:
             raise MosqaError(f"{spec}: the exported graph scores differently from torch (by {worst:.2g} > "
                              f"{TOLERANCE:g}); not written")
     return out
+
+
+def _padded(scorer, rate: int) -> GraphForm:
+    """A train-qa model's graph: (wav, lengths) -> score, checked on the probe batch."""
+    import torch
+
+    wav, lengths = probe(rate)
+    batch, samples = torch.export.Dim("batch"), torch.export.Dim("samples", min=int(MIN_SECONDS * rate))
+    feed = {"wav": wav.numpy(), "lengths": lengths.numpy()}
+
+    def reference(feed):
+        score = scorer(torch.from_numpy(feed["wav"]), torch.from_numpy(feed["lengths"])).numpy()
+        return {"score": (score, 1.0)}
+
+    return GraphForm(scorer, (wav, lengths), ["wav", "lengths"], ["score"],
+                     {"wav": {0: batch, 1: samples}, "lengths": {0: batch}}, [feed], reference)
+
+
+def _unpadded(scorer, rate: int, max_samples: int) -> GraphForm:
+    """An encoder scorer's graph: wav (rows of one length) -> every output of `full`, checked on the whole
+    probe batch and on each of its rows alone at its own length."""
+    import torch
+
+    wav, lengths = probe(rate)
+    with torch.no_grad():
+        names = list(scorer.full(wav[:1]))
+    scales = {name: _scale(name) for name in names}
+
+    class Outputs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scorer = scorer
+
+        def forward(self, wav):
+            return tuple(self.scorer.full(wav).values())
+
+    def reference(feed):
+        out = scorer.full(torch.from_numpy(feed["wav"]))
+        return {name: (out[name].numpy(), scales[name]) for name in names}
+
+    batch = torch.export.Dim("batch")
+    samples = torch.export.Dim("samples", min=int(MIN_SECONDS * rate), max=max_samples)
+    cases = [{"wav": wav.numpy()}] + [{"wav": wav[i:i + 1, :k].numpy()} for i, k in enumerate(lengths)]
+    return GraphForm(Outputs(), (wav,), ["wav"], names, {"wav": {0: batch, 1: samples}}, cases, reference)
+
+
+def _scale(name: str) -> float:
+    """What one MOS of difference is worth in an output: 1 for a MOS, a diagnostic's range / MOS_SPAN."""
+    from mosqa.diagnostics import TARGETS
+
+    return (TARGETS[name].high - TARGETS[name].low) / MOS_SPAN if name in TARGETS else 1.0

@@ -7,10 +7,14 @@ of several files share a batch; a batch is padded to its longest chunk and the m
 padding, so batching never changes a score. A batch is scored as soon as it is full, so memory holds
 one batch and one file at most, however many and however long the files are.
 
+A model that reads at most `max_samples` at once (the Distill-MOS encoder of pesq-wb: 7.68 s) gets
+chunks no longer than that, so each chunk is one of its windows, scored unpadded.
+
 Two engines run the model on those batches: `torch` (mosqa.qa.load_qa) and `onnx` (onnxruntime on the
-graph mosqa.export writes, the same scorer front end included). Everything else here is shared, and
-this module imports torch only when the torch engine is chosen: with the onnx engine, scoring works
-where torch is not installed.
+graph mosqa.export writes, the same scorer front end included), both in float32 by default (the torch
+engine also runs bfloat16, `precision="bf16"`). Everything else here is shared, and this module imports
+torch only when the torch engine is chosen: with the onnx engine, scoring works where torch is not
+installed.
 """
 
 import math
@@ -26,17 +30,18 @@ from mosqa.workers import die_with_parent
 MIN_SECONDS = 0.5
 MAX_SECONDS = 600.0
 CHUNK_SECONDS = 8.0
+PRECISIONS = ("fp32", "bf16")  # mosqa.qa.PRECISIONS, named here without importing torch
 COLUMNS = ["filename", "len_in_sec", "sr", "num_chunks", "score"]
-SCORE_COLUMNS = ["score"]
 NO_DIAGNOSTICS = ("has no diagnostic heads; --diagnose needs a model trained with them (the campaign's "
                   "distill-mos-ridge, shipped as pesq-wb)")
 
 
-def output_columns(diagnose: bool) -> list[str]:
-    """The CSV's score columns: the score, then with --diagnose one per diagnostic target."""
+def score_columns(extra, diagnose: bool) -> list[str]:
+    """The CSV's score columns: the score, what the model always adds (pesq-wb: listener_mos), then with
+    --diagnose one per diagnostic target."""
     from mosqa.diagnostics import TARGETS
 
-    return SCORE_COLUMNS + (list(TARGETS) if diagnose else [])
+    return ["score", *extra] + (list(TARGETS) if diagnose else [])
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class Options:
     chunk_seconds: float = CHUNK_SECONDS
     engine: str = "torch"
     diagnose: bool = False
+    precision: str = "fp32"  # the torch engine's: fp32 or bf16 (onnx graphs are float32)
 
 
 def diagnostic_heads(model) -> list[str]:
@@ -102,30 +108,34 @@ class TorchEngine:
         if threads:
             torch.set_num_threads(threads)
         self.device = torch.device(options.device)
-        self.scorer = load_qa(options.model, device=self.device)
+        self.scorer = load_qa(options.model, device=self.device, precision=options.precision)
         self.sample_rate = self.scorer.frontend.sample_rate
-        self.diagnose = options.diagnose
-        if self.diagnose and not getattr(self.scorer, "diagnostics", ()):
+        self.max_samples = getattr(self.scorer, "max_samples", None)
+        if options.diagnose and not getattr(self.scorer, "diagnostics", ()):
             raise MosqaError(f"--model {options.model}: {NO_DIAGNOSTICS}")
+        self.columns = score_columns(getattr(self.scorer, "columns", ()), options.diagnose)
 
     def score(self, batch: np.ndarray, lengths: np.ndarray) -> dict:
         import torch
 
         with torch.inference_mode():
             wav, n = torch.from_numpy(batch).to(self.device), torch.from_numpy(lengths).to(self.device)
-            if not self.diagnose:
-                return {"score": self.scorer(wav, n).float().cpu().numpy()}
             outputs = self.scorer.full(wav, n)
-            return {k: outputs[k].float().cpu().numpy() for k in ("score", *self.scorer.diagnostics)}
+            return {k: outputs[k].float().cpu().numpy() for k in self.columns}
 
 
 class OnnxEngine:
-    """The model's ONNX graph (mosqa.export) in onnxruntime; never imports torch."""
+    """The model's ONNX graph (mosqa.export) in onnxruntime; never imports torch. A graph without a
+    `lengths` input reads its rows unpadded: each run gets rows of one length."""
 
     def __init__(self, options: Options, threads: int | None = None):
+        from mosqa.diagnostics import TARGETS
         from mosqa.export import check_fresh, onnx_path
         from mosqa.onnx_sessions import onnx_session
 
+        if options.precision != "fp32":
+            raise MosqaError(f"--precision {options.precision}: the onnx engine runs float32 graphs only; "
+                             "use --engine torch")
         path = onnx_path(options.model)
         self.session = onnx_session(path, options.device, threads)
         metadata = self.session.get_modelmeta().custom_metadata_map
@@ -133,11 +143,25 @@ class OnnxEngine:
         if "sample_rate" not in metadata:
             raise MosqaError(f"{path}: not a graph written by mosqa export (no sample_rate in its metadata)")
         self.sample_rate = int(metadata["sample_rate"])
-        if options.diagnose:
-            raise MosqaError(f"--model {options.model}: its ONNX graph {NO_DIAGNOSTICS}; use --engine torch")
+        self.max_samples = int(metadata["max_samples"]) if "max_samples" in metadata else None
+        self.padded = "lengths" in {i.name for i in self.session.get_inputs()}
+        outputs = [o.name for o in self.session.get_outputs()]
+        if options.diagnose and not set(TARGETS) <= set(outputs):
+            raise MosqaError(f"--model {options.model}: its ONNX graph {NO_DIAGNOSTICS}")
+        extra = [o for o in outputs if o != "score" and o not in TARGETS]
+        self.columns = score_columns(extra, options.diagnose)
 
     def score(self, batch: np.ndarray, lengths: np.ndarray) -> dict:
-        return {"score": self.session.run(None, {"wav": batch, "lengths": lengths})[0]}
+        if self.padded:
+            return dict(zip(self.columns, self.session.run(self.columns, {"wav": batch, "lengths": lengths}),
+                            strict=True))
+        out = {k: np.empty(len(batch), dtype=np.float32) for k in self.columns}
+        for n in np.unique(lengths):
+            rows = np.flatnonzero(lengths == n)
+            got = self.session.run(self.columns, {"wav": batch[rows, :n]})
+            for k, v in zip(self.columns, got, strict=True):
+                out[k][rows] = v
+        return out
 
 
 def _torch_device(device: str) -> str:
@@ -156,14 +180,16 @@ def _onnx_device(device: str) -> str:
 ENGINES = {"torch": (TorchEngine, _torch_device), "onnx": (OnnxEngine, _onnx_device)}
 
 
-def resolve_engine(engine: str, model: str, device: str) -> tuple[str, str]:
+def resolve_engine(engine: str, model: str, device: str, precision: str = "fp32") -> tuple[str, str]:
     """(engine, device) with auto resolved before any worker starts: torch where torch sees a GPU
-    (mosqa.dnsmos's rule, which costs no torch import on a CPU build) or where the model has no ONNX
-    graph; onnx otherwise, the faster engine on CPU (README: predict speed)."""
+    (mosqa.dnsmos's rule, which costs no torch import on a CPU build), where the model has no ONNX
+    graph or for bfloat16; onnx otherwise, the lighter engine on CPU (README: predict speed)."""
     from mosqa.dnsmos import pick_engine
 
+    if precision not in PRECISIONS:
+        raise MosqaError(f"--precision {precision}: expected {' or '.join(PRECISIONS)}")
     if engine == "auto":
-        engine = pick_engine("auto", device)
+        engine = pick_engine("auto", device) if precision == "fp32" else "torch"
         if engine == "onnx":
             from mosqa.export import onnx_path
 
@@ -183,7 +209,8 @@ class Predictor:
         self.options = options
         self.engine = ENGINES[options.engine][0](options, threads)
         self.sample_rate = self.engine.sample_rate
-        self.chunk = int(options.chunk_seconds * self.sample_rate)
+        self.columns = self.engine.columns
+        self.chunk = min(int(options.chunk_seconds * self.sample_rate), self.engine.max_samples or math.inf)
 
     def score_chunks(self, chunks: list[np.ndarray]) -> list[dict]:
         """{column: value} of each waveform chunk, batched `batch_size` at a time in order of length."""
@@ -246,15 +273,18 @@ def _score_in_worker(paths: list) -> list[dict]:
     return _worker["predictor"].score_group(paths)
 
 
-def score_files(paths, options: Options, jobs: int = 1, progress=None) -> list[dict]:
+def score_files(paths, options: Options, jobs: int = 1, progress=None, predictor: Predictor | None = None
+                ) -> list[dict]:
     """Rows in input order; `jobs` > 1 scores groups of `batch_size` files in that many processes.
 
-    `progress(n)` is called with the number of files just finished.
+    `progress(n)` is called with the number of files just finished. `predictor`: one already loaded
+    for `options` (the CLI's, which read its columns), used in this process.
     """
     groups = [list(paths[i:i + options.batch_size]) for i in range(0, len(paths), options.batch_size)]
     rows = []
+    # a bad --model fails here, once, with its own message
+    predictor = predictor or Predictor(options)
     if jobs <= 1 or len(groups) == 1:
-        predictor = Predictor(options)
         for group in groups:
             rows += predictor.score_group(group)
             if progress:
@@ -262,7 +292,6 @@ def score_files(paths, options: Options, jobs: int = 1, progress=None) -> list[d
         return rows
     import multiprocessing
 
-    Predictor(options)  # a bad --model fails here, once, with its own message
     # spawn: a forked child would inherit torch's or onnxruntime's thread pool in an undefined state
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(min(jobs, len(groups)), _init_worker, (options,)) as pool:

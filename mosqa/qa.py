@@ -36,11 +36,13 @@ class QAScorer(nn.Module):
         """The model's whole output dict (frame scores, mask, classifier logits ...)."""
         if wav.dim() == 1:
             wav = wav[None]
-        x = features(wav, self.frontend, lengths)
-        frames = None
-        if lengths is not None:
-            frames = frame_lengths(lengths.to(wav.device).long(), self.frontend).clamp(1, x.shape[1])
-        return self.model(x, frames)
+        bf16 = self.config.get("precision") == "bf16"
+        with torch.autocast(wav.device.type, dtype=torch.bfloat16, enabled=bf16):
+            x = features(wav, self.frontend, lengths)
+            frames = None
+            if lengths is not None:
+                frames = frame_lengths(lengths.to(wav.device).long(), self.frontend).clamp(1, x.shape[1])
+            return self.model(x, frames)
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.full(wav, lengths)["score"]
@@ -64,15 +66,23 @@ def scorer_from_config(cfg: dict) -> nn.Module:
     return SCORERS.get(cfg.get("arch"), _trained_scorer)(cfg)
 
 
-def load_qa(run_dir, device="cpu", checkpoint: str = "best.pt") -> QAScorer:
-    """The trained scorer of a train-qa run directory (or one of its checkpoint files), in eval mode.
+# `precision` a scorer runs in: float32, or the model under bfloat16 autocast (scores move by ~0.01).
+PRECISIONS = ("fp32", "bf16")
+
+
+def load_qa(run_dir, device="cpu", checkpoint: str = "best.pt", precision: str | None = None) -> QAScorer:
+    """The trained scorer of a train-qa run directory (or one of its checkpoint files), in eval mode,
+    in `precision` (default: the run's own, its config's `precision`, else fp32).
 
     A bare name that is not a path, e.g. "pesq-wb", is a model shipped in the package (mosqa.pretrained).
     """
+    if precision not in (None, *PRECISIONS):
+        raise MosqaError(f"--precision {precision}: expected {' or '.join(PRECISIONS)}")
     run_dir = resolve(run_dir)
     require_kind(run_dir, "qa", "load_qa")
     run_dir, ckpt = find_checkpoint(run_dir, prefer=checkpoint)
-    scorer = scorer_from_config(load_run_config(run_dir))
+    config = load_run_config(run_dir)
+    scorer = scorer_from_config(config | ({"precision": precision} if precision else {}))
     state = load_checkpoint(ckpt)
     if "model" not in state:
         raise MosqaError(f"{ckpt}: not a train-qa checkpoint (no model weights)")

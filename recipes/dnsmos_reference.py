@@ -145,6 +145,8 @@ def make_clips(corpus: str, out_dir: str, n: str) -> None:
     files = sorted((Path(corpus) / "speech").rglob("*.flac"))
     clips, buffer = [], np.zeros(0, np.float32)
     for f in files:
+        if len(clips) == int(n):  # enough: the rest of the corpus is not read
+            break
         buffer = np.concatenate([buffer, load_audio(f)])
         while buffer.size >= 10 * SR and len(clips) < int(n):
             path = out / f"clip_{len(clips):04d}.flac"

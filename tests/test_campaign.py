@@ -191,7 +191,28 @@ def _random_head(seed=4):
     return state, [1.0] * y.shape[1]
 
 
-def test_exported_head_loads_as_a_differentiable_quality_model(tmp_path, encoder):
+class GraphStub:
+    """export_head without the minute its real ONNX export takes (tests/test_campaign_recipe.py's
+    promotion does one): a placeholder model.onnx, or a failure when `fail` is set."""
+
+    fail = False
+
+    def __call__(self, spec, out=None):
+        if self.fail:
+            raise MosqaError(f"{spec}: the exported graph scores differently from torch")
+        (Path(spec) / "model.onnx").write_bytes(b"graph of the new model")
+
+
+@pytest.fixture
+def graph_stub(monkeypatch):
+    from mosqa import export
+
+    stub = GraphStub()
+    monkeypatch.setattr(export, "export_onnx", stub)
+    return stub
+
+
+def test_exported_head_loads_as_a_differentiable_quality_model(tmp_path, encoder, graph_stub):
     from mosqa.qa import load_qa
 
     state, lambdas = _random_head()
@@ -201,7 +222,7 @@ def test_exported_head_loads_as_a_differentiable_quality_model(tmp_path, encoder
     wav[1, 16000:] = 0
     wav.requires_grad_(True)
     out = scorer.full(wav, torch.tensor([32000, 16000]))
-    assert set(out) == set(campaign.OUTPUTS)
+    assert set(out) == {*campaign.OUTPUTS, "listener_mos"}
     assert ((out["score"] >= 1) & (out["score"] <= 5)).all()
     for name, t in TARGETS.items():
         assert ((out[name] >= t.low) & (out[name] <= t.high)).all()
@@ -211,6 +232,7 @@ def test_exported_head_loads_as_a_differentiable_quality_model(tmp_path, encoder
     w, b = campaign.solve(state, lambdas)
     want = np.clip(campaign.project(state, feats) @ w + b, 1, 5)[0, 0]
     assert float(out["score"][0].detach()) == pytest.approx(want, abs=1e-3)
+    assert float(out["listener_mos"][0].detach()) == pytest.approx(feats[0, distill_mos.LISTENER], abs=1e-5)
     scorer.normalised(wav, torch.tensor([32000, 16000])).sum().backward()
     assert wav.grad is not None and torch.isfinite(wav.grad).all() and wav.grad[0].abs().sum() > 0
     # beyond the range the score is clipped but its gradient is the unclipped one (a learning head)
@@ -223,26 +245,40 @@ def test_exported_head_loads_as_a_differentiable_quality_model(tmp_path, encoder
     assert scorer.head.bias.grad[0] == 2.0
 
 
-def test_export_replaces_the_whole_folder_and_writes_the_card(tmp_path):
+def test_export_replaces_the_whole_folder_and_writes_the_card(tmp_path, graph_stub):
     dest = tmp_path / "pesq-wb"
     dest.mkdir()
     (dest / "model.onnx").write_bytes(b"graph of the model being replaced")
+    (dest / "notes.txt").write_text("left by the model being replaced")
     state, lambdas = _random_head()
     row = {"row": 3, "date": "2026-12-04", "clips": 20754, "shards": 2, "test_lcc": 0.91, "test_n": 1100,
            "test_kind_noise_n": 200, "test_kind_noise_lcc": 0.88, "test_kind_noise_bias": -0.04,
            "test_diag_codec_auc": 0.95, "test_diag_snr_db_mae": 4.2}
+    graph_stub.fail = True  # a graph that cannot be exported: the shipped model stays as it was
+    with pytest.raises(MosqaError, match="scores differently"):
+        campaign.export_head(dest, state, lambdas, "bf16", row)
+    assert sorted(p.name for p in dest.iterdir()) == ["model.onnx", "notes.txt"]
+    assert not list(tmp_path.glob(".pesq-wb*"))
+    graph_stub.fail = False
     campaign.export_head(dest, state, lambdas, "bf16", row)
-    assert sorted(p.name for p in dest.iterdir()) == ["MODEL_CARD.md", "best.pt", "config.yaml"]
+    assert sorted(p.name for p in dest.iterdir()) == ["MODEL_CARD.md", "best.pt", "config.yaml", "model.onnx"]
+    assert (dest / "model.onnx").read_bytes() == b"graph of the new model"
     assert not list(tmp_path.glob(".pesq-wb*"))  # no staging folder left behind
     card = (dest / "MODEL_CARD.md").read_text()
     assert "`pesq-wb`" in card and "row 3" in card and "20,754 training clips" in card
     assert "| noise | 200 | 0.880 | -0.040 |" in card and "AUC 0.950" in card and "MAE 4.200" in card
+    assert "`listener_mos`" in card and "Stahl" in card
 
 
 @pytest.fixture(scope="module")
 def head_model(tmp_path_factory):
+    from mosqa import export
+
     state, lambdas = _random_head(5)
-    return campaign.export_head(tmp_path_factory.mktemp("head") / "model", state, lambdas, "fp32", {"row": 1})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(export, "export_onnx", GraphStub())
+        return campaign.export_head(tmp_path_factory.mktemp("head") / "model", state, lambdas, "fp32",
+                                    {"row": 1})
 
 
 def test_predict_diagnose_adds_finite_in_range_columns(tmp_path, head_model):
@@ -252,20 +288,21 @@ def test_predict_diagnose_adds_finite_in_range_columns(tmp_path, head_model):
         sf.write(tmp_path / f"clip{i}.wav", speech(seconds, 120 + 40 * i), 16000)
     out = tmp_path / "scores.csv"
     res = run_cli("predict", str(tmp_path / "clip0.wav"), str(tmp_path / "clip1.wav"), "--model",
-                  str(head_model), "--diagnose", "--chunk-seconds", "4", "-o", str(out))
+                  str(head_model), "--diagnose", "--chunk-seconds", "4", "--engine", "torch", "-o", str(out))
     assert res.exit_code == 0, res.output
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["num_chunks"] for r in rows] == ["1", "3"]
     for r in rows:
-        assert 1 <= float(r["score"]) <= 5
+        assert 1 <= float(r["score"]) <= 5 and 1 <= float(r["listener_mos"]) <= 5
         for name, t in TARGETS.items():
             assert t.low <= float(r[name]) <= t.high, (name, r[name])
     plain = tmp_path / "plain.csv"
-    res = run_cli("predict", str(tmp_path / "clip0.wav"), "--model", str(head_model), "-o", str(plain))
+    res = run_cli("predict", str(tmp_path / "clip0.wav"), "--model", str(head_model), "--engine", "torch",
+                  "-o", str(plain))
     assert res.exit_code == 0, res.output
     header = plain.read_text().splitlines()[0].split(",")
-    assert "score" in header and not set(TARGETS) & set(header)
+    assert "score" in header and "listener_mos" in header and not set(TARGETS) & set(header)
 
 
 def test_the_shipped_model_diagnoses_what_it_has_heads_for(tmp_path):

@@ -1,7 +1,7 @@
 """The campaign recipe end to end at tiny sizes (recipes/campaign_qa.py): a session cut after one block
 resumes where it stopped and ends with the same sums as an uncut one; the row step writes the curve and
-promotes only on a cross-renderer validation gain. Runs on the built-in voices and generated noise: no
-corpus needed."""
+promotes only on a cross-renderer validation gain, with the new head's ONNX graph. Runs on the built-in
+voices and generated noise: no corpus needed."""
 
 import csv
 import json
@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import soundfile as sf
 
 from mosqa import campaign
 from mosqa.defaults import builtin_speech_dir, generated_noises
+from mosqa.export import sha256
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
 import campaign_qa  # noqa: E402
@@ -76,6 +78,9 @@ def test_row_appends_the_curve_and_promotes_only_on_a_gain(work):
     args = ["row", "--work", str(work / "work"), "--state", str(state), "--promote-to", str(model), *TINY]
     campaign_qa.main(args)
     assert (model / "MODEL_CARD.md").is_file() and (model / "best.pt").is_file()
+    # the promoted head ships with its ONNX graph, exported from its weights (checked against torch)
+    meta = {p.key: p.value for p in onnx.load(str(model / "model.onnx")).metadata_props}
+    assert meta["checkpoint_sha256"] == sha256(model / "best.pt") and meta["max_samples"] == "122880"
     first = (model / "best.pt").read_bytes()
     campaign_qa.main(args)  # the same state again: no gain, no promotion
     with open(state / "campaign.csv", newline="") as f:

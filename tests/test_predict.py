@@ -19,7 +19,8 @@ from mosqa.pretrained import PRETRAINED_DIR, export, names
 from mosqa.qa import load_qa
 from mosqa.runs import load_checkpoint
 
-SPEECH = load_audio(Path(__file__).parent / "fixtures" / "dnsmos" / "speech_10s.flac")
+FIXTURES = Path(__file__).parent / "fixtures" / "dnsmos"
+SPEECH = load_audio(FIXTURES / "speech_10s.flac")
 
 
 def tiny_run(corpus, exp, *extra):
@@ -63,6 +64,7 @@ def test_bad_inputs_get_error_rows_in_input_order_and_exit_1(run_dir, tmp_path):
     assert res.exit_code == 1, res.output
     rows = read_rows(out)
     assert [r["filename"] for r in rows] == [str(f) for f in files]
+    assert list(rows[0]) == [*predict.COLUMNS, "warning", "error"]  # a train-qa model: no listener_mos
     reasons = {"empty.wav": "empty", "missing.wav": "no such", "nan.wav": "NaN",
                "short.wav": "duration 0.20 s outside",
                "corrupt.wav": "cannot decode"}
@@ -181,7 +183,27 @@ def test_same_seed_on_cpu_gives_the_same_weights(tmp_path):
 # ---------------------------------------------------------------- the shipped model
 def test_shipped_weights_fit_the_package_budget():
     size = sum(p.stat().st_size for p in PRETRAINED_DIR.rglob("*") if p.is_file())
-    assert size <= 20 * 2**20  # every shipped model and the encoder they share
+    assert size <= 40e6  # every shipped model, their ONNX graphs and the encoder they share (issue 32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_listener_mos_is_the_encoders_own_score_on_the_same_windows(engine):
+    """listener_mos is Distill-MOS's own output on each chunk (at most 7.68 s: one window, unpadded),
+    duration-weighted like the score; files of 3 to 60 s, silence and noise included."""
+    from mosqa.distill_mos import SEGMENT, load_encoder
+
+    files = sorted(FIXTURES.glob("*.flac"))
+    rows = predict.Predictor(predict.Options(engine=engine)).score_group(files)
+    encoder = load_encoder()
+    for path, row in zip(files, rows, strict=True):
+        wav = load_audio(path)
+        own = 0.0
+        for a, b in predict.chunk_bounds(len(wav), min(int(predict.CHUNK_SECONDS * 16000), SEGMENT)):
+            with torch.no_grad():
+                own += float(encoder.frames(torch.from_numpy(wav[a:b])[None])["score"]) * (b - a) / len(wav)
+        assert 1 <= row["listener_mos"] <= 5
+        assert row["listener_mos"] == pytest.approx(own, abs=1e-4), path.name
 
 
 @pytest.mark.parametrize("name", ["pesq-wb", "pesq-wb-nisqa"])
