@@ -356,7 +356,7 @@ Campaign row {row.get("row")} ({row.get("date")}): {int(float(row.get("clips", 0
 ## Held-out figures
 
 Fixed sets simulated from voices, noise files, music and rooms that no shard uses
-(`recipes/campaign_split.py`; the same clips every session): validation (ridge strengths picked on
+(`recipes/campaign/campaign_split.py`; the same clips every session): validation (ridge strengths picked on
 it) and test (never tuned on).
 
 | set | clips | LCC | SRCC | RMSE | bias |
@@ -387,7 +387,7 @@ impairment (SNR 50 dB, DRR 30 dB, band limit 8 kHz, 0 clipped, 0 lost, no codec)
   PESQ and listeners disagree it follows PESQ; the frozen encoder was trained on listener ratings and
   the head is linear, which keeps some of that knowledge (issue 19's scout).
 - **Not for every recording.** "Clean" means the references it saw: read speech with a noise floor at
-  least 35 dB below the speech (`recipes/select_references.py`). Distant microphones, singing and
+  least 35 dB below the speech (`recipes/tools/select_references.py`). Distant microphones, singing and
   speech of languages or ages outside `../shared/corpus` are out of domain.
 - Scores are clipped to 1–5; PESQ-WB itself tops out near 4.64.
 

@@ -1,6 +1,6 @@
-"""The campaign recipe end to end at tiny sizes (recipes/campaign_qa.py): a session cut after one block
-resumes where it stopped and ends with the same sums as an uncut one; the row step writes the curve and
-promotes only on a validation gain. Runs on the built-in voices and generated noise: no corpus needed."""
+"""The campaign recipe end to end at tiny sizes (recipes/campaign/campaign_qa.py): a session cut after one
+block resumes where it stopped and ends with the same sums as an uncut one; the row step writes the curve
+and promotes only on a validation gain. Runs on the built-in voices and generated noise: no corpus needed."""
 
 import csv
 import sys
@@ -13,7 +13,7 @@ import soundfile as sf
 from mosqa import campaign
 from mosqa.defaults import builtin_speech_dir, generated_noises
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes" / "campaign"))
 import campaign_qa  # noqa: E402
 
 SR = 16000
