@@ -29,10 +29,10 @@ lint: install
 	$(BIN)/ruff check mosqa cli tests
 
 bench: install
-	PATH="$(abspath $(BIN)):$$PATH" bash recipes/bench_simulate.sh
-	PATH="$(abspath $(BIN)):$$PATH" bash recipes/bench_dnsmos.sh
-	PATH="$(abspath $(BIN)):$$PATH" bash recipes/bench_qa.sh
-	PATH="$(abspath $(BIN)):$$PATH" bash recipes/bench_se.sh
+	PATH="$(abspath $(BIN)):$$PATH" bash recipes/bench/bench_simulate.sh
+	PATH="$(abspath $(BIN)):$$PATH" bash recipes/bench/bench_dnsmos.sh
+	PATH="$(abspath $(BIN)):$$PATH" bash recipes/bench/bench_qa.sh
+	PATH="$(abspath $(BIN)):$$PATH" bash recipes/bench/bench_se.sh
 
 clean:
 	rm -rf $(VENV) demo exp bench_out

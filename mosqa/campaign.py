@@ -365,7 +365,7 @@ Campaign row {row.get("row")} ({row.get("date")}): {int(float(row.get("clips", 0
 ## Held-out figures
 
 Fixed sets simulated from voices, noise files, music and rooms that no shard uses
-(`recipes/campaign_split.py`; the same clips every session): validation (ridge strengths picked on
+(`recipes/campaign/campaign_split.py`; the same clips every session): validation (ridge strengths picked on
 it) and test (never tuned on); their version 2 (v2) gives 30 % of the degraded clips an impairment of
 real calls (echo, a competing talker, chopped speech, a noise suppressor, gain faults, saturation, hum).
 
@@ -414,7 +414,7 @@ listeners' at 0.85 (0.84 run padded as its authors do), the PESQ head's at 0.67 
   the head is linear, which keeps some of that knowledge: issue 19's scout); `listener_mos` is the
   column that answers for listeners.
 - **Not for every recording.** "Clean" means the references it saw: read speech with a noise floor at
-  least 35 dB below the speech (`recipes/select_references.py`). Distant microphones, singing and
+  least 35 dB below the speech (`recipes/tools/select_references.py`). Distant microphones, singing and
   speech of languages or ages outside `../shared/corpus` are out of domain.
 - Scores are clipped to 1–5; PESQ-WB itself tops out near 4.64.
 

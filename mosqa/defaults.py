@@ -1,7 +1,7 @@
 """Data that ships with mosqa or is generated on the fly, so the demo runs with nothing downloaded.
 
 Built-in speech: six espeak-ng "speakers" x six sentences under mosqa/speech/<speaker>/ (made by
-recipes/make_builtin_speech.py). Noises: white, pink and brown noise and a babble of built-in
+recipes/tools/make_builtin_speech.py). Noises: white, pink and brown noise and a babble of built-in
 utterances, generated deterministically (synthetic rooms: rooms.py).
 """
 

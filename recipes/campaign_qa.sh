@@ -8,7 +8,7 @@
 #   nohup bash recipes/campaign_qa.sh > exp/campaign.log 2>&1 &    # how a session starts it
 #
 # Stages: 0 references + the split of voices, noise files, music and rooms (once; idempotent) |
-# 1 fresh shards into the ridge sums until BUDGET_MIN ends | 2 the row (recipes/campaign_qa.py). Commit recipes/campaign/ and mosqa/pretrained/pesq-wb after it
+# 1 fresh shards into the ridge sums until BUDGET_MIN ends | 2 the row (recipes/campaign/campaign_qa.py). Commit recipes/campaign/ and mosqa/pretrained/pesq-wb after it
 # (and at least hourly while it runs: the state is saved after every block of clips).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,20 +27,20 @@ in_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 
 if in_stage 0; then
   echo "stage 0: references (own noise floor <= -35 dB) and the campaign split"
-  [ -f "$WORK/references/floors.csv" ] || python recipes/select_references.py "$CORPUS" "$WORK/references"
-  python recipes/campaign_split.py "$WORK/references/speech" "$CORPUS" "$WORK/split" \
+  [ -f "$WORK/references/floors.csv" ] || python recipes/tools/select_references.py "$CORPUS" "$WORK/references"
+  python recipes/campaign/campaign_split.py "$WORK/references/speech" "$CORPUS" "$WORK/split" \
     --test-groups "$(cat recipes/conf/pesq_wb_test_voices.txt)" \
     --valid-groups "$(cat recipes/conf/pesq_wb_valid_voices.txt)"  # the voices pretrain_qa.sh holds out
 fi
 
 if in_stage 1; then
   echo "stage 1: a campaign session of $BUDGET_MIN min"
-  python recipes/campaign_qa.py train --budget-min "$BUDGET_MIN" --jobs "$JOBS" --work "$WORK" \
+  python recipes/campaign/campaign_qa.py train --budget-min "$BUDGET_MIN" --jobs "$JOBS" --work "$WORK" \
     --voice-perturb "$VOICE_PERTURB" --call-share "$CALL_SHARE" ${SHARD:+--shard "$SHARD"}
 fi
 
 if in_stage 2; then
   echo "stage 2: the fixed validation and test sets (v1, and v2 with call impairments), the row in" \
     "campaign.csv, campaign.png, promotion"
-  python recipes/campaign_qa.py row --jobs "$JOBS" --work "$WORK"
+  python recipes/campaign/campaign_qa.py row --jobs "$JOBS" --work "$WORK"
 fi

@@ -6,7 +6,7 @@
 #   5 write the held-out enhancement test set: spk6's utterances in generated noise at 0-15 dB
 #   6 train a tiny enhancer on spk1-spk5 mixed on the fly (spectral loss), then fine-tune it 60 steps
 #     guided by a learning critic (--init, --qa learn --qa-model intrusive) and the same 60 steps without
-#     it (the control): of the guidance modes recipes/bench_se.sh measured, the only one within the
+#     it (the control): of the guidance modes recipes/bench/bench_se.sh measured, the only one within the
 #     bench's OVRL and SI-SNR bounds of its control at 1,500 steps, though no mode has raised true PESQ
 #     over the control (README, issues 11 and 20)
 #   7 one table on the held-out files (noisy input first), what it shows in plain words, then enhance
@@ -58,7 +58,7 @@ for split, voices in (("train", speakers[:-1]), ("test", speakers[-1:])):
     files = [str(f) for v in voices for f in sorted(v.glob("*.flac"))]
     (out / f"{split}_clean.txt").write_text("\n".join(files) + "\n")
 PY
-  python recipes/make_mixtures.py "$DEMO/se/test_clean.txt" "$DEMO/se/noise" "$DEMO/se/test" --items 6 \
+  python recipes/tools/make_mixtures.py "$DEMO/se/test_clean.txt" "$DEMO/se/noise" "$DEMO/se/test" --items 6 \
       --seed "$SEED"
 fi
 
@@ -98,7 +98,7 @@ print("What this shows, on the 6 held-out files (an unseen voice):")
 print(f"  the enhancer against the noisy input: {both(noisy, enhanced)}")
 print(f"  the guided fine-tune against the same steps without the critic: {both(control, guided)}")
 print("  It shows the pipeline runs end to end. Six files and 60 CPU steps cannot say whether guidance")
-print("  helps: recipes/bench_se.sh measures it (3 seeds of 1,500 steps against a control, 100 held-out")
+print("  helps: recipes/bench/bench_se.sh measures it (3 seeds of 1,500 steps against a control, 100 held-out")
 print("  mixtures), and there the learning critic has not raised true PESQ over the control (README).")
 PY
   mosqa enhance "$SE_RUN" "$DEMO/se/test/pairs.list" --out-dir "$DEMO/enhanced" --score --device cpu

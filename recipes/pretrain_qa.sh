@@ -57,7 +57,7 @@ in_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 
 if in_stage 0; then
   echo "stage 0: references with a floor <= $MAX_FLOOR_DB dB"
-  python recipes/select_references.py "$CORPUS" "$OUT/references" --max-floor-db "$MAX_FLOOR_DB"
+  python recipes/tools/select_references.py "$CORPUS" "$OUT/references" --max-floor-db "$MAX_FLOOR_DB"
 fi
 
 if in_stage 1; then
@@ -110,7 +110,7 @@ fi
 
 if in_stage 5; then
   echo "stage 5: one table: mean +- sd over seeds, DNSMOS zero-shot, per source and impairment; select"
-  python recipes/qa_table.py --test-eval "$OUT/eval/test" --valid-eval "$OUT/eval/valid" \
+  python recipes/tools/qa_table.py --test-eval "$OUT/eval/test" --valid-eval "$OUT/eval/valid" \
     --meta "$OUT/sim/meta.csv" --dnsmos "$OUT/eval/dnsmos_test.csv" --out "$OUT/eval/table.md" \
     --selection "$OUT/eval/selected_run.txt" --ship-confs "$SHIP_CONFS"
 fi

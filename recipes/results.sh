@@ -49,7 +49,7 @@ fi
 if [ "$stage" -le 3 ]; then
   echo "stage 3: the table and figures in $DOCS"
   mkdir -p "$DOCS"
-  python recipes/results.py --eval "$OUT/eval" --meta "$OUT/sim/meta.csv" --dnsmos "$OUT/dnsmos.csv" \
+  python recipes/tools/results.py --eval "$OUT/eval" --meta "$OUT/sim/meta.csv" --dnsmos "$OUT/dnsmos.csv" \
     --name "$(basename "$MODEL")" --out "$DOCS/results.md" --scatter "$DOCS/scatter_$(basename "$MODEL").png"
   if [ -f "$CAMPAIGN_PNG" ]; then
     cp "$CAMPAIGN_PNG" "$DOCS/campaign.png"

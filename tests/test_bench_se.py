@@ -10,7 +10,8 @@ import pytest
 import soundfile as sf
 from conftest import SR, speech
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+sys.path[:0] = [str(RECIPES / "tools"), str(RECIPES / "bench")]  # make_mixtures, se_bench_table
 import make_mixtures  # noqa: E402
 import se_bench_table  # noqa: E402
 
@@ -116,7 +117,7 @@ def test_bench_keeps_run_state_and_a_fresh_checkout_restores_it(tmp_path):
     import os
     import subprocess
 
-    script = Path(__file__).resolve().parents[1] / "recipes" / "bench_se.sh"
+    script = RECIPES / "bench" / "bench_se.sh"
     out, keep, corpus, bin_dir = (tmp_path / d for d in ("out", "keep", "corpus", "bin"))
     (corpus / "speech").mkdir(parents=True)
     runs = {"baseline": ["last.pt", "best.pt"], "control_s1": ["last.pt", "best.pt"], "learn_s1": ["last.pt"]}

@@ -26,7 +26,7 @@ def encoder():
 
 
 def test_encoder_matches_the_published_model(encoder):
-    """Golden scores from recipes/distillmos_reference.py (the package's own code, float32 weights);
+    """Golden scores from recipes/bench/distillmos_reference.py (the package's own code, float32 weights);
     ours ship as float16. The 10 s files take the reference's several-window path."""
     golden = json.loads((FIXTURES / "distillmos" / "golden.json").read_text())["scores"]
     for name, want in golden.items():

@@ -1,6 +1,6 @@
-"""The campaign recipe end to end at tiny sizes (recipes/campaign_qa.py): a session cut after one block
-resumes where it stopped and ends with the same sums as an uncut one; the row step writes the curve and
-promotes only on a cross-renderer validation gain, with the new head's ONNX graph. Runs on the built-in
+"""The campaign recipe end to end at tiny sizes (recipes/campaign/campaign_qa.py): a session cut after one
+block resumes where it stopped and ends with the same sums as an uncut one; the row step writes the curve
+and promotes only on a cross-renderer validation gain, with the new head's ONNX graph. Runs on the built-in
 voices and generated noise: no corpus needed."""
 
 import csv
@@ -18,7 +18,7 @@ from mosqa import campaign
 from mosqa.defaults import builtin_speech_dir, generated_noises
 from mosqa.export import sha256
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes" / "campaign"))
 import campaign_qa  # noqa: E402
 
 SR = 16000

@@ -10,7 +10,7 @@ import pytest
 from conftest import write_csv
 from scipy.stats import pearsonr
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes" / "bench"))
 import coverage_table  # noqa: E402
 
 KINDS = ["noise", "clip", "reverb+noise"]  # the last counts as "combined"

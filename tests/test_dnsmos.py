@@ -1,5 +1,6 @@
 """DNSMOS must reproduce Microsoft's reference: golden numbers and mel arrays were computed once by the
-reference (speechmos 0.0.1.1 + librosa 0.11, recipes/dnsmos_reference.py golden) on the fixtures here."""
+reference (speechmos 0.0.1.1 + librosa 0.11, recipes/bench/dnsmos_reference.py golden) on the fixtures
+here."""
 
 import csv
 import json

@@ -357,7 +357,7 @@ def test_learn_cli_run_writes_the_critic_watch_and_resumes(tmp_path):
     res = run_cli("train-se", "--resume", run, "--epochs", "2")
     assert res.exit_code == 0, res.output
     # the bench scores with the critic the run trained, as its best.pt holds it
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes" / "bench"))
     import se_bench_table
 
     critic = se_bench_table.learned_critic(run, "cpu")
@@ -410,7 +410,7 @@ def test_learn_with_the_intrusive_critic_trains_both_and_the_bench_reads_it(tmp_
                   "--qa-model", "intrusive", "--pesq-workers", "0")
     assert res.exit_code == 0, res.output
     (run,) = runs_in(tmp_path / "exp")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes" / "bench"))
     import se_bench_table
 
     critic = se_bench_table.learned_critic(run, "cpu")

@@ -1,5 +1,5 @@
-"""The README's Results table (recipes/results.py): each model's LCC/SRCC per group against scipy, on the
-same clips, and the scatter."""
+"""The README's Results table (recipes/tools/results.py): each model's LCC/SRCC per group against scipy, on
+the same clips, and the scatter."""
 
 import sys
 from pathlib import Path
@@ -9,7 +9,7 @@ import pytest
 from conftest import write_csv
 from scipy.stats import pearsonr, spearmanr
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes" / "tools"))
 import results  # noqa: E402
 
 

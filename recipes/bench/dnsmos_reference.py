@@ -8,7 +8,7 @@
   grad-cost LIST        one differentiable forward + backward of 4 x 1 s crops (run with one thread)
 
 `golden` and `reference` need librosa, which mosqa does not depend on: run them from a throwaway venv
-(recipes/bench_dnsmos.sh makes one); `bench` and `grad-cost` run in mosqa's own environment (torch).
+(recipes/bench/bench_dnsmos.sh makes one); `bench` and `grad-cost` run in mosqa's own environment (torch).
 """
 
 import json

@@ -5,12 +5,12 @@
 # same budget, then report test LCC/SRCC/MSE, parameters, seconds per epoch and CPU inference
 # real-time factor.
 #
-#   bash recipes/bench_qa.sh                 # all stages
-#   stage=3 bash recipes/bench_qa.sh         # from training on (stages: 1 simulate, 2 split, 3 train, 4 report)
-#   VP_PER_UTT=4 bash recipes/bench_qa.sh    # + 4 voice-perturbed copies of each training utterance
-#   EPOCHS=20 MAX_UTTS=859 PER_UTT=4 EXTRA="--device cuda --amp" bash recipes/bench_qa.sh
+#   bash recipes/bench/bench_qa.sh                 # all stages
+#   stage=3 bash recipes/bench/bench_qa.sh         # from training on (stages: 1 simulate, 2 split, 3 train, 4 report)
+#   VP_PER_UTT=4 bash recipes/bench/bench_qa.sh    # + 4 voice-perturbed copies of each training utterance
+#   EPOCHS=20 MAX_UTTS=859 PER_UTT=4 EXTRA="--device cuda --amp" bash recipes/bench/bench_qa.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 CORPUS=$(realpath -m "${CORPUS:-../shared/corpus}")  # beside the repository; absolute, as links point into it
 OUT=${OUT:-bench_out/qa}
@@ -72,5 +72,5 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   echo "stage 4: test on unseen speakers"
   mosqa eval-qa "$OUT"/exp/*/ --list "$lists/wav_test_qn.list" --out-dir "$OUT/eval" --cache-dir "$OUT/cache" \
     --table "$OUT/eval/compare_test.csv"
-  python recipes/qa_speed.py "$OUT"/exp/*/ --list "$lists/wav_test_qn.list" --csv "$OUT/eval/cost.csv"
+  python recipes/bench/qa_speed.py "$OUT"/exp/*/ --list "$lists/wav_test_qn.list" --csv "$OUT/eval/cost.csv"
 fi

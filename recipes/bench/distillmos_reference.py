@@ -1,7 +1,7 @@
 """The Distill-MOS reference side of mosqa's tests: score fixture audio with the published package.
 
     pip download --no-deps distillmos==0.9.1 xls-r-sqa==0.1.0 -d WHEELS && unzip each into SITE
-    python recipes/distillmos_reference.py SITE tests/fixtures/distillmos/golden.json FILE...
+    python recipes/bench/distillmos_reference.py SITE tests/fixtures/distillmos/golden.json FILE...
 
 SITE holds the unzipped `distillmos` and `xls_r_sqa` packages; their code is imported as published,
 only `torchaudio` (used by the package's file reader, not by the model) is replaced by an empty module

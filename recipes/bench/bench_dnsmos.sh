@@ -9,7 +9,7 @@
 #   PROFILE=1   also write onnxruntime's per-node profiles, under $OUT/profile (never the working directory)
 # Run it when the machine is quiet: the load average is printed before and after each part.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 N=${DNSMOS_BENCH_N:-100}
 CORPUS=$(realpath -m "${CORPUS:-../shared/corpus}")  # beside the repository; absolute, as links point into it
 OUT=${BENCH_OUT:-bench_out}/dnsmos
@@ -30,12 +30,12 @@ fi
 if [ ! -f "$OUT/clips_$N/list.txt" ]; then
     [ -d "$CORPUS/speech" ] || { echo "no speech corpus at $CORPUS/speech (set CORPUS=...)" >&2; exit 2; }
     echo "building $N clips of 10 s from $CORPUS"
-    python recipes/dnsmos_reference.py clips "$CORPUS" "$OUT/clips_$N" "$N"
+    python recipes/bench/dnsmos_reference.py clips "$CORPUS" "$OUT/clips_$N" "$N"
 fi
 {
     echo "machine: $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    "$REFPY" recipes/dnsmos_reference.py reference "$OUT/clips_$N/list.txt" "$OUT/reference_$N.json"
-    python recipes/dnsmos_reference.py bench "$OUT/clips_$N/list.txt" "$OUT/reference_$N.json"
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python recipes/dnsmos_reference.py grad-cost "$OUT/clips_$N/list.txt"
+    "$REFPY" recipes/bench/dnsmos_reference.py reference "$OUT/clips_$N/list.txt" "$OUT/reference_$N.json"
+    python recipes/bench/dnsmos_reference.py bench "$OUT/clips_$N/list.txt" "$OUT/reference_$N.json"
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python recipes/bench/dnsmos_reference.py grad-cost "$OUT/clips_$N/list.txt"
     echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/bench_$N.txt"

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Issue 19: pick the campaign's model at equal budget before the campaign starts. Every candidate gets
 # the same wall time (BUDGET_MIN on 2 threads) on the same simulated shard, and is scored on clips of
-# unseen voices, noise files and rooms (the campaign's split, recipes/campaign_split.py).
+# unseen voices, noise files and rooms (the campaign's split, recipes/campaign/campaign_split.py).
 #
-#   bash recipes/pick_qa_model.sh                 # stages 0-3
-#   stage=3 bash recipes/pick_qa_model.sh         # only the table
+#   bash recipes/bench/pick_qa_model.sh                 # stages 0-3
+#   stage=3 bash recipes/bench/pick_qa_model.sh         # only the table
 #
 # Stages: 0 split + simulate the scout shard and validation clips | 1 frozen-encoder features (timed) |
 # 2 train-qa candidates from scratch, each under `timeout BUDGET_MIN` | 3 the table (pick_qa_model.py).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 CORPUS=${CORPUS:-../shared/corpus}
 CAMPAIGN=${CAMPAIGN:-exp/campaign}
@@ -62,7 +62,7 @@ fi
 
 if in_stage 3; then
   echo "stage 3: the table"
-  python recipes/pick_qa_model.py --train "$OUT/sim_train" --valid "$OUT/sim_valid" --features "$OUT" \
+  python recipes/bench/pick_qa_model.py --train "$OUT/sim_train" --valid "$OUT/sim_valid" --features "$OUT" \
     --extract-log "$OUT/extract.json" --budget-s $((BUDGET_MIN * 60)) --out "$OUT/pick.md" \
     --runs $(for c in $CONFS; do compgen -G "$OUT/runs/$c*/" | head -1; done)
 fi

@@ -8,7 +8,7 @@ mosqa.crossrender). A head that rises only on its own renderer's sets has learne
 encoder's statistics of every layer are extracted once per clip (distill_mos.ALL_LAYERS) and each
 candidate reads its columns, so the comparison costs one extraction.
 
-    python recipes/compare_heads.py --train exp/campaign/shard_100 [--work exp/campaign] [--jobs 2]
+    python recipes/campaign/compare_heads.py --train exp/campaign/shard_100 [--work exp/campaign] [--jobs 2]
         [--out recipes/campaign/heads]
 
 Writes OUT/heads.csv and OUT/heads.md (one row per candidate, and the shipped model on the same sets).

@@ -1,7 +1,7 @@
 """Cost of trained quality models: parameters, training seconds per epoch (from metrics.csv, also
 scaled to 2,000 clips) and CPU inference real-time factor on the test list's audio.
 
-Usage: python recipes/qa_speed.py RUN_DIR... --list TEST_LIST [--clips 50] [--threads 1] [--csv OUT]
+Usage: python recipes/bench/qa_speed.py RUN_DIR... --list TEST_LIST [--clips 50] [--threads 1] [--csv OUT]
 """
 
 import argparse

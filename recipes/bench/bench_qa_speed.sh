@@ -4,11 +4,11 @@
 #   MODELS=pesq-wb,pesq-wb-nisqa  LENGTHS=1,3,8,30,120  SECONDS=60 (audio per length)
 #   SPEECH=mosqa/speech (the built-in voices; any folder of speech files)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 MODELS=${MODELS:-pesq-wb,pesq-wb-nisqa}
 LENGTHS=${LENGTHS:-1,3,8,30,120}
 SECONDS_PER_LENGTH=${SECONDS:-60}
 SPEECH=${SPEECH:-mosqa/speech}
 OUT=${BENCH_OUT:-bench_out}
-PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" python recipes/bench_qa_speed.py "$SPEECH" --models "$MODELS" \
+PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" python recipes/bench/bench_qa_speed.py "$SPEECH" --models "$MODELS" \
   --lengths "$LENGTHS" --seconds "$SECONDS_PER_LENGTH" --out "$OUT/qa_speed.csv"

@@ -13,7 +13,7 @@
 #     and every fine-tuned run not yet scored on the test set: PESQ, STOI, SI-SNR, DNSMOS SIG/BAK/OVRL,
 #     the prediction of QA_MODEL (a non-intrusive quality model; each judge's error against true PESQ is
 #     in the table) and, for a run whose critic learned, that critic's own prediction
-#     (recipes/se_bench_table.py score)
+#     (recipes/bench/se_bench_table.py score)
 #   5 one table, mean ± sd over seeds and each run's paired difference to the control: $OUT/table.md; the
 #     learning critics' LCC against true PESQ per epoch: $OUT/critic_watch.md
 # Voices: speaker folders of $CORPUS/speech sorted by name (speech_commands left out: many 1 s voices);
@@ -33,17 +33,17 @@
 # thread each): a 250-step epoch with its validation 390-450 s for the control, 450-540 s for the learning
 # intrusive critic; scoring a run on the 100 test files 90-120 s.
 # DEVICE=cuda for larger runs (bigger BASE_STEPS / FT_STEPS / SEEDS).
-# Stages resume: `stage=N bash recipes/bench_se.sh` starts at stage N (`stage=N stop_stage=N`: N only);
+# Stages resume: `stage=N bash recipes/bench/bench_se.sh` starts at stage N (`stage=N stop_stage=N`: N only);
 # a run is resumed to its stage's length (interrupted: from its last.pt; a raised BASE_STEPS continues the
 # baseline, its cosine schedule re-planned over the new length); a finished score is kept.
 # Across sessions (a fresh checkout has no $OUT): every run's state is kept in $KEEP/NAME, to commit: the
 # baseline's config, metrics, curve, last.pt and best.pt when stage 2 ends; a fine-tune's config, metrics
 # and curve with its test score once scored, or its last.pt while unfinished (`stage=keep bash
-# recipes/bench_se.sh` before a session stops). Stages 2 and 3 restore from $KEEP what $OUT lacks. A
+# recipes/bench/bench_se.sh` before a session stops). Stages 2 and 3 restore from $KEEP what $OUT lacks. A
 # resumed --qa learn run starts an empty replay buffer (it refills within replay-size / batch steps).
 set -euo pipefail
 # beside the repository; absolute, as the lists name files by absolute path
-CORPUS=$(realpath -m "${CORPUS:-$(dirname "$0")/../../shared/corpus}")
+CORPUS=$(realpath -m "${CORPUS:-$(dirname "$0")/../../../shared/corpus}")
 OUT=${OUT:-bench_out/se}
 DEVICE=${DEVICE:-cpu}
 JOBS=${JOBS:-2}
@@ -67,7 +67,7 @@ ambient_water_urban"}
 # finished baseline it ran 0.08 PESQ behind the control at both of its first two epochs (seed 1), while
 # the intrusive critic (MetricGAN's form, critic lr 1e-3) ran 0.04 behind: the bench's learning arm.
 GUIDES=${GUIDES:-"learn_intrusive --qa learn --qa-model intrusive --pesq-workers 1 --qa-weight 0.1 --qa-lr 0.001"}
-KEEP=${KEEP:-recipes/bench_se}
+KEEP=${KEEP:-recipes/bench/bench_se}
 stage=${stage:-0}
 stop_stage=${stop_stage:-5}
 [ -d "$CORPUS/speech" ] || { echo "bench_se: no corpus at $CORPUS (set CORPUS)" >&2; exit 2; }
@@ -137,7 +137,7 @@ score() {  # score NAME LABEL [RUN [SEED [FLAGS...]]]: one CSV per run, kept onc
     local name=$1 label=$2 run=${3:-} seed=${4:-}
     shift $(( $# < 4 ? $# : 4 ))
     [ -f "$OUT/scores/$name.csv" ] && return 0
-    python recipes/se_bench_table.py score "$OUT/test/pairs.list" "$OUT/scores/$name.csv" \
+    python recipes/bench/se_bench_table.py score "$OUT/test/pairs.list" "$OUT/scores/$name.csv" \
         --label "$label" --qa-model "$QA_MODEL" --device "$DEVICE" --threads "$THREADS" \
         ${run:+--run "$run"} ${seed:+--seed "$seed"} "$@" 2> "$OUT/logs/score_$name.log"
 }
@@ -202,7 +202,7 @@ fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     echo "== 1. held-out test set: $ITEMS mixtures of unseen voices and unseen noises, 0-15 dB"
-    python recipes/make_mixtures.py "$OUT/lists/test_clean.txt" "$OUT/lists/test_noise.txt" "$OUT/test" \
+    python recipes/tools/make_mixtures.py "$OUT/lists/test_clean.txt" "$OUT/lists/test_noise.txt" "$OUT/test" \
         --items "$ITEMS" --snr-min 0 --snr-max 15 --max-seconds 6 --seed 1234
 fi
 
@@ -257,6 +257,6 @@ fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     echo "== 5. one table: mean ± sd over seeds, paired differences to the control ($OUT/table.md)"
-    python recipes/se_bench_table.py table "$OUT/scores" --out "$OUT/table"
-    python recipes/se_bench_table.py watch "$OUT/runs" --out "$OUT/critic_watch"
+    python recipes/bench/se_bench_table.py table "$OUT/scores" --out "$OUT/table"
+    python recipes/bench/se_bench_table.py watch "$OUT/runs" --out "$OUT/critic_watch"
 fi

@@ -1,8 +1,8 @@
 """Quality-model speed at every length, one CPU thread, beside `mosqa dnsmos` (issue 19's speed rule:
 the default model must run at least 30x real time on one thread at any length).
 
-    python recipes/bench_qa_speed.py SPEECH_DIR [--models pesq-wb,pesq-wb-nisqa] [--lengths 1,3,8,30,120]
-        [--seconds 60] [--out bench_out/qa_speed.csv]
+    python recipes/bench/bench_qa_speed.py SPEECH_DIR [--models pesq-wb,pesq-wb-nisqa]
+        [--lengths 1,3,8,30,120] [--seconds 60] [--out bench_out/qa_speed.csv]
 
 For each length, clips of exactly that length are cut from the speech files (looped end to end) until
 they hold --seconds of audio, written to disk, and scored as the commands score them (mosqa.predict's

@@ -1,6 +1,6 @@
 """The README's "Results" table and scatter: one quality model on held-out clips beside DNSMOS (zero-shot).
 
-    python recipes/results.py --eval EVAL --meta SIM/meta.csv --dnsmos DNSMOS.csv --name pesq-wb \
+    python recipes/tools/results.py --eval EVAL --meta SIM/meta.csv --dnsmos DNSMOS.csv --name pesq-wb \
         --out docs/results/results.md --scatter docs/results/scatter_pesq-wb.png
 
 EVAL is an eval-qa output folder (predictions.csv) of the model on the clips simulated in SIM; the

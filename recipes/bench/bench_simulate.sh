@@ -13,7 +13,7 @@
 # clips/s = new clips / seconds of the simulation itself (as summary.json reports it); "wall" also counts
 # Python start-up, the file search and the reports.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 REPO=$PWD
 CORPUS=${CORPUS:-../shared/corpus}
 UTTS=${SIM_BENCH_UTTS:-60}

@@ -1,6 +1,6 @@
 """One table for recipes/pretrain_qa.sh: architectures over seeds beside DNSMOS, on held-out voices.
 
-    python recipes/qa_table.py --test-eval EVAL/test --valid-eval EVAL/valid --meta SIM/meta.csv \
+    python recipes/tools/qa_table.py --test-eval EVAL/test --valid-eval EVAL/valid --meta SIM/meta.csv \
         --dnsmos EVAL/dnsmos_test.csv --out EVAL/table.md --selection EVAL/selected_run.txt
 
 Run directories are named `<conf>_s<seed><timestamp>` by the recipe; runs of one conf are its seeds.

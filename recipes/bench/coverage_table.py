@@ -1,6 +1,6 @@
 """Per impairment kind: how well, and how biased, quality models rank held-out clips (issue 14).
 
-    python recipes/coverage_table.py --meta SIM/meta.csv --out EVAL/coverage.md \
+    python recipes/bench/coverage_table.py --meta SIM/meta.csv --out EVAL/coverage.md \
         "before=EVAL/test/narrow_*" "after=EVAL/test/wide_*" "shipped=EVAL/test/pesq-wb"
 
 Each GROUP=GLOB names eval-qa output folders (each with a predictions.csv) that belong together,
@@ -17,8 +17,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from qa_table import impairment_of, mean_sd, predictions, read_csv
 from scipy.stats import pearsonr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # qa_table: pretrain_qa.sh's table
+from qa_table import impairment_of, mean_sd, predictions, read_csv  # noqa: E402
 
 MAX_BIAS, MIN_LCC = 0.25, 0.85
 

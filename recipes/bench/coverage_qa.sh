@@ -6,20 +6,20 @@
 # over SEEDS; both, and the shipped model, are scored on the held-out test voices of the wide corpus
 # (harsher and more varied, as users' audio is) and of the narrow one, per impairment kind: LCC and bias.
 #
-#   bash recipes/coverage_qa.sh                          # everything; stage=N resumes from stage N
-#   PER_UTT=2 EPOCHS=12 CONF=crn_cp_qn_C256_L128_T256 SEEDS="0 1 2" bash recipes/coverage_qa.sh
+#   bash recipes/bench/coverage_qa.sh                          # everything; stage=N resumes from stage N
+#   PER_UTT=2 EPOCHS=12 CONF=crn_cp_qn_C256_L128_T256 SEEDS="0 1 2" bash recipes/bench/coverage_qa.sh
 #
 # Stages: 0 simulate, split and balance both corpora | 1 train CONF x SEEDS on each | 2 evaluate every
 # run and the shipped model on both test sets | 3 the tables ($OUT/coverage_{wide,narrow}_test.md)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 OUT=${OUT:-exp/coverage_qa}
 CONF=${CONF:-crn_cp_qn_C256_L128_T256}
 SEEDS=${SEEDS:-"0 1 2"}
 SHIPPED=${SHIPPED:-mosqa/pretrained/pesq-wb}
 export PER_UTT=${PER_UTT:-2} EPOCHS=${EPOCHS:-12}
-# Every range as `simulate` drew it before issue 14 (shared with recipes/bench_simulate.sh).
+# Every range as `simulate` drew it before issue 14 (shared with recipes/bench/bench_simulate.sh).
 NARROW=$(cat recipes/conf/simulate_narrow_ranges.args)
 stage=${stage:-0}
 
@@ -53,7 +53,7 @@ fi
 if [ "$stage" -le 3 ]; then
     for test in wide narrow; do
         echo "== held-out voices of the $test corpus: trained on narrow (before) / wide (after) ranges"
-        python recipes/coverage_table.py --meta "$OUT/$test/sim/meta.csv" --out "$OUT/coverage_${test}_test.md" \
+        python recipes/bench/coverage_table.py --meta "$OUT/$test/sim/meta.csv" --out "$OUT/coverage_${test}_test.md" \
             "before=$OUT/eval_$test/narrow/*" "after=$OUT/eval_$test/wide/*" \
             "shipped=$OUT/eval_$test/shipped/*"
     done

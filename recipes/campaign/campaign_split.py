@@ -5,9 +5,9 @@ so no voice, noise recording or room of theirs is ever trained on. The split is 
 file names (a hash), so a corpus that grows never moves a file from one part to another, and the
 pinned voices are those `recipes/pretrain_qa.sh` holds out.
 
-    python recipes/campaign_split.py REFERENCES CORPUS OUT --test-groups A,B --valid-groups C,D
+    python recipes/campaign/campaign_split.py REFERENCES CORPUS OUT --test-groups A,B --valid-groups C,D
 
-REFERENCES is the speech folder `recipes/select_references.py` wrote (<speaker>/<file> links). Writes
+REFERENCES is the speech folder `recipes/tools/select_references.py` wrote (<speaker>/<file> links). Writes
 OUT/{train,valid,test}/speech/<speaker> links and OUT/{train,valid,test}_{noise,music,rir}.list.
 """
 

@@ -1,7 +1,7 @@
 """`mosqa predict` speed: its two engines (torch, onnx; float32 both) on one CPU thread each, and
 files/s against `mosqa dnsmos`.
 
-    python recipes/bench_predict.py LIST [--model pesq-wb]
+    python recipes/bench/bench_predict.py LIST [--model pesq-wb]
 
 All scorers run in this process, one thread each, on the same files (read from disk each time, as
 the commands do), after one warm-up file. Wall time is reported, and CPU time, which contention on a

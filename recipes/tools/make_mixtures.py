@@ -1,13 +1,13 @@
 """Write a fixed set of noisy mixtures as files: a held-out test set every enhancer is scored on.
 
-    python recipes/make_mixtures.py CLEAN NOISE OUT_DIR [--items 120] [--snr-min 0] [--snr-max 15]
+    python recipes/tools/make_mixtures.py CLEAN NOISE OUT_DIR [--items 120] [--snr-min 0] [--snr-max 15]
         [--max-seconds 8] [--seed 1234]
 
 CLEAN and NOISE are folders or lists (as train-se's --clean/--noise). Items walk the clean files in
 order (each used once before any twice) and mix each with a noise and SNR drawn from the seed, the way
 train-se builds its validation set (mosqa.se_data.MixDataset); an utterance longer than --max-seconds
 keeps its first --max-seconds. Writes OUT_DIR/noisy/*.wav, OUT_DIR/clean/*.wav and OUT_DIR/pairs.list
-(noisy,clean), the list `mosqa enhance` and recipes/se_bench_table.py read. Files are written under a
+(noisy,clean), the list `mosqa enhance` and recipes/bench/se_bench_table.py read. Files are written under a
 temporary name first, the list last: an interrupted run leaves no list, and rerunning finishes it.
 """
 

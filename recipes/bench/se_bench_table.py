@@ -1,10 +1,12 @@
-"""Score enhancers on a fixed test list, then one table of mean ± sd over seeds (recipes/bench_se.sh).
+"""Score enhancers on a fixed test list, then one table of mean ± sd over seeds (recipes/bench/bench_se.sh).
 
-    python recipes/se_bench_table.py score PAIRS OUT.csv --label noisy
-    python recipes/se_bench_table.py score PAIRS OUT.csv --label spectral_gating --classic spectral_gating
-    python recipes/se_bench_table.py score PAIRS OUT.csv --label control --seed 1 --run RUN [--device cuda]
-    python recipes/se_bench_table.py table SCORES_DIR [--control control] [--out table]
-    python recipes/se_bench_table.py watch RUNS_DIR [--out critic_watch]
+    python recipes/bench/se_bench_table.py score PAIRS OUT.csv --label noisy
+    python recipes/bench/se_bench_table.py score PAIRS OUT.csv --label spectral_gating \
+        --classic spectral_gating
+    python recipes/bench/se_bench_table.py score PAIRS OUT.csv --label control --seed 1 --run RUN \
+        [--device cuda]
+    python recipes/bench/se_bench_table.py table SCORES_DIR [--control control] [--out table]
+    python recipes/bench/se_bench_table.py watch RUNS_DIR [--out critic_watch]
 
 `score` writes one row per test file: PESQ-WB, STOI, SI-SNR, DNSMOS SIG/BAK/OVRL, the prediction of a
 quality model (`--qa-model`, default the shipped pesq-wb) and, for a run whose critic learned (train-se

@@ -1,8 +1,8 @@
 """One session of the quality-model campaign (issue 19): fresh shards until the budget ends, then a row.
 
-    python recipes/campaign_qa.py train --budget-min 60 [--shard N] [--jobs 2] [--work exp/campaign]
+    python recipes/campaign/campaign_qa.py train --budget-min 60 [--shard N] [--jobs 2] [--work exp/campaign]
         [--state recipes/campaign]
-    python recipes/campaign_qa.py row [--promote-to mosqa/pretrained/pesq-wb]
+    python recipes/campaign/campaign_qa.py row [--promote-to mosqa/pretrained/pesq-wb]
 
 Per shard (N from the committed state, or --shard): simulate ~10,000 clips from the training voices,
 noises, music and rooms with seed 1000 + N (`mosqa simulate`, resumable), encode them with the frozen

@@ -1,9 +1,9 @@
 """Issue 19's model pick: candidates trained the same wall time on the same shard, one table.
 
-    python recipes/pick_qa_model.py --train SIM_TRAIN --valid SIM_VALID --features FEAT_DIR \
+    python recipes/bench/pick_qa_model.py --train SIM_TRAIN --valid SIM_VALID --features FEAT_DIR \
         --runs RUN_DIR... --budget-s 480 --out TABLE.md
 
-The train-qa candidates (RUN_DIRs, trained by recipes/pick_qa_model.sh under the same `timeout`) are
+The train-qa candidates (RUN_DIRs, trained by recipes/bench/pick_qa_model.sh under the same `timeout`) are
 scored on the validation clips here; the frozen-encoder candidates are fitted here on the cached
 encoder features of the training clips (their extraction time counted in their budget: clips beyond
 what fits in --budget-s are left out). Cost columns: MMAC per second of audio (torch's FLOP counter,

@@ -6,7 +6,7 @@ listener: the same degradation gets different labels on different references. Re
 floor (5th minus 95th percentile of 20 ms frame energy, `floor_rel_db` in the corpus's qc.csv,
 computed here the same way where qc.csv has none) lies above --max-floor-db are left out.
 
-    python recipes/select_references.py CORPUS OUT_DIR [--max-floor-db -35]
+    python recipes/tools/select_references.py CORPUS OUT_DIR [--max-floor-db -35]
 
 Writes OUT_DIR/speech/<speaker>/<file> symlinks (the layout `mosqa simulate` reads) and
 OUT_DIR/floors.csv (path, speaker, floor_rel_db, kept).
