@@ -277,16 +277,17 @@ def head_weights(state: dict, lambdas) -> tuple[np.ndarray, np.ndarray]:
     return full, b - state["mean"] @ full
 
 
-def export_head(dest, state: dict, lambdas, precision: str, row: dict) -> Path:
-    """The head folded onto the raw features, as a model folder `load_qa` reads (config.yaml, best.pt,
-    MODEL_CARD.md from the campaign row) with its ONNX graph (model.onnx, mosqa.export: `predict` runs it
+def export_head(dest, state: dict, lambdas, precision: str, row: dict, feature_blocks=None) -> Path:
+    """The head folded onto the raw features (the `feature_blocks` it reads, default the first campaign's
+    design), as a model folder `load_qa` reads (config.yaml, best.pt, MODEL_CARD.md from the campaign row)
+    with its ONNX graph (model.onnx, mosqa.export: `predict` runs it
     without torch). The folder is built beside `dest` and swapped in whole, so nothing of the model it
     replaces (its graph, an old card) survives, and a crash or a failed export leaves either."""
     import shutil
 
     import torch
 
-    from mosqa.encoder_qa import ARCH
+    from mosqa.encoder_qa import ARCH, FEATURE_BLOCKS
     from mosqa.export import export_onnx
     from mosqa.runs import save_checkpoint, save_yaml
 
@@ -297,6 +298,7 @@ def export_head(dest, state: dict, lambdas, precision: str, row: dict) -> Path:
     new.mkdir(parents=True)
     info = {k: row[k] for k in ("row", "shards", "clips", "valid_lcc", "test_lcc", "test_srcc") if k in row}
     save_yaml(new / "config.yaml", {"kind": "qa", "arch": ARCH, "sample_rate": 16000, "precision": precision,
+                                    "feature_blocks": list(feature_blocks or FEATURE_BLOCKS),
                                     "outputs": list(OUTPUTS), "ridge_lambdas": [float(v) for v in lambdas],
                                     "campaign": info})
     weights = {"weight": torch.tensor(w.T, dtype=torch.float32), "bias": torch.tensor(b, dtype=torch.float32)}

@@ -1,7 +1,9 @@
 """A quality model made of the frozen Distill-MOS encoder and a linear head (the campaign's model).
 
 The head maps the encoder's pooled features (mosqa.distill_mos.Encoder.features) to the score and one
-output per diagnostic target (mosqa.diagnostics.TARGETS). It is the campaign's ridge regression folded
+output per diagnostic target (mosqa.diagnostics.TARGETS). Which feature blocks it reads is the config's
+`feature_blocks` (distill_mos.feature_columns' names; default the first campaign's design, FEATURE_BLOCKS):
+issue 30's head comparison found the upper layers transfer better than the low-level statistics. It is the campaign's ridge regression folded
 back onto the raw features (mosqa.campaign.head_weights), saved as a plain linear layer in best.pt, so
 the model is differentiable end to end: `train-se --qa-model` can use it as a critic.
 
@@ -17,12 +19,13 @@ import torch
 from torch import nn
 
 from mosqa.diagnostics import TARGETS
-from mosqa.distill_mos import FEATURE_DIM, HOP, LISTENER, SAMPLE_RATE, SEGMENT, WIN, load_encoder
+from mosqa.distill_mos import HOP, SAMPLE_RATE, SEGMENT, WIN, feature_columns, load_encoder
 from mosqa.frontend import FrontEnd
 from mosqa.heads import MOS_MIN, MOS_RANGE
 
 ARCH = "distill-mos-ridge"
 OUTPUTS = ("score", *TARGETS)
+FEATURE_BLOCKS = ("cnn", 2, 4, 7, "pooled", "score")  # what a config without `feature_blocks` reads
 
 
 class EncoderScorer(nn.Module):
@@ -42,7 +45,11 @@ class EncoderScorer(nn.Module):
         self.frontend = FrontEnd(sample_rate=SAMPLE_RATE, n_fft=WIN, hop=HOP, feature="complex",
                                  compress=0.3)
         self.encoder = load_encoder()
-        self.head = nn.Linear(FEATURE_DIM, len(OUTPUTS))
+        blocks = tuple(config.get("feature_blocks", FEATURE_BLOCKS))
+        self.layers = tuple(sorted(b for b in blocks if isinstance(b, int)))
+        self.register_buffer("columns_read", torch.from_numpy(feature_columns(blocks, self.layers)),
+                             persistent=False)
+        self.head = nn.Linear(len(self.columns_read), len(OUTPUTS))
         lows = [MOS_MIN, *(t.low for t in TARGETS.values())]
         highs = [MOS_MIN + MOS_RANGE, *(t.high for t in TARGETS.values())]
         self.register_buffer("low", torch.tensor(lows), persistent=False)
@@ -54,13 +61,15 @@ class EncoderScorer(nn.Module):
         return self.head
 
     def features(self, wav: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-        """(B, FEATURE_DIM) float32; without lengths no row is padded, so the rows run as one batch."""
+        """(B, feature_dim(self.layers)) float32, the listener MOS last; without lengths no row is padded,
+        so the rows run as one batch."""
         bf16 = self.config.get("precision") == "bf16"
         with torch.autocast(wav.device.type, dtype=torch.bfloat16, enabled=bf16):
             if lengths is None:
-                return self.encoder.features(wav).float()
+                return self.encoder.features(wav, layers=self.layers).float()
             rows = zip(wav, lengths.tolist(), strict=True)
-            return torch.cat([self.encoder.features(w[None, : int(k)]) for w, k in rows]).float()
+            return torch.cat([self.encoder.features(w[None, : int(k)], layers=self.layers)
+                              for w, k in rows]).float()
 
     def full(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
         """{"score": (B,), each diagnostic target: (B,) in its unit (codec: a probability), and
@@ -68,12 +77,12 @@ class EncoderScorer(nn.Module):
         if wav.dim() == 1:
             wav = wav[None]
         features = self.features(wav, lengths)
-        out = self.head(features)
+        out = self.head(features[:, self.columns_read])
         # Clipped to each output's range, with the gradient of the unclipped value: a head that learns
         # (train-se --qa learn) is still pulled back from beyond the range, and an enhancer scored at
         # the floor still learns which way is better.
         out = out + (torch.maximum(torch.minimum(out, self.high), self.low) - out).detach()
-        return {name: out[:, k] for k, name in enumerate(OUTPUTS)} | {"listener_mos": features[:, LISTENER]}
+        return {name: out[:, k] for k, name in enumerate(OUTPUTS)} | {"listener_mos": features[:, -1]}
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.full(wav, lengths)["score"]

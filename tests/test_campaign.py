@@ -245,6 +245,30 @@ def test_exported_head_loads_as_a_differentiable_quality_model(tmp_path, encoder
     assert scorer.head.bias.grad[0] == 2.0
 
 
+def test_a_head_on_other_feature_blocks_reads_exactly_those_columns(tmp_path, encoder, graph_stub):
+    from mosqa.qa import load_qa
+
+    blocks = (4, 7, "pooled", "score")
+    cols = distill_mos.feature_columns(blocks)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((50, len(cols)))
+    y = np.column_stack([rng.uniform(1, 5, 50), rng.uniform(0, 1, (50, len(TARGETS)))])
+    state = campaign.new_state(x, rank=20)
+    campaign.accumulate(state, x, y)
+    lambdas = [1.0] * y.shape[1]
+    campaign.export_head(tmp_path / "model", state, lambdas, "fp32", {"row": 1}, feature_blocks=blocks)
+    scorer = load_qa(tmp_path / "model")
+    assert scorer.head.in_features == len(cols) == 2 * 2 * distill_mos.DIM + distill_mos.DIM + 1
+    wav = torch.from_numpy(speech(2.0, 150))[None]
+    with torch.no_grad():
+        out = scorer.full(wav)
+        feats = encoder.features(wav, layers=distill_mos.ALL_LAYERS).numpy()[:, cols]
+    w, b = campaign.solve(state, lambdas)
+    want = np.clip(campaign.project(state, feats) @ w + b, 1, 5)[0, 0]
+    assert float(out["score"][0]) == pytest.approx(want, abs=1e-3)
+    assert float(out["listener_mos"][0]) == pytest.approx(feats[0, -1], abs=1e-5)
+
+
 def test_export_replaces_the_whole_folder_and_writes_the_card(tmp_path, graph_stub):
     dest = tmp_path / "pesq-wb"
     dest.mkdir()
