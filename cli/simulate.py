@@ -10,16 +10,17 @@ from mosqa.ranges import RANGE_OPTIONS, SHARE_OPTIONS, Ranges, RoomRanges
 
 DEFAULT = Ranges()
 RANGES = "Degradation ranges (drawn per clip; the drawn values go to meta.csv)"
+CHAIN = "Recording chain (a reference's own microphone, low cut, resampling and level; drawn per clip)"
 
 
 def _pair(values) -> str:
     return ",".join(f"{v:g}" for v in values)
 
 
-def _ranged(default, flag: str, help: str):
-    """An option of the ranges panel; a range's default is shown as LOW,HIGH, as it is typed."""
+def _ranged(default, flag: str, help: str, panel: str = RANGES):
+    """An option of a ranges panel; a range's default is shown as LOW,HIGH, as it is typed."""
     shown = _pair(default) if isinstance(default, tuple) else default
-    return typer.Option(shown, flag, rich_help_panel=RANGES, help=help)
+    return typer.Option(shown, flag, rich_help_panel=panel, help=help)
 
 
 def command(
@@ -160,6 +161,26 @@ def command(
         DEFAULT.hum_snr, "--hum-snr-range", help="Hum (50 or 60 Hz with harmonics): SNR, dB."),
     dc_offset_range: str = _ranged(
         DEFAULT.dc_offset, "--dc-offset-range", help="Hum: DC offset added with it, a fraction of the peak."),
+    recording_chain: float = _ranged(
+        DEFAULT.recording_chain, "--recording-chain", panel=CHAIN, help="Share of clips whose clean "
+        "utterance first passes a drawn recording chain (microphone EQ, low cut, a resampling round trip, "
+        "level), which becomes that clip's reference: the label still measures the degradation, while the "
+        "input's colour, level and resampling stop being a cue. 0: none, as before it existed (e.g. 0.5)."),
+    chain_level_range: str = _ranged(
+        DEFAULT.chain_level, "--chain-level-range", panel=CHAIN, help="Level (RMS) the chained reference is "
+        "stored at, dBFS (lower where its peak would clip; meta.csv has the level used)."),
+    chain_eq_freq_range: str = _ranged(
+        DEFAULT.chain_eq_freq, "--chain-eq-freq-range", panel=CHAIN, help="Microphone EQ: centre (peak) or "
+        "corner (shelf) of each of its 1-3 bands, Hz (log-uniform)."),
+    chain_eq_gain_range: str = _ranged(
+        DEFAULT.chain_eq_gain, "--chain-eq-gain-range", panel=CHAIN,
+        help="Microphone EQ: each band's gain, dB."),
+    chain_eq_q_range: str = _ranged(
+        DEFAULT.chain_eq_q, "--chain-eq-q-range", panel=CHAIN, help="Microphone EQ: a peaking band's Q "
+        "(log-uniform)."),
+    chain_highpass_range: str = _ranged(
+        DEFAULT.chain_highpass, "--chain-highpass-range", panel=CHAIN, help="Front-end low cut: cutoff, Hz "
+        "(log-uniform; Butterworth of order 1-4)."),
 ):
     """Build a PESQ-labelled corpus the Quality-Net way.
 
@@ -169,12 +190,13 @@ def command(
     bursty packet loss, singly and combined; a few clips stay clean (--clean-share). A minority
     (--call-share) carries an impairment of real calls: residual echo, a competing talker, chopped
     speech, noise-suppressor artefacts, gain faults, saturation or hum. Label = wideband PESQ against
-    the clean reference (a competing talker and echo are not part of it). Writes OUT/wav/*.wav,
-    OUT/clean/*.wav (16 kHz references), OUT/all.list (wav,score), OUT/pairs.list (noisy,clean,score),
-    OUT/meta.csv (speaker, every drawn parameter, PESQ), OUT/pesq_hist.png, the coverage report
-    OUT/coverage.csv and OUT/coverage.png (labels per impairment kind), OUT/skipped.csv and
-    OUT/summary.json. A clip prepare-list would refuse
-    (silent, too short) is not written; it is named in skipped.csv and in the output.
+    the clean reference (a competing talker and echo are not part of it); with --recording-chain, a share
+    of references first pass a drawn microphone, low cut, resampling and level of their own.
+    Writes OUT/wav/*.wav, OUT/clean/*.wav (16 kHz references), OUT/all.list (wav,score), OUT/pairs.list
+    (noisy,clean,score), OUT/meta.csv (speaker, every drawn parameter, PESQ), OUT/pesq_hist.png, the
+    coverage report OUT/coverage.csv and OUT/coverage.png (labels per impairment kind), OUT/skipped.csv
+    and OUT/summary.json. A clip prepare-list would refuse (silent, too short) is not written; it is
+    named in skipped.csv and in the output.
     """
     ranges = ranges_from_options(locals())  # first, while every local name is an option
     from rich.console import Console

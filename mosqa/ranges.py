@@ -1,4 +1,5 @@
-"""The ranges every degradation of `mosqa simulate` draws its strength from, and their checks.
+"""The ranges every degradation of `mosqa simulate` draws its strength from (and the recording chain a
+reference may pass through first), and their checks.
 
 Plain data, free of numpy, so the command line can show the defaults in --help without loading the
 signal-processing stack. Each field is one option of `mosqa simulate` (RANGE_OPTIONS names it).
@@ -77,6 +78,14 @@ class Ranges:
     saturation_drive: tuple = (-12.0, 12.0)
     hum_snr: tuple = (0.0, 40.0)  # dB, speech over mains hum
     dc_offset: tuple = (0.0, 0.05)  # DC added with hum, as a fraction of the peak
+    # Share of clips whose clean utterance first passes a drawn recording chain (mosqa/recording.py) that
+    # becomes their reference: 0 leaves references as recorded and replays simulations from before it.
+    recording_chain: float = 0.0
+    chain_level: tuple = (-40.0, -16.0)  # dBFS (RMS) the reference is stored at (lower where it would clip)
+    chain_eq_freq: tuple = (100.0, 7000.0)  # Hz (log-uniform), each microphone EQ band's centre or corner
+    chain_eq_gain: tuple = (-8.0, 8.0)  # dB, each band's gain
+    chain_eq_q: tuple = (0.5, 4.0)  # a peaking band's Q (log-uniform): broad colour to a narrow resonance
+    chain_highpass: tuple = (40.0, 300.0)  # Hz (log-uniform), the front end's low cut
 
 
 # Ranges field ("room.x": RoomRanges) -> (the simulate option that sets it, lowest and highest allowed).
@@ -110,9 +119,15 @@ RANGE_OPTIONS = {
     "saturation_drive": ("--saturation-drive-range", -60.0, 60.0),
     "hum_snr": ("--hum-snr-range", -INF, INF),
     "dc_offset": ("--dc-offset-range", 0.0, 1.0),
+    "chain_level": ("--chain-level-range", -60.0, 0.0),
+    "chain_eq_freq": ("--chain-eq-freq-range", 20.0, 7900.0),  # below the 8 kHz Nyquist frequency
+    "chain_eq_gain": ("--chain-eq-gain-range", -24.0, 24.0),
+    "chain_eq_q": ("--chain-eq-q-range", 0.1, 20.0),
+    "chain_highpass": ("--chain-highpass-range", 10.0, 1000.0),
 }
 SHARE_OPTIONS = {"synthetic_rooms": "--synthetic-rooms", "tandem": "--tandem-prob",
-                 "clean_share": "--clean-share", "call_share": "--call-share"}
+                 "clean_share": "--clean-share", "call_share": "--call-share",
+                 "recording_chain": "--recording-chain"}
 
 
 def check_ranges(ranges: Ranges) -> None:

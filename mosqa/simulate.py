@@ -44,6 +44,8 @@ from mosqa.metrics import pesq_wb, stoi
 from mosqa.plots import coverage_png, histogram_png
 from mosqa.prepare import MAX_SECONDS, histogram
 from mosqa.ranges import Ranges, check_ranges, ranges_from_dict
+from mosqa.recording import COLUMNS as CHAIN_COLUMNS
+from mosqa.recording import recorded
 from mosqa.workers import die_with_parent
 
 JOURNAL = "progress.jsonl"
@@ -241,11 +243,15 @@ def run_item(task: Task, clean: np.ndarray) -> dict:
     if is_silent(clean):
         return {"skipped": f"silent clean file (below {SILENCE_DB:g} dBFS)"}
     rng = np.random.default_rng([s.seed, task.index, task.k])
-    # A perturbed voice is a new reference, so it gets its own clean file; unperturbed copies share one.
+    # A perturbed voice or a recording chain is a new reference, so it gets its own clean file; copies
+    # with neither share one.
     clean_name, voice = task.clean_id, {}
     if s.voice_perturb:
         clean, factor = perturb_voice(clean, rng, s.voice_perturb)
         clean_name, voice = task.name, {"voice_speed": factor}
+    clean, chain = recorded(clean, (s.seed, task.index, task.k), sources.ranges)  # never draws from rng
+    if chain:
+        clean_name = task.name
     try:  # a babble talker that cannot be read, or PESQ refusing the pair, costs this clip only
         deg, params = degrade(clean, rng, replace(sources, speaker=task.speaker))
         score = pesq_wb(clean, deg, SAMPLE_RATE)
@@ -261,7 +267,7 @@ def run_item(task: Task, clean: np.ndarray) -> dict:
     if reason is not None:
         return {"skipped": f"degraded clip refused: {reason}"}
     row = {"wav": f"wav/{wav_path.name}", "clean": f"clean/{clean_path.name}", "clean_id": task.clean_id,
-           "speaker": task.speaker, "k": task.k, **voice, **params, "pesq": round(score, 4)}
+           "speaker": task.speaker, "k": task.k, **voice, **chain, **params, "pesq": round(score, 4)}
     if s.with_stoi:
         row["stoi"] = round(stoi(clean, deg, SAMPLE_RATE), 4)
     return row
@@ -286,9 +292,10 @@ def _check_settings(out_dir: Path, settings: Settings, overwrite: bool) -> None:
     # Settings added later default to "off", so older simulations still resume.
     defaults = {f.name: f.default for f in fields(Settings) if f.default is not MISSING}
     stored = defaults | json.loads(path.read_text(encoding="utf-8")) if path.is_file() else current
-    # So do ranges added later: such a folder has no clean clips and no call impairments, and no music or
-    # babble or echo to range over.
-    stored["ranges"] = current["ranges"] | {"clean_share": 0.0, "call_share": 0.0} | stored["ranges"]
+    # So do ranges added later: such a folder has no clean clips, call impairments or recording chains, and
+    # no music or babble or echo to range over.
+    stored["ranges"] = current["ranges"] | {"clean_share": 0.0, "call_share": 0.0, "recording_chain": 0.0} \
+        | stored["ranges"]
     if not overwrite and stored != current:
         raise MosqaError(f"{path}: this folder holds a simulation with other settings; "
                          "choose a new --out-dir or pass --overwrite")
@@ -406,9 +413,9 @@ def _finish(out_dir: Path, tasks: list[Task], done: dict, n_new: int, seconds: f
     write_list(out_dir / "pairs.list", items, with_clean=True)
     fixed = ["wav", "clean", "clean_id", "speaker", "k", "degradations"]
     labels = ["pesq", "stoi"] if settings.with_stoi else ["pesq"]
-    # Every kind's columns, drawn or not, so shards of one campaign share a header; plus any others
-    # the rows carry (voice_speed).
-    declared = {c for columns in COLUMNS.values() for c in columns}
+    # Every kind's and chain stage's columns, drawn or not, so shards of one campaign share a header; plus
+    # any others the rows carry (voice_speed).
+    declared = {c for columns in (*COLUMNS.values(), *CHAIN_COLUMNS.values()) for c in columns}
     params = sorted((declared | {key for r in rows for key in r}) - set(fixed) - set(labels))
     _write_csv(out_dir / "meta.csv", fixed + params + labels, rows)
     _write_csv(out_dir / "skipped.csv", ["clip", "source", "reason"], skipped)

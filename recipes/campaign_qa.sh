@@ -21,6 +21,9 @@ SHARD=${SHARD:-}
 VOICE_PERTURB=${VOICE_PERTURB:-0}  # shards 6+ (third session): 0.15, to widen the training voices
 CALL_SHARE=${CALL_SHARE:-0}  # share of a new shard's clips with a call impairment (issue 29): set it from a
                              # fresh shard on (a shard begun without them resumes only without them)
+RECORDING_CHAIN=${RECORDING_CHAIN:-0}  # share of a new shard's clips whose reference passes a drawn recording
+                                       # chain (issue 30): new shards from the restart on should set it (e.g.
+                                       # 0.5); a shard begun without it resumes only without it
 stage=${stage:-0}
 stop_stage=${stop_stage:-2}
 in_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -36,7 +39,8 @@ fi
 if in_stage 1; then
   echo "stage 1: a campaign session of $BUDGET_MIN min"
   python recipes/campaign/campaign_qa.py train --budget-min "$BUDGET_MIN" --jobs "$JOBS" --work "$WORK" \
-    --voice-perturb "$VOICE_PERTURB" --call-share "$CALL_SHARE" ${SHARD:+--shard "$SHARD"}
+    --voice-perturb "$VOICE_PERTURB" --call-share "$CALL_SHARE" --recording-chain "$RECORDING_CHAIN" \
+    ${SHARD:+--shard "$SHARD"}
 fi
 
 if in_stage 2; then

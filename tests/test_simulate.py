@@ -468,7 +468,9 @@ def test_every_range_option_is_a_flag_and_reaches_the_simulation(tmp_path, clean
              "--suppressor-oversub-range": "1.5,2", "--suppressor-floor-range": "-20,-10",
              "--speech-level-range": "-30,-20", "--agc-attack-range": "2,4", "--agc-release-range": "50,60",
              "--gain-step-range": "5,6", "--gain-step-rate-range": "0.5,0.75",
-             "--saturation-drive-range": "-4,-2", "--hum-snr-range": "25,30", "--dc-offset-range": "0,0.25"}
+             "--saturation-drive-range": "-4,-2", "--hum-snr-range": "25,30", "--dc-offset-range": "0,0.25",
+             "--recording-chain": "0.5", "--chain-level-range": "-30,-25", "--chain-eq-freq-range": "200,300",
+             "--chain-eq-gain-range": "-2,2", "--chain-eq-q-range": "1,2", "--chain-highpass-range": "50,60"}
     assert set(flags) == {o for o, *_ in RANGE_OPTIONS.values()} | set(SHARE_OPTIONS.values()) | {
         "--combine-probs"}
     args = [a for pair in flags.items() for a in pair]
@@ -486,7 +488,9 @@ def test_every_range_option_is_a_flag_and_reaches_the_simulation(tmp_path, clean
                       "suppressor_snr": [14, 15], "suppressor_oversub": [1.5, 2],
                       "suppressor_floor": [-20, -10], "speech_level": [-30, -20], "agc_attack": [2, 4],
                       "agc_release": [50, 60], "gain_step": [5, 6], "gain_step_rate": [0.5, 0.75],
-                      "saturation_drive": [-4, -2], "hum_snr": [25, 30], "dc_offset": [0, 0.25]}
+                      "saturation_drive": [-4, -2], "hum_snr": [25, 30], "dc_offset": [0, 0.25],
+                      "recording_chain": 0.5, "chain_level": [-30, -25], "chain_eq_freq": [200, 300],
+                      "chain_eq_gain": [-2, 2], "chain_eq_q": [1, 2], "chain_highpass": [50, 60]}
     bounds = {o: (low, high) for o, low, high in RANGE_OPTIONS.values()}
     for flag in flags:  # reversed, out of range, not finite: one line naming the option, exit 2
         bads = ["0.9,0.1", "nan,1", "1,inf"] if "," in flags[flag] else ["1.5", "nan"]

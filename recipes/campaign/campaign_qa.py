@@ -53,13 +53,13 @@ MOSQA = shutil.which("mosqa", path=str(Path(sys.executable).parent)) or "mosqa"
 
 
 def simulate(work: Path, part: str, out: Path, per_utt: int, seed: int, jobs: int, call_share: float,
-             voice_perturb: float = 0.0) -> None:
+             voice_perturb: float = 0.0, recording_chain: float = 0.0) -> None:
     split = work / "split"
     cmd = [MOSQA, "simulate", str(split / part / "speech"), "--out-dir", str(out), "--per-utt",
            str(per_utt), "--seed", str(seed), "--jobs", str(jobs), "--speaker-map", SPEAKER_MAP,
            "--noise-dir", str(split / f"{part}_noise.list"), "--rir-dir", str(split / f"{part}_rir.list"),
            "--music-dir", str(split / f"{part}_music.list"), "--voice-perturb", str(voice_perturb),
-           "--call-share", str(call_share)]
+           "--call-share", str(call_share), "--recording-chain", str(recording_chain)]
     subprocess.run(cmd, check=True)
 
 
@@ -117,7 +117,7 @@ def train_shards(state: dict | None, work: Path, state_path: Path, deadline: flo
             break
         sim = work / f"shard_{shard:03d}"
         simulate(work, "train", sim, args.per_utt, 1000 + shard, args.jobs, args.call_share,
-                 args.voice_perturb)
+                 args.voice_perturb, args.recording_chain)
         paths, y, _ = campaign.read_set(sim)
         # simulate writes a speaker's clips together: in a seeded random order every block (the first
         # one fixes the projection) spans all voices
@@ -137,7 +137,8 @@ def train_shards(state: dict | None, work: Path, state_path: Path, deadline: flo
                          shards=np.int64(shard + 1 if finished else state["shards"]),
                          wall_s=state["wall_s"] + campaign.elapsed(start),
                          updates=state.get("updates", 0) + 1, voice_perturb=np.float64(args.voice_perturb),
-                         call_share=np.float64(args.call_share))
+                         call_share=np.float64(args.call_share),
+                         recording_chain=np.float64(args.recording_chain))
             campaign.save_state(state_path / "state.npz", state)
             blocks += 1
             print(f"shard {shard}: {done}/{len(paths)} clips added ({int(state['clips'])} in all)",
@@ -173,7 +174,8 @@ def score_row(args) -> dict:
            "wall_min": float(state["wall_s"]) / 60, "session_min": float(state.get("session_s", 0.0)) / 60,
            "kept_variance": float(state["kept_variance"]),
            "voice_perturb": float(state.get("voice_perturb", 0.0)),
-           "call_share": float(state.get("call_share", 0.0))}
+           "call_share": float(state.get("call_share", 0.0)),
+           "recording_chain": float(state.get("recording_chain", 0.0))}
     for name, (x, y, rows) in sets.items():
         figures = campaign.report(campaign.predict_projected(campaign.project(state, x), w, b), y, rows)
         if name in CROSS:  # audiomentations draws no values our diagnostics could be checked against
@@ -229,6 +231,10 @@ def main(argv=None) -> int:
     ap.add_argument("--call-share", type=float, default=0.0,
                     help="share of a new shard's degraded clips with an impairment of real calls (simulate "
                     "--call-share; default 0, as the shards before them, so a cut shard resumes as it began)")
+    ap.add_argument("--recording-chain", type=float, default=0.0,
+                    help="share of a new shard's clips whose reference first passes a drawn recording chain "
+                    "(simulate --recording-chain; default 0, as the shards before it, so a cut shard resumes "
+                    "as it began)")
     ap.add_argument("--fixed-per-utt", type=int, default=None,
                     help="clips per utterance of the fixed sets, own and cross-renderer")
     args = ap.parse_args(argv)
