@@ -71,40 +71,57 @@ def _init_worker(precision: str, layers: tuple | None) -> None:
     _worker.update(encoder=load_encoder(), precision=precision, layers=layers or FEATURE_LAYERS)
 
 
-def _encode(paths: list) -> np.ndarray:
-    import torch
-
-    enc, bf16 = _worker["encoder"], _worker["precision"] == "bf16"
-    out = []
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        for path in paths:
-            wav = torch.from_numpy(load_audio(path))[None]
-            out.append(enc.features(wav, layers=_worker["layers"]).float()[0].numpy())
-    return np.stack(out)
+def _run_part(job: tuple) -> object:
+    work, paths = job
+    return work(_worker, paths)
 
 
-def extract_features(paths: list, cache_dir, jobs: int = 1, precision: str = "fp32",
-                     progress=None, layers: tuple | None = None) -> np.ndarray:
-    """(N, D) encoder features of `paths` (the statistics of `layers`, by default the shipped head's:
-    distill_mos.features), saved PART
-    clips a file under `cache_dir` so that a cut extraction resumes where it stopped. `jobs` processes
-    of one thread each (faster than one process of `jobs` threads: the encoder's small convolutions
-    scale poorly across threads)."""
+def cached_parts(paths: list, cache_dir, jobs: int, work, write, suffix: str = "npy",
+                 precision: str = "fp32", layers: tuple | None = None, progress=None) -> list[Path]:
+    """The files cache_dir/part_NNNNN.<suffix>, one a PART `paths`, each made by `write(file, work(worker,
+    part))` where it is missing, so a cut extraction resumes where it stopped. `work` (a module-level
+    function: the pool pickles it by name) runs in `jobs` processes of one thread each (faster than one
+    process of `jobs` threads: the encoder's small convolutions scale poorly across threads); `worker`
+    holds the frozen encoder, `precision` and `layers`."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     parts = [paths[i:i + PART] for i in range(0, len(paths), PART)]
-    files = [cache_dir / f"part_{i:05d}.npy" for i in range(len(parts))]
+    files = [cache_dir / f"part_{i:05d}.{suffix}" for i in range(len(parts))]
     todo = [i for i, f in enumerate(files) if not f.is_file()]
     if progress:
         progress(sum(len(parts[i]) for i in range(len(parts)) if i not in todo))
     if todo:
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(min(jobs, len(todo)), _init_worker, (precision, layers and tuple(layers))) as pool:
-            for i, feats in zip(todo, pool.imap(_encode, [parts[i] for i in todo]), strict=True):
+            for i, result in zip(todo, pool.imap(_run_part, [(work, parts[i]) for i in todo]), strict=True):
                 with atomic_path(files[i]) as tmp, open(tmp, "wb") as f:
-                    np.save(f, feats.astype(np.float32))
+                    write(f, result)
                 if progress:
                     progress(len(parts[i]))
+    return files
+
+
+def _encode(worker: dict, paths: list) -> np.ndarray:
+    import torch
+
+    enc, bf16 = worker["encoder"], worker["precision"] == "bf16"
+    out = []
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for path in paths:
+            wav = torch.from_numpy(load_audio(path))[None]
+            out.append(enc.features(wav, layers=worker["layers"]).float()[0].numpy())
+    return np.stack(out)
+
+
+def _save_features(f, feats: np.ndarray) -> None:
+    np.save(f, feats.astype(np.float32))
+
+
+def extract_features(paths: list, cache_dir, jobs: int = 1, precision: str = "fp32",
+                     progress=None, layers: tuple | None = None) -> np.ndarray:
+    """(N, D) encoder features of `paths` (the statistics of `layers`, by default the shipped head's:
+    distill_mos.features), saved PART clips a file under `cache_dir` (cached_parts)."""
+    files = cached_parts(paths, cache_dir, jobs, _encode, _save_features, "npy", precision, layers, progress)
     return np.concatenate([np.load(f, allow_pickle=False) for f in files])
 
 
@@ -160,7 +177,11 @@ def solve(state: dict, lambdas, centred: tuple | None = None) -> tuple[np.ndarra
 
 def predict_projected(z: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, K) raw outputs of the ridge head, each clipped to its range (score 1-5)."""
-    out = z @ w + b
+    return clip_outputs(z @ w + b)
+
+
+def clip_outputs(out: np.ndarray) -> np.ndarray:
+    """(N, K) outputs in OUTPUTS order, each clipped to its range (score 1-5)."""
     lows = [1.0, *(t.low for t in TARGETS.values())]
     highs = [5.0, *(t.high for t in TARGETS.values())]
     return np.clip(out, lows, highs)

@@ -120,10 +120,7 @@ class Encoder(nn.Module):
         for i, layer in enumerate(self.layers, 1):
             x = layer(x)
             out[i] = x
-        x = self.norm_out(x.transpose(1, 2)).transpose(1, 2)
-        weights = torch.softmax(self.att_score(F.relu(self.att_hidden(x))), dim=1)
-        out["pooled"] = (weights * x).sum(dim=1)
-        out["score"] = 1 + 4 * torch.sigmoid(self.out(out["pooled"]))[:, 0]
+        out["pooled"], out["score"] = pool(self, x)
         return out
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
@@ -135,6 +132,18 @@ class Encoder(nn.Module):
         the attention pool and the score, averaged over windows for inputs longer than 7.68 s."""
         windows = reference_windows(wav) if pad else split_windows(wav)
         return torch.stack([summarise(self.frames(w), layers) for w in windows]).mean(dim=0)
+
+
+def pool(m: nn.Module, x: torch.Tensor, pad: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, DIM) last-layer frames -> ((B, DIM) attention pool, (B,) MOS), by m's norm_out, att_hidden,
+    att_score and out: an Encoder's, or those of a module fine-tuned from one (mosqa.upper_head). `pad`
+    (B, T), True on padding, keeps those frames out of the pool, so a padded batch scores as its clips."""
+    x = m.norm_out(x.transpose(1, 2)).transpose(1, 2)
+    logits = m.att_score(F.relu(m.att_hidden(x)))
+    if pad is not None:
+        logits = logits.masked_fill(pad[..., None], -torch.inf)
+    pooled = (torch.softmax(logits, dim=1) * x).sum(dim=1)
+    return pooled, 1 + 4 * torch.sigmoid(m.out(pooled))[:, 0]
 
 
 def feature_columns(keys, layers=ALL_LAYERS) -> np.ndarray:

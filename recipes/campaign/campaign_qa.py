@@ -70,28 +70,33 @@ def features_of(work: Path, sim: Path, jobs: int, layers: tuple | None):
     return campaign.extract_features(paths, cache, jobs, PRECISION, layers=layers), y, rows
 
 
-def fixed_set(work: Path, name: str, jobs: int, per_utt: int | None = None, layers: tuple | None = None):
+def fixed_set(work: Path, name: str, jobs: int, per_utt: int | None = None) -> Path:
+    """The folder of one of FIXED, simulated the first time it is asked for."""
     part, default_per_utt, seed, call_share = FIXED[name]
     sim = work / f"fixed_{name}"
     if not (sim / "summary.json").is_file():
         simulate(work, part, sim, per_utt or default_per_utt, seed, jobs, call_share)
-    return features_of(work, sim, jobs, layers)
+    return sim
 
 
-def cross_set(work: Path, name: str, jobs: int, per_utt: int | None = None, layers: tuple | None = None):
-    """A part's voices, noise files and rooms degraded by audiomentations (mosqa.crossrender): the
-    validation and test that our own renderer did not make (issue 30)."""
+def cross_set(work: Path, name: str, jobs: int, per_utt: int | None = None) -> Path:
+    """The folder of a part's voices, noise files and rooms degraded by audiomentations (mosqa.crossrender):
+    the validation and test that our own renderer did not make (issue 30)."""
     part, default_per_utt, seed = CROSS[name]
     split = work / "split"
-    sim = crossrender.render_set(split / part / "speech", split / f"{part}_noise.list",
-                                 split / f"{part}_rir.list", work / f"cross_{part}",
-                                 per_utt or default_per_utt, seed, jobs)
-    return features_of(work, sim, jobs, layers)
+    return crossrender.render_set(split / part / "speech", split / f"{part}_noise.list",
+                                  split / f"{part}_rir.list", work / f"cross_{part}",
+                                  per_utt or default_per_utt, seed, jobs)
+
+
+def set_dir(work: Path, name: str, jobs: int, per_utt: int | None = None) -> Path:
+    """The folder of one of FIXED (our renderer) or CROSS (audiomentations) by name, made if absent."""
+    return (cross_set if name in CROSS else fixed_set)(work, name, jobs, per_utt)
 
 
 def any_set(work: Path, name: str, jobs: int, per_utt: int | None = None, layers: tuple | None = None):
-    """One of FIXED (our renderer) or CROSS (audiomentations) by name."""
-    return (cross_set if name in CROSS else fixed_set)(work, name, jobs, per_utt, layers)
+    """(features, targets, rows) of one of FIXED or CROSS by name."""
+    return features_of(work, set_dir(work, name, jobs, per_utt), jobs, layers)
 
 
 def shipped_baseline(model_dir: Path, sim: Path) -> float | None:
