@@ -2,10 +2,10 @@
 
 The head maps the encoder's pooled features (mosqa.distill_mos.Encoder.features) to the score and one
 output per diagnostic target (mosqa.diagnostics.TARGETS). Which feature blocks it reads is the config's
-`feature_blocks` (distill_mos.feature_columns' names; default the first campaign's design, FEATURE_BLOCKS):
-issue 30's head comparison found the upper layers transfer better than the low-level statistics. It is the campaign's ridge regression folded
-back onto the raw features (mosqa.campaign.head_weights), saved as a plain linear layer in best.pt, so
-the model is differentiable end to end: `train-se --qa-model` can use it as a critic.
+`feature_blocks` (distill_mos.feature_columns' names; without it, the first campaign's FEATURE_BLOCKS), so
+a head of issue 30's comparison on other layers loads the same way. It is the campaign's ridge regression
+folded back onto the raw features (mosqa.campaign.head_weights), saved as a plain linear layer in
+best.pt, so the model is differentiable end to end: `train-se --qa-model` can use it as a critic.
 
 Features are computed as in training: each item alone at its own length (no padding, so batching never
 changes a score) and, with `precision: bf16`, under bfloat16 autocast (scores move by ~0.01; faster only

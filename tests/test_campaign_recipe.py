@@ -120,3 +120,22 @@ def test_a_row_after_the_recorded_rows_keeps_them_and_adds_the_second_fixed_sets
         assert {k: now[k] for k in old} == old and now["test_v2_lcc"] == ""
     assert rows[-1]["test_v2_n"] and rows[-1]["promoted"] == "0" and not (work / "never").exists()
     assert (state / "campaign.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_state_on_other_feature_blocks_keeps_them_and_refuses_another_design(work):
+    blocks = "7,pooled,score"
+    state = _train(work, work / "upper", "--max-blocks", "1", "--feature-blocks", blocks)
+    assert list(state["feature_blocks"]) == ["7", "pooled", "score"]
+    assert state["mean"].shape == (len(campaign_qa.feature_columns((7, "pooled", "score"))),)
+    resumed = _train(work, work / "upper", "--max-blocks", "1")  # the state's design, unasked
+    assert int(resumed["clips"]) == 6
+    with pytest.raises(SystemExit, match="its sums read 7,pooled,score, not cnn"):
+        _train(work, work / "upper", "--feature-blocks", "cnn,2,4,7,pooled,score")
+    campaign_qa.main(["row", "--work", str(work / "work"), "--state", str(work / "upper"), "--promote-to",
+                      str(work / "upper_model"), *TINY])
+    with open(work / "upper" / "campaign.csv", newline="") as f:
+        row = list(csv.DictReader(f))[-1]
+    assert row["feature_blocks"] == "7 pooled score" and np.isfinite(float(row["xvalid_lcc"]))
+    if row["promoted"] == "1":  # a promoted head says what it reads, for load_qa
+        config = (work / "upper_model" / "config.yaml").read_text()
+        assert "feature_blocks:\n- 7\n- pooled\n- score" in config

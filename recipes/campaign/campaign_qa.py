@@ -31,7 +31,8 @@ import numpy as np
 from mosqa import campaign, crossrender
 from mosqa.audio import atomic_path
 from mosqa.degrade import CALL_KINDS
-from mosqa.encoder_qa import OUTPUTS
+from mosqa.distill_mos import ALL_LAYERS, FEATURE_LAYERS, feature_columns
+from mosqa.encoder_qa import FEATURE_BLOCKS, OUTPUTS
 from mosqa.plots import campaign_png
 
 SPEAKER_MAP = "ast_en_allison=allison,ast_es_allison=allison"
@@ -63,10 +64,24 @@ def simulate(work: Path, part: str, out: Path, per_utt: int, seed: int, jobs: in
     subprocess.run(cmd, check=True)
 
 
+def parse_blocks(text: str) -> tuple:
+    """"cnn,2,4,7,pooled,score" -> ("cnn", 2, 4, 7, "pooled", "score"): the feature blocks a head reads."""
+    blocks = tuple(int(b) if b.strip().isdigit() else b.strip() for b in text.split(","))
+    feature_columns(blocks)  # an unknown block is a one-line error here, before any work
+    return blocks
+
+
+def layers_for(blocks: tuple) -> tuple:
+    """The layers whose statistics are extracted for a head on `blocks`: the first design keeps its own
+    (and its rows' caches); any other reads its columns from one extraction of every layer, the cache
+    the head comparison (compare_heads.py) fills."""
+    return FEATURE_LAYERS if tuple(blocks) == FEATURE_BLOCKS else ALL_LAYERS
+
+
 def features_of(work: Path, sim: Path, jobs: int, layers: tuple | None):
     """(features, targets, rows) of a set folder; `layers` (None: the shipped head's) picks the cache."""
     paths, y, rows = campaign.read_set(sim)
-    cache = work / ("features" if layers is None else "features_all") / sim.name
+    cache = work / ("features" if layers in (None, FEATURE_LAYERS) else "features_all") / sim.name
     return campaign.extract_features(paths, cache, jobs, PRECISION, layers=layers), y, rows
 
 
@@ -132,8 +147,10 @@ def train_shards(state: dict | None, work: Path, state_path: Path, deadline: flo
         while done < len(paths) and time.monotonic() < deadline and blocks != args.max_blocks:
             block = slice(done, min(len(paths), done + args.block))
             start = time.monotonic()
-            cache = work / f"features/shard_{shard:03d}/block_{done:06d}"
-            x = campaign.extract_features(paths[block], cache, args.jobs, PRECISION)
+            layers = layers_for(args.feature_blocks)
+            cache = work / f"{'features' if layers == FEATURE_LAYERS else 'features_all'}/shard_{shard:03d}"
+            x = campaign.extract_features(paths[block], cache / f"block_{done:06d}", args.jobs, PRECISION,
+                                          layers=layers)[:, feature_columns(args.feature_blocks, layers)]
             state = state if state is not None else campaign.new_state(x) | {"shards": np.int64(shard)}
             campaign.accumulate(state, x, y[block])
             done = block.stop
@@ -143,7 +160,8 @@ def train_shards(state: dict | None, work: Path, state_path: Path, deadline: flo
                          wall_s=state["wall_s"] + campaign.elapsed(start),
                          updates=state.get("updates", 0) + 1, voice_perturb=np.float64(args.voice_perturb),
                          call_share=np.float64(args.call_share),
-                         recording_chain=np.float64(args.recording_chain))
+                         recording_chain=np.float64(args.recording_chain),
+                         feature_blocks=np.array([str(b) for b in args.feature_blocks]))
             campaign.save_state(state_path / "state.npz", state)
             blocks += 1
             print(f"shard {shard}: {done}/{len(paths)} clips added ({int(state['clips'])} in all)",
@@ -170,7 +188,12 @@ def score_row(args) -> dict:
     state = campaign.load_state(state_path / "state.npz")
     if state is None:
         raise SystemExit(f"{state_path / 'state.npz'}: no campaign state yet; run the train step first")
-    sets = {name: any_set(args.work, name, args.jobs, args.fixed_per_utt) for name in (*FIXED, *CROSS)}
+    blocks = state_blocks(state)
+    layers = layers_for(blocks)
+    cols = feature_columns(blocks, layers)
+    sets = {name: any_set(args.work, name, args.jobs, args.fixed_per_utt, layers=layers)
+            for name in (*FIXED, *CROSS)}
+    sets = {name: (x[:, cols], y, rows) for name, (x, y, rows) in sets.items()}
     xv, yv, _ = sets["valid"]
     lambdas = campaign.select_lambdas(state, campaign.project(state, xv), yv)
     w, b = campaign.solve(state, lambdas)
@@ -180,7 +203,8 @@ def score_row(args) -> dict:
            "kept_variance": float(state["kept_variance"]),
            "voice_perturb": float(state.get("voice_perturb", 0.0)),
            "call_share": float(state.get("call_share", 0.0)),
-           "recording_chain": float(state.get("recording_chain", 0.0))}
+           "recording_chain": float(state.get("recording_chain", 0.0)),
+           "feature_blocks": " ".join(map(str, blocks))}
     for name, (x, y, rows) in sets.items():
         figures = campaign.report(campaign.predict_projected(campaign.project(state, x), w, b), y, rows)
         if name in CROSS:  # audiomentations draws no values our diagnostics could be checked against
@@ -204,7 +228,7 @@ def score_row(args) -> dict:
     chosen = dict(zip(OUTPUTS, map(float, lambdas), strict=True))
     (state_path / "lambdas.json").write_text(json.dumps(chosen))
     if promote:
-        campaign.export_head(args.promote_to, state, lambdas, PRECISION, row)
+        campaign.export_head(args.promote_to, state, lambdas, PRECISION, row, feature_blocks=blocks)
     print(json.dumps({k: row[k] for k in ("row", "shards", "clips", "valid_lcc", "test_lcc", "test_v2_lcc",
                                            "xvalid_lcc", "xtest_lcc", "promoted")}))
     print("diagnostics (test): " + ", ".join(
@@ -213,6 +237,11 @@ def score_row(args) -> dict:
         f"{kind} {row[f'test_v2_kind_{kind}_bias']:+.2f} ({row[f'test_v2_kind_{kind}_n']})"
         for kind in CALL_KINDS if f"test_v2_kind_{kind}_n" in row))
     return row
+
+
+def state_blocks(state: dict) -> tuple:
+    """The feature blocks a state's sums were made of (states before issue 30 hold the first design)."""
+    return parse_blocks(",".join(state["feature_blocks"])) if "feature_blocks" in state else FEATURE_BLOCKS
 
 
 def main(argv=None) -> int:
@@ -240,6 +269,10 @@ def main(argv=None) -> int:
                     help="share of a new shard's clips whose reference first passes a drawn recording chain "
                     "(simulate --recording-chain; default 0, as the shards before it, so a cut shard resumes "
                     "as it began)")
+    ap.add_argument("--feature-blocks", type=parse_blocks, default=None,
+                    help="the encoder's feature blocks the head reads, e.g. 2,4,7,pooled,score (default: the "
+                    "state's; a new state: " + ",".join(map(str, FEATURE_BLOCKS)) + "); a state is made of "
+                    "one design: to change it, move state.npz and projection.npz away and start afresh")
     ap.add_argument("--fixed-per-utt", type=int, default=None,
                     help="clips per utterance of the fixed sets, own and cross-renderer")
     args = ap.parse_args(argv)
@@ -248,6 +281,12 @@ def main(argv=None) -> int:
         return 0
     start = time.monotonic()
     state = campaign.load_state(args.state / "state.npz")
+    kept = state_blocks(state) if state is not None else None
+    if kept is not None and args.feature_blocks not in (None, kept):
+        raise SystemExit(f"{args.state / 'state.npz'}: its sums read {','.join(map(str, kept))}, not "
+                         f"{','.join(map(str, args.feature_blocks))}; to change the design, move state.npz "
+                         "and projection.npz away and start afresh")
+    args.feature_blocks = kept or args.feature_blocks or FEATURE_BLOCKS
     if state is not None and args.shard is not None:
         state["shards"], state["shard_done"] = np.int64(args.shard), np.int64(0)
     state = train_shards(state, args.work, args.state, start + args.budget_min * 60, args)

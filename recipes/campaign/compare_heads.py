@@ -59,13 +59,14 @@ def score_all(predict, sets: dict) -> dict:
 
 
 def shipped_row(model_dir: Path, sets: dict) -> dict:
-    """The shipped head (its best.pt: a linear layer on the shipped design's features) on the same sets."""
+    """The shipped head (its best.pt: a linear layer on its config's feature blocks) on the same sets."""
     import torch
 
     head = torch.load(model_dir / "best.pt", map_location="cpu", weights_only=True)["model"]
     w, b = head["weight"].double().numpy().T, head["bias"].double().numpy()
-    cols = feature_columns(SHIPPED)
-    clips = yaml.safe_load((model_dir / "config.yaml").read_text()).get("campaign", {}).get("clips", "")
+    config = yaml.safe_load((model_dir / "config.yaml").read_text())
+    cols = feature_columns(config.get("feature_blocks", SHIPPED))
+    clips = config.get("campaign", {}).get("clips", "")
     return {"head": f"shipped {model_dir.name}", "features": len(cols), "clips": clips} | score_all(
         lambda x: np.clip(x[:, cols] @ w + b, 1.0, 5.0), sets)
 
