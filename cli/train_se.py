@@ -65,12 +65,22 @@ def command(
     grl_lambda: float = opt(LOSS, "grl: gradient-reversal scale. Default: 1."),
     qa_lr: float = opt(LOSS, "grl, learn, joint --qa-update: learning rate of the quality model. "
                        "Default: 1e-4."),
-    critic_init: str = opt(LOSS, "learn: start the critic from --qa-model's weights (pretrained) or from its "
-                           "architecture freshly initialised (scratch). Default: pretrained."),
+    critic_init: str = opt(LOSS, "learn: start the critic from --qa-model's weights (pretrained), from its "
+                           "architecture freshly initialised (scratch), or warm from the critic_warm.pt of "
+                           "a run with --critic-warmup (its own warm-up is then skipped). Default: "
+                           "pretrained."),
     replay_size: int = opt(LOSS, "learn: earlier enhanced items (with their true PESQ) the critic keeps "
                            "relearning; 0 = none. Default: 512."),
     pesq_workers: int = opt(LOSS, "learn: processes computing true PESQ-WB; 0 = in the training process. "
                             "Default: 2."),
+    critic_warmup: int = opt(LOSS, "learn: first train the critic at most this many steps on the true "
+                             "PESQ-WB of a ladder of enhancers' outputs (--critic-warmup-from) and keep it "
+                             "as critic_warm.pt in the run; 0 = none. Default: 0."),
+    critic_warmup_lcc: float = opt(LOSS, "learn: end the warm-up once the critic's LCC on the ladder's "
+                                   "outputs for the validation mixtures reaches this. Default: 0.8."),
+    critic_warmup_from: str = opt(LOSS, "learn: the warm-up's enhancers, train-se checkpoints or folders "
+                                  "of them (every *.pt, e.g. --keep-every's snapshots), comma-separated, "
+                                  "from early poor ones to the best. Default: --init's best.pt."),
     dnsmos_target: str = opt(LOSS, "--qa-model dnsmos: the score it gives, sig | bak | ovrl | p808 or a "
                              "weighted sum, e.g. 0.5*sig+0.5*bak. Default: ovrl."),
     epochs: int = opt(TRAIN, "Epochs to train (at least 1). Default: 20."),
@@ -98,6 +108,8 @@ def command(
                             "--tensorboard/--no-tensorboard"),
     threads: int = opt(RUN, "torch CPU threads; 0 = torch's choice, split between DDP processes. "
                        "Default: 0."),
+    keep_every: int = opt(RUN, "Also keep the enhancer every N epochs as epoch_NNN.pt (weights only: a "
+                          "ladder for --critic-warmup-from); 0 = never. Default: 0."),
     train_list: Path = deprecated("--train"),
     valid_list: Path = deprecated("--valid"),
     clip_grad: float = deprecated("--grad-clip"),

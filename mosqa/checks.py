@@ -178,7 +178,8 @@ LIMITS = {
     "inter_hidden": COUNT, "snr_min": ANY, "snr_max": ANY, "crop_seconds": POSITIVE,
     "valid_crop_seconds": NONNEGATIVE, "epoch_items": COUNT, "valid_items": COUNT, "valid_seed": NATURAL,
     "spec_compress": EXPONENT, "spec_weight": NONNEGATIVE, "qa_every": COUNT, "qa_lr": POSITIVE,
-    "replay_size": NATURAL, "pesq_workers": NATURAL, "steps_per_epoch": COUNT,
+    "replay_size": NATURAL, "pesq_workers": NATURAL, "steps_per_epoch": COUNT, "keep_every": NATURAL,
+    "critic_warmup": NATURAL, "critic_warmup_lcc": Bounds(0, 1, open_low=True),  # an LCC worth reaching
     # a quality term pushes the enhancer towards a higher score: a negative weight pushes it down, and
     # 0 is no guidance (--qa none says so)
     "qa_weight": POSITIVE, "grl_lambda": POSITIVE,

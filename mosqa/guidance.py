@@ -23,7 +23,9 @@ Modes (`--qa`):
           outputs drawn from a replay buffer (`--replay-size`), so it neither falls behind the
           enhancer nor forgets what it used to produce. `--critic-init pretrained` starts from
           --qa-model's weights, `scratch` from its architecture freshly initialised (the intrusive
-          critic always starts fresh). The critic's
+          critic has no pretrained weights), a file from a warm critic: `--critic-warmup STEPS` first
+          teaches the critic the true PESQ of a ladder of enhancers' outputs (mosqa.warmup) and saves
+          it as critic_warm.pt, which `--critic-init critic_warm.pt` gives another run. The critic's
           score of each fresh batch, taken before it learns that batch, against the true PESQ is
           the run's watch on exploitation: metrics.csv's critic_lcc and critic_mae per epoch.
 A learning critic trains the part of the quality model its best.pt holds (a train-qa model whole; for
@@ -46,7 +48,7 @@ from mosqa.errors import MosqaError
 from mosqa.frontend import FrontEnd
 from mosqa.losses import parse_spec
 from mosqa.metrics import PESQ_RATE, pesq_wb_or_nan
-from mosqa.runs import find_checkpoint, load_run_config
+from mosqa.runs import find_checkpoint, load_checkpoint, load_run_config, save_checkpoint
 from mosqa.workers import die_with_parent
 
 PESQ_RANGE = (1.0, 4.64)
@@ -201,43 +203,63 @@ class Learner:
         return wav.to(device), ref.to(device), lengths.to(device), torch.tensor([t for _, _, t in items])
 
     def watch(self, q: torch.Tensor, target: torch.Tensor) -> None:
-        self.seen += [(a, b) for a, b in zip(q.tolist(), target.tolist(), strict=True) if not math.isnan(b)]
+        self.seen += list(zip(q.tolist(), target.tolist(), strict=True))
 
     def epoch_figures(self) -> dict:
         """The critic against true PESQ on the enhanced batches it had not yet learned, since the last
-        call: Pearson LCC and mean absolute error in PESQ units (the normalised scale is PESQ / 4)."""
-        seen, self.seen = np.array(self.seen, dtype=np.float64).reshape(-1, 2), []
-        if len(seen) < 2:
-            return {}
-        q, t = seen.T
-        lcc = float(np.corrcoef(q, t)[0, 1]) if q.std() > 0 and t.std() > 0 else float("nan")
-        return {"critic_lcc": lcc, "critic_mae": float(np.abs(q - t).mean() * 4.0)}
+        call (`agreement`)."""
+        seen, self.seen = self.seen, []
+        return agreement(seen)
+
+    def pending(self, clean, enh, noisy, lengths, sr: int):
+        """The true PESQ of the enhanced and of the noisy items, sent to the workers now; the returned
+        function waits for both."""
+        enh_scores = pending_pesq(clean, enh, lengths, sr, self.workers)
+        noisy_scores = pending_pesq(clean, noisy, lengths, sr, self.workers)
+        return lambda: (enh_scores(), noisy_scores())
+
+    def lesson(self, critic, enh, clean, noisy, lengths, q_enh, targets) -> torch.Tensor:
+        """The critic's loss on one batch: the enhanced items (its score `q_enh` of them, taken before it
+        learns them, goes to the watch), the clean references (the top of the scale), the noisy inputs
+        and as many replayed items, each against its true PESQ (`targets`: what `pending` returned).
+        Each item goes with its clean reference, which only an intrusive critic hears."""
+        target_enh, target_noisy = targets()
+        self.watch(q_enh.detach(), target_enh)
+        wavs, refs, lens = [enh.detach(), clean, noisy], [clean, clean, clean], [lengths, lengths, lengths]
+        scores = [target_enh, torch.ones(len(clean)), target_noisy]  # a clean reference scores the top
+        replayed = self.recall(len(enh), enh.shape[-1], enh.device)
+        if replayed is not None:
+            for items, part in zip((wavs, refs, lens, scores), replayed, strict=True):
+                items.append(part)
+        self.remember(enh, clean, lengths, target_enh)
+        q = critic(torch.cat(wavs), torch.cat(lens), torch.cat(refs))
+        return critic_loss(q, torch.cat(scores))
 
     def close(self) -> None:
         if self.workers is not None:
             self.workers.shutdown()
 
 
+def agreement(pairs) -> dict:
+    """A critic against true PESQ over (its normalised score, the true normalised PESQ) pairs, those PESQ
+    could not score left out: Pearson LCC and mean absolute error in PESQ units (the normalised scale
+    is PESQ / 4); {} for fewer than two."""
+    seen = np.array([p for p in pairs if not math.isnan(p[1])], dtype=np.float64).reshape(-1, 2)
+    if len(seen) < 2:
+        return {}
+    q, t = seen.T
+    lcc = float(np.corrcoef(q, t)[0, 1]) if q.std() > 0 and t.std() > 0 else float("nan")
+    return {"critic_lcc": lcc, "critic_mae": float(np.abs(q - t).mean() * 4.0)}
+
+
 def qa_learn(critic, enh, clean, lengths, cfg, step, noisy=None, learner=None):
     """MetricGAN+: the enhancer's quality term from the critic as it is, plus the critic's own loss on
-    (enhanced, clean, noisy, replayed) items with their true PESQ. The two share no gradient: the
-    critic learns from detached audio, and its weights are held for the enhancer's term. Each item goes
-    with its clean reference, which only an intrusive critic hears."""
-    sr = cfg["sample_rate"]
-    pesq_enh = pending_pesq(clean, enh, lengths, sr, learner.workers)
-    pesq_noisy = pending_pesq(clean, noisy, lengths, sr, learner.workers)
+    (enhanced, clean, noisy, replayed) items with their true PESQ (Learner.lesson). The two share no
+    gradient: the critic learns from detached audio, and its weights are held for the enhancer's term."""
+    targets = learner.pending(clean, enh, noisy, lengths, cfg["sample_rate"])
     q_enh = held_score(critic, enh, lengths, clean)  # while the workers score
-    target_enh, target_noisy = pesq_enh(), pesq_noisy()
-    learner.watch(q_enh.detach(), target_enh)
-    wavs, refs, lens = [enh.detach(), clean, noisy], [clean, clean, clean], [lengths, lengths, lengths]
-    targets = [target_enh, torch.ones(len(clean)), target_noisy]  # a clean reference scores the top
-    replayed = learner.recall(len(enh), enh.shape[-1], enh.device)
-    if replayed is not None:
-        for items, part in zip((wavs, refs, lens, targets), replayed, strict=True):
-            items.append(part)
-    learner.remember(enh, clean, lengths, target_enh)
-    q = critic(torch.cat(wavs), torch.cat(lens), torch.cat(refs))
-    return cfg["qa_weight"] * shortfall(q_enh) + critic_loss(q, torch.cat(targets))
+    return cfg["qa_weight"] * shortfall(q_enh) + learner.lesson(critic, enh, clean, noisy, lengths, q_enh,
+                                                                targets)
 
 
 # mode -> the term added to the enhancer's loss (None: spectral only); each gets the step's batch and,
@@ -249,11 +271,15 @@ USES = {
     "frozen": ("qa_model", "qa_weight"),
     "grl": ("qa_model", "qa_weight", "grl_lambda", "qa_lr"),
     "joint": ("qa_model", "qa_weight", "qa_every", "qa_update", "qa_lr"),
-    "learn": ("qa_model", "qa_weight", "qa_lr", "critic_init", "replay_size", "pesq_workers"),
+    "learn": ("qa_model", "qa_weight", "qa_lr", "critic_init", "replay_size", "pesq_workers", "critic_warmup",
+              "critic_warmup_lcc", "critic_warmup_from"),
 }
 OPTIONS = ("qa_model", "qa_weight", "qa_every", "qa_update", "grl_lambda", "qa_lr", "dnsmos_target",
-           "critic_init", "replay_size", "pesq_workers")
-CRITIC_INITS = ("pretrained", "scratch")
+           "critic_init", "replay_size", "pesq_workers", "critic_warmup", "critic_warmup_lcc",
+           "critic_warmup_from")
+WARMUP_OPTIONS = ("critic_warmup_lcc", "critic_warmup_from")  # read only with --critic-warmup
+CRITIC_INITS = ("pretrained", "scratch")  # any other --critic-init is a warm critic's file
+WARM_FILE = "critic_warm.pt"
 # DNSMOS scores a --dnsmos-target may weigh, and the key load_torch's module returns each under.
 DNSMOS_SCORES = {"sig": "SIG", "bak": "BAK", "ovrl": "OVRL", "p808": "P808"}
 DNSMOS = "dnsmos"
@@ -274,8 +300,10 @@ def critic_learns_in_joint(cfg: dict) -> bool:
 
 def used_options(cfg: dict) -> tuple:
     """The guidance options this run reads: its mode's, less the critic's learning rate when the critic
-    stays fixed, plus the DNSMOS score choice when DNSMOS is the critic."""
-    uses = [k for k in USES[cfg["qa"]] if k != "qa_lr" or updates_critic(cfg)]
+    stays fixed and the warm-up's settings without a warm-up, plus the DNSMOS score choice when DNSMOS
+    is the critic."""
+    uses = [k for k in USES[cfg["qa"]] if (k != "qa_lr" or updates_critic(cfg))
+            and (k not in WARMUP_OPTIONS or cfg.get("critic_warmup"))]
     if cfg["qa"] != "none" and cfg["qa_model"] == DNSMOS:
         uses.append("dnsmos_target")
     return tuple(uses)
@@ -291,10 +319,15 @@ def described(cfg: dict) -> str:
 def check(cfg: dict) -> None:
     """What a guided config can get wrong, refused before any work (one line each); its numbers are
     judged with every other option's (mosqa.checks.LIMITS)."""
-    if cfg.get("critic_init", "pretrained") not in CRITIC_INITS:
-        raise MosqaError(f"--critic-init {cfg['critic_init']!r}: use {' or '.join(CRITIC_INITS)}")
+    init = cfg.get("critic_init", "pretrained")
+    if init not in CRITIC_INITS and not Path(init).is_file():
+        raise MosqaError(f"--critic-init {init!r}: use {' or '.join(CRITIC_INITS)}, or a warm critic's file "
+                         f"({WARM_FILE} of a run with --critic-warmup)")
     if cfg["qa"] == "none":
         return
+    if cfg.get("critic_warmup") and not (cfg.get("critic_warmup_from") or cfg.get("init")):
+        raise MosqaError("--critic-warmup: the critic learns from enhancers' outputs; give their checkpoints "
+                         "(--critic-warmup-from) or the run this one starts from (--init)")
     if not cfg["qa_model"]:
         raise MosqaError(f"--qa {cfg['qa']} needs --qa-model (a train-qa run directory, pesq-wb, dnsmos or "
                          "intrusive)")
@@ -424,15 +457,46 @@ def reinitialise(module: torch.nn.Module) -> None:
             m.reset_parameters()
 
 
-def build_critic(cfg: dict, device) -> tuple[torch.nn.Module | None, torch.optim.Optimizer | None]:
+def save_warm(critic: torch.nn.Module, path, qa_model: str) -> None:
+    """The learning part of a warmed-up critic (`learnable`: the shipped encoder model's head, not the
+    encoder), with the --qa-model it belongs to."""
+    save_checkpoint(path, {"qa": learnable(critic).state_dict(), "qa_model": qa_model})
+
+
+def load_warm(critic: torch.nn.Module, path, qa_model: str) -> None:
+    """--critic-init FILE: a critic warmed up by another run (save_warm), for the same --qa-model."""
+    state = load_checkpoint(path)
+    if "qa" not in state or state.get("qa_model") != qa_model:
+        raise MosqaError(f"{path}: not a warm critic of --qa-model {qa_model} (it holds "
+                         f"{state.get('qa_model') or 'no warm critic'}); make one with --critic-warmup")
+    try:
+        learnable(critic).load_state_dict(state["qa"])
+    except RuntimeError as exc:
+        reason = str(exc).splitlines()[0]
+        raise MosqaError(f"{path}: the warm critic does not fit this run's critic ({reason})") from None
+
+
+def start_critic(critic: torch.nn.Module, cfg: dict) -> None:
+    """--critic-init: pretrained keeps --qa-model's weights, scratch reinitialises them, a file loads a
+    warm critic."""
+    init = cfg.get("critic_init", "pretrained")
+    if init == "scratch":
+        reinitialise(learnable(critic))
+    elif init not in CRITIC_INITS:
+        load_warm(critic, init, cfg["qa_model"])
+
+
+def build_critic(cfg: dict, device, fresh: bool = True) -> tuple[torch.nn.Module | None,
+                                                                  torch.optim.Optimizer | None]:
     """(critic, its optimiser): the critic learns in grl, learn and joint with --qa-update, stays fixed
-    otherwise (no optimiser); (None, None) without guidance."""
+    otherwise (no optimiser); (None, None) without guidance. A learning critic of a `fresh` run starts
+    as --critic-init says (a resumed one gets its own state from last.pt)."""
     if cfg["qa"] == "none":
         return None, None
     critic = load_critic(cfg, device).to(device)
     trains = updates_critic(cfg)
-    if trains and cfg.get("critic_init") == "scratch":
-        reinitialise(learnable(critic))
+    if trains and fresh:
+        start_critic(critic, cfg)
     for p in critic.parameters():
         p.requires_grad_(False)
     params = list(learnable(critic).parameters()) if trains else []

@@ -584,6 +584,10 @@ class Run:
             if improved:
                 save_checkpoint(self.path / "best.pt", state)
             save_checkpoint(self.path / "last.pt", state)
+            every = self.cfg.get("keep_every")
+            if every and (epoch + 1) % every == 0:  # train-se --keep-every: a ladder of earlier enhancers
+                save_checkpoint(self.path / f"epoch_{epoch + 1:03d}.pt", {"model": state["model"],
+                                                                          "epoch": epoch + 1})
             if not self.started:
                 os.rename(self.path, self.final)
         self.path = self.final

@@ -3,21 +3,22 @@
 The run itself (directory, config.yaml, checkpoints, exact resume, metrics, NaN stop, early stopping)
 is mosqa.runs' `Run`/`fit`, shared with train-qa, and the config speaks the same words (`train`,
 `valid`, `grad_clip`, `early_stop_metric`). Spectral losses live in mosqa.losses, quality guidance
-(critic, gradient reversal, the --qa modes) in mosqa.guidance, validation metrics in mosqa.evaluate;
-this module brings the batches, the update step and the validation loop.
+(critic, gradient reversal, the --qa modes) in mosqa.guidance, the learning critic's warm-up in
+mosqa.warmup, validation metrics in mosqa.evaluate; this module brings the batches, the update step and
+the validation loop.
 """
 
 import hashlib
 import itertools
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from rich.console import Console
 from torch.utils.data import DataLoader, Subset
 
-from mosqa import guidance, runs
+from mosqa import guidance, runs, warmup
 from mosqa.checks import check_options
 from mosqa.errors import MosqaError
 from mosqa.evaluate import enhancement_metrics, metrics_table
@@ -78,6 +79,9 @@ DEFAULTS = {
     "critic_init": "pretrained",
     "replay_size": 512,
     "pesq_workers": 2,
+    "critic_warmup": 0,  # steps of the learning critic on a ladder of enhancers' outputs first; 0 = none
+    "critic_warmup_lcc": 0.8,  # ... ending early once its held-out LCC reaches this
+    "critic_warmup_from": None,  # the ladder: checkpoints or folders of them, comma-separated (--init's)
     # optimisation
     "epochs": 20,
     "batch_size": 8,
@@ -97,6 +101,7 @@ DEFAULTS = {
     "num_workers": 0,
     "tensorboard": False,  # also write TensorBoard events and a few enhanced validation clips
     "threads": 0,
+    "keep_every": 0,  # also keep the enhancer every N epochs as epoch_NNN.pt (weights only); 0 = never
 }
 # train-se's earlier names (now train-qa's words); accepted with a warning for one release.
 RENAMED = {"clip_grad": "grad_clip", "monitor": "early_stop_metric", "train_list": "train",
@@ -110,6 +115,7 @@ SCHEDULERS = {
     "cosine": runs.cosine_schedule,
 }
 BOARD_CLIPS = 3  # validation clips written to TensorBoard as audio each epoch (--tensorboard)
+WARMUP_EPOCH = 1_000_000  # the critic warm-up's mixtures: epochs no run reaches, so guidance's stay new
 FLOAT_KEYS = {k for k, v in DEFAULTS.items() if isinstance(v, float)} | {"compress"}
 MODEL_KEYS = tuple(dict.fromkeys(k for keys in MODEL_OPTIONS.values() for k in keys))
 # What makes two enhancers the same network: --init takes these from the run it starts from.
@@ -145,6 +151,11 @@ def resolve(config_file=None, overrides: dict | None = None, console: Console | 
         raise MosqaError(f"--snr-min {cfg['snr_min']} is above --snr-max {cfg['snr_max']}")
     spectral_terms(cfg["loss"], cfg["loss_weights"], cfg["target"])
     cfg |= {k: str(Path(cfg[k]).absolute()) for k in PATH_KEYS if cfg[k]}
+    if cfg["critic_init"] not in guidance.CRITIC_INITS:  # a warm critic's file
+        cfg["critic_init"] = str(Path(cfg["critic_init"]).absolute())
+    if cfg["critic_warmup_from"]:
+        ladder = cfg["critic_warmup_from"].split(",")
+        cfg["critic_warmup_from"] = ",".join(str(Path(p).absolute()) for p in ladder)
     if cfg["qa_model"] and Path(cfg["qa_model"]).exists():  # a run directory, not a model's name
         cfg["qa_model"] = str(Path(cfg["qa_model"]).absolute())
     cfg["name"] = cfg["name"] or default_name(cfg)
@@ -213,6 +224,7 @@ class Enhancer:
     console: Console
     run: Run | None = None
     step: int = 0
+    ladder: dict = field(default_factory=dict)  # --critic-warmup's enhancers by checkpoint, until it is done
 
 
 def train(
@@ -243,6 +255,9 @@ def _train(cfg: dict, dist: Distributed, console: Console, resume) -> Path:
         if dist.is_main:
             _input_metrics(run.path, valid_loader, dist.device, cfg, dnsmos, run.log, console)
         try:
+            if enh.ladder:
+                warmup.warm_up(enh, _warmup_batches(enh), valid_loader, run)
+                enh.ladder = {}
             return runs.fit(run, lambda epoch: _train_epoch(enh, epoch),
                             lambda epoch: _validate(enh, valid_loader, dnsmos), columns=SUMMARY,
                             losses=("train_loss", "valid_loss", "train_qa_loss"),
@@ -259,7 +274,8 @@ def _enhancer(cfg: dict, dist: Distributed, console: Console, fresh: bool = True
     if fresh and cfg.get("init"):
         init_weights(model, cfg["init"])
     model = model.to(dist.device)
-    critic, critic_optimizer = guidance.build_critic(cfg, dist.device)
+    critic, critic_optimizer = guidance.build_critic(cfg, dist.device, fresh)
+    ladder = _ladder(cfg, dist.device) if fresh and warmup.wanted(cfg) else {}
     train_set = build_dataset(cfg, "train")
     per_rank = len(range(dist.rank, len(train_set), dist.world_size))
     full_epoch = per_rank // cfg["batch_size"] if per_rank > cfg["batch_size"] else 1  # drop_last below
@@ -273,7 +289,18 @@ def _enhancer(cfg: dict, dist: Distributed, console: Console, fresh: bool = True
         guidance.Learner(cfg) if cfg["qa"] == "learn" else None, scheduler,
         runs.grad_scaler(cfg["amp"], dist.device),
         build_spectral_loss(terms, model.fe, cfg["spec_compress"]), train_set, epoch_steps, console,
+        ladder=ladder,
     )
+
+
+def _ladder(cfg: dict, device) -> dict:
+    """--critic-warmup's enhancers by checkpoint, each this run's network with its weights, fixed."""
+    rungs = {}
+    for ckpt in warmup.ladder_files(cfg):
+        model = build_se_model(cfg)
+        init_weights(model, ckpt)
+        rungs[str(ckpt)] = model.to(device).eval().requires_grad_(False)
+    return rungs
 
 
 def _log_start(run: Run, enh: Enhancer, n_valid: int) -> None:
@@ -286,6 +313,9 @@ def _log_start(run: Run, enh: Enhancer, n_valid: int) -> None:
     run.log(f"run {run.final}: {len(enh.train_set)} training items/epoch, {n_valid} validation items")
     if cfg.get("init"):
         run.log(f"enhancer initialised from {cfg['init']} (best.pt), optimiser fresh")
+    if cfg.get("critic_init") not in (None, *guidance.CRITIC_INITS):
+        skipped = " (--critic-warmup skipped)" if cfg.get("critic_warmup") else ""
+        run.log(f"critic warm from {cfg['critic_init']}{skipped}")
 
 
 def _loader(enh: Enhancer, epoch: int) -> DataLoader:
@@ -302,6 +332,11 @@ def _loader(enh: Enhancer, epoch: int) -> DataLoader:
         drop_last=len(indices) > cfg["batch_size"],
         generator=torch.Generator().manual_seed(cfg["seed"] * 1000 + epoch),
     )
+
+
+def _warmup_batches(enh: Enhancer):
+    """Endless training batches for the critic's warm-up, this rank's share as _loader draws them."""
+    return itertools.chain.from_iterable(_loader(enh, epoch) for epoch in itertools.count(WARMUP_EPOCH))
 
 
 def _train_epoch(enh: Enhancer, epoch: int) -> dict:

@@ -428,3 +428,127 @@ def test_the_intrusive_critic_only_learns(tmp_path):
                     "--qa-model intrusive starts untrained and learns beside the enhancer: use it with "
                     "--qa learn")
     assert not (tmp_path / "exp").exists()
+
+
+# ---------------------------------------------------------------- learn: the critic's warm-up on a ladder
+
+
+@pytest.fixture(scope="module")
+def ladder_run(tmp_path_factory):
+    """A tiny lstm enhancer trained two epochs from scratch with --keep-every 1: a ladder of two."""
+    root = tmp_path_factory.mktemp("ladder")
+    res = run_cli("train-se", *TINY, *_data(root), "--exp-dir", root / "exp", "--lr", "0.01", "--epochs", "2",
+                  "--keep-every", "1")
+    assert res.exit_code == 0, res.output
+    (run,) = runs_in(root / "exp")
+    return run
+
+
+def test_keep_every_leaves_weights_only_snapshots_that_load(ladder_run):
+    from mosqa.se_models import build_se_model
+    from mosqa.train_se import init_weights
+
+    snaps = sorted(p.name for p in ladder_run.glob("epoch_*.pt"))
+    assert snaps == ["epoch_001.pt", "epoch_002.pt"]
+    state = torch.load(ladder_run / "epoch_001.pt", weights_only=True)
+    assert set(state) == {"model", "epoch"} and state["epoch"] == 1  # a ladder rung, not a resume point
+    cfg = _resolved(ladder_run.parent, init=str(ladder_run))
+    model = build_se_model(cfg)
+    init_weights(model, ladder_run / "epoch_001.pt")
+    last = load_checkpoint(ladder_run / "last.pt")["model"]
+    assert all(torch.equal(v, last[k]) for k, v in torch.load(ladder_run / "epoch_002.pt",
+                                                                 weights_only=True)["model"].items())
+    assert any(not torch.equal(v, last[k]) for k, v in model.state_dict().items())
+
+
+def _warm(tmp_path, ladder_run, *extra, steps=6):
+    snaps = ",".join(str(p) for p in sorted(ladder_run.glob("epoch_*.pt")))
+    return run_cli("train-se", *TINY, *_data(tmp_path), "--exp-dir", tmp_path / "exp", "--init", ladder_run,
+                   "--qa", "learn", "--qa-model", "intrusive", "--pesq-workers", "0",
+                   "--critic-warmup", steps, "--critic-warmup-from", snaps, *extra)
+
+
+@pytest.fixture(scope="module")
+def warm_run(tmp_path_factory, ladder_run):
+    """A learning run whose critic warmed up 6 steps (the LCC target out of reach) on the ladder."""
+    root = tmp_path_factory.mktemp("warm")
+    res = _warm(root, ladder_run, "--critic-warmup-lcc", "1")
+    assert res.exit_code == 0, res.output
+    (run,) = runs_in(root / "exp")
+    return run
+
+
+def test_critic_warmup_teaches_the_critic_on_the_ladder_and_keeps_it(warm_run):
+    import yaml
+
+    summary = yaml.safe_load((warm_run / "critic_warm.yaml").read_text())
+    assert summary["steps"] == 6 and summary["held_out"] == 2 * 2  # both rungs on both validation mixtures
+    assert summary["qa_model"] == "intrusive" and not summary["reached"] and len(summary["ladder"]) == 2
+    assert np.isfinite(summary["lcc_before"]) and np.isfinite(summary["lcc_after"])
+    assert summary["lcc_after"] > summary["lcc_before"] and summary["mae_after"] != summary["mae_before"]
+    log = (warm_run / "train.log").read_text()
+    assert f"critic warm-up: held-out LCC {summary['lcc_before']:.3f} -> {summary['lcc_after']:.3f}" in log
+    warm = torch.load(warm_run / "critic_warm.pt", weights_only=True)
+    assert warm["qa_model"] == "intrusive"
+    assert "critic_lcc" in (warm_run / "metrics.csv").read_text().splitlines()[0]  # guidance's watch goes on
+
+
+def test_critic_warmup_stops_once_the_held_out_lcc_is_reached(tmp_path, ladder_run, monkeypatch):
+    import yaml
+
+    import mosqa.warmup
+
+    measured = iter([0.1, 0.5, 0.9, 0.95])  # before, then every 20 / CHECKS = 2 steps
+    monkeypatch.setattr(mosqa.warmup.HeldOut, "agreement",
+                        lambda self, critic: {"critic_lcc": next(measured), "critic_mae": 1.0})
+    res = _warm(tmp_path, ladder_run, "--critic-warmup-lcc", "0.8", steps=20)
+    assert res.exit_code == 0, res.output
+    (run,) = runs_in(tmp_path / "exp")
+    summary = yaml.safe_load((run / "critic_warm.yaml").read_text())
+    assert summary["steps"] == 4 and summary["reached"]
+    assert (summary["lcc_before"], summary["lcc_after"]) == (0.1, 0.9)
+
+
+def test_critic_init_file_starts_warm_and_skips_the_warmup(tmp_path, ladder_run, warm_run):
+    warm = warm_run / "critic_warm.pt"
+    cfg = _resolved(tmp_path, init=str(ladder_run), qa="learn", qa_model="intrusive", pesq_workers=0,
+                    critic_warmup=6, critic_init=str(warm))
+    critic = _enhancer(cfg).critic
+    state = torch.load(warm, weights_only=True)["qa"]
+    assert all(torch.equal(v, state[k]) for k, v in critic.state_dict().items())
+    res = _warm(tmp_path, ladder_run, "--critic-init", warm)
+    assert res.exit_code == 0, res.output
+    (run,) = runs_in(tmp_path / "exp")
+    log = (run / "train.log").read_text()
+    assert f"critic warm from {warm} (--critic-warmup skipped)" in log and "critic warm-up:" not in log
+    assert not (run / "critic_warm.pt").exists()
+
+
+def test_critic_warmup_refuses_what_cannot_work_in_one_line(tmp_path, ladder_run, warm_run):
+    data = [*_data(tmp_path), *TINY, "--exp-dir", tmp_path / "exp"]
+    learn = [*data, "--qa", "learn", "--qa-model", "intrusive", "--pesq-workers", "0"]
+    _one_line_error(run_cli("train-se", *learn, "--critic-warmup", "5"),
+                    "--critic-warmup: the critic learns from enhancers' outputs")
+    _one_line_error(run_cli("train-se", *learn, "--init", ladder_run, "--critic-warmup", "5",
+                            "--critic-warmup-lcc", "1.5"),
+                    "--critic-warmup-lcc must be a finite number in (0, 1]")
+    _one_line_error(run_cli("train-se", *learn, "--init", ladder_run, "--critic-warmup", "-1"),
+                    "--critic-warmup must be a whole number >= 0")
+    _one_line_error(run_cli("train-se", *learn, "--init", ladder_run, "--critic-warmup-lcc", "0.5"),
+                    "--critic-warmup-lcc: no effect on --qa learn")
+    _one_line_error(run_cli("train-se", *data, "--qa", "frozen", "--qa-model", "q", "--critic-warmup", "5"),
+                    "--critic-warmup: no effect on --qa frozen")
+    _one_line_error(run_cli("train-se", *learn, "--init", ladder_run, "--critic-warmup", "5",
+                            "--critic-warmup-from", tmp_path / "none"),
+                    "none: no such checkpoint, nor a folder")
+    other = tmp_path / "other"
+    assert run_cli("train-se", *TINY, "--hidden", "12", *_data(tmp_path), "--exp-dir", other).exit_code == 0
+    (other_run,) = runs_in(other)
+    _one_line_error(run_cli("train-se", *learn, "--init", ladder_run, "--critic-warmup", "5",
+                            "--critic-warmup-from", other_run / "best.pt"),
+                    "best.pt: its enhancer does not fit this run's model")
+    qa = make_qa_run(tmp_path / "qa")
+    _one_line_error(run_cli("train-se", *data, "--qa", "learn", "--qa-model", qa, "--pesq-workers", "0",
+                            "--critic-init", warm_run / "critic_warm.pt"),
+                    "not a warm critic of --qa-model")
+    assert not (tmp_path / "exp").exists()

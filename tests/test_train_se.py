@@ -421,7 +421,7 @@ FLAG_VALUES = {
     "spec_weight": 2.0, "epochs": 2, "batch_size": 2, "lr": 0.01, "scheduler": "cosine",
     "weight_decay": 0.1, "grad_clip": 0.0, "steps_per_epoch": 3, "early_stop_metric": "stoi", "patience": 0,
     "dnsmos": False, "exp_dir": "e", "name": "nm", "device": "cpu", "amp": True, "num_workers": 1,
-    "threads": 2, "tensorboard": True,
+    "threads": 2, "tensorboard": True, "keep_every": 2,
 }
 GUIDED = {"qa": "joint", "qa_model": "qa_run", "qa_weight": 2.0, "qa_every": 3, "qa_lr": 0.01}
 DPCRN = {"blocks": 1, "intra_hidden": 8, "inter_hidden": 8}
@@ -429,6 +429,8 @@ FIXED_CRITIC = {"qa": "joint", "qa_model": "qa_run", "qa_update": False}
 DNSMOS_CRITIC = {"qa": "frozen", "qa_model": "dnsmos", "dnsmos_target": "0.5*sig+bak"}
 LEARNING_CRITIC = {"qa": "learn", "qa_model": "qa_run", "critic_init": "scratch", "replay_size": 7,
                    "pesq_workers": 0}
+WARMING_CRITIC = {"qa": "learn", "qa_model": "qa_run", "critic_warmup": 5, "critic_warmup_lcc": 0.9,
+                  "critic_warmup_from": "rung.pt"}
 
 
 def _flags(values: dict) -> list[str]:
@@ -451,7 +453,7 @@ def test_every_option_is_a_flag():
     params = set(inspect.signature(command).parameters) - {"config", "resume"}
     assert params == set(DEFAULTS) | set(RENAMED)
     covered = (set(FLAG_VALUES) | set(GUIDED) | set(DPCRN) | set(FIXED_CRITIC) | set(DNSMOS_CRITIC)
-               | set(LEARNING_CRITIC))
+               | set(LEARNING_CRITIC) | set(WARMING_CRITIC))
     assert covered | {"train", "grl_lambda", "init"} == set(DEFAULTS)  # --init: tests/test_guidance.py
 
 
@@ -459,7 +461,7 @@ GRL_DPCRN = {"arch": "dpcrn", **DPCRN, "qa": "grl", "qa_model": "q", "grl_lambda
 
 
 @pytest.mark.parametrize("values", [FLAG_VALUES | GUIDED, GRL_DPCRN, FIXED_CRITIC, DNSMOS_CRITIC,
-                                    LEARNING_CRITIC])
+                                    LEARNING_CRITIC, WARMING_CRITIC])
 def test_every_flag_reaches_the_run_config(tmp_path, monkeypatch, values):
     import mosqa.train_se as train_se
 
@@ -468,7 +470,8 @@ def test_every_flag_reaches_the_run_config(tmp_path, monkeypatch, values):
     res = run_cli("train-se", "--train", tmp_path / "t.list", *_flags(values))
     assert res.exit_code == 0, res.output
     for key, value in values.items():
-        got = Path(seen[key]).name if key in train_se.PATH_KEYS else seen[key]  # paths are made absolute
+        paths = (*train_se.PATH_KEYS, "critic_warmup_from")  # paths are made absolute
+        got = Path(seen[key]).name if key in paths else seen[key]
         assert got == value, key
 
 

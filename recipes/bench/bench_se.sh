@@ -1,21 +1,41 @@
 #!/usr/bin/env bash
 # Does quality guidance make a better enhancer? The MetricGAN+ protocol on the real corpus (v2), issue 20's
-# form: a learning critic (train-se --qa learn) against a control of the same length, >= 1,500 steps each:
+# form: a learning critic (train-se --qa learn) against a control of the same length, >= 1,500 steps each;
+# issue 31's arms: the shipped pesq-wb frozen and learning, and learning with a warmed-up critic:
 #   0 split voices and noises: test voices and test noises are never trained on (nor validated on)
 #   1 write the held-out test set: ITEMS mixtures (default 100, at most 6 s each) of test voices and test
 #     noises, 0-15 dB SNR
 #   2 train the dpcrn spectral baseline once (BASE_STEPS steps of 4 x 1 s crops, cosine learning rate)
-#   3 fine-tune it FT_STEPS steps (epochs of FT_EPOCH_STEPS, best epoch on validation), once per guidance in
-#     GUIDES and once spectral-only (the control), each from the same baseline checkpoint (train-se --init)
-#     with the same data order, for every seed in SEEDS; each run is scored on the test set (as in 4) as
-#     soon as it is trained, and kept (below)
-#   4 score noisy input, spectral gating (noisereduce, the classic floor: pip install noisereduce), baseline
+#   3 pilot: PILOT_STEPS (250) steps from the baseline, seed PILOT_SEED, for each weight in PILOT_WEIGHTS
+#     (0.03 0.1 0.3) and each mode in PILOT_MODES (pesq-wb frozen, pesq-wb learning), and a control of the
+#     same length; each scored on the test set (as in 6) and kept under pilot/; $OUT/pilot_table.md. Each
+#     mode's weight with the best validation PESQ (se_bench_table.py pick: chosen on validation, not on
+#     the test set) makes its arm of stage 5: $KEEP/pilot/arms.txt
+#   4 the warm critic: a ladder of enhancers, the snapshots of a LADDER_STEPS (1,200) step scratch run
+#     (train-se --keep-every 1, one per epoch; early poor ones) and the baseline itself; the first seed of
+#     the warm learning arm (WARM_TAG: the pilot's learning arm with --critic-warmup) warms its critic up
+#     on their outputs (at most WARMUP_STEPS steps, until its LCC on the ladder's outputs for the
+#     validation mixtures reaches WARMUP_LCC) and trains its first epoch; its critic_warm.pt, made once,
+#     is the critic every seed of the arm starts from (the others through --critic-init)
+#   5 fine-tune the baseline FT_STEPS steps (epochs of FT_EPOCH_STEPS, best epoch on validation), once per
+#     guidance in GUIDES, the pilot's arms (stage 3) and the warm arm (stage 4), and once spectral-only
+#     (the control), each from the same baseline checkpoint (train-se --init) with the same data order,
+#     for every seed in SEEDS; each run is scored on the test set (as in 6) as soon as it is trained, and
+#     kept (below); a run already scored and kept (issue 20's control and learn_intrusive) is not trained
+#     again
+#   6 score noisy input, spectral gating (noisereduce, the classic floor: pip install noisereduce), baseline
 #     and every fine-tuned run not yet scored on the test set: PESQ, STOI, SI-SNR, DNSMOS SIG/BAK/OVRL,
-#     the prediction of QA_MODEL (a non-intrusive quality model; each judge's error against true PESQ is
-#     in the table) and, for a run whose critic learned, that critic's own prediction
-#     (recipes/bench/se_bench_table.py score)
-#   5 one table, mean ± sd over seeds and each run's paired difference to the control: $OUT/table.md; the
-#     learning critics' LCC against true PESQ per epoch: $OUT/critic_watch.md
+#     the listener MOS (the Distill-MOS encoder's own head, predict's listener_mos), the prediction of
+#     QA_MODEL (a non-intrusive quality model; each judge's error against true PESQ is in the table) and,
+#     for a run whose critic learned, that critic's own prediction (recipes/bench/se_bench_table.py score).
+#     A score kept without the listener column gets that column alone where the run's weights are at hand;
+#     issue 20's fine-tunes were kept without theirs, so their listener cells (and each Δ listener paired
+#     with their control) stay – unless they are trained again
+#   7 one table, mean ± sd over seeds and each run's paired difference to the control (Δ PESQ +0.123 ±
+#     0.045), naming pesq-wb's campaign row: $OUT/table.md; the learning critics' LCC against true PESQ per
+#     epoch (and a warm critic's before and after its warm-up): $OUT/critic_watch.md
+# pesq-wb is refit by the campaign: every pesq-wb run of the bench must use the shipped model's campaign
+# row its first one used ($KEEP/pesq_wb_row); stages 3-5 and 7 stop if the shipped row has changed.
 # Voices: speaker folders of $CORPUS/speech sorted by name (speech_commands left out: many 1 s voices);
 # every 8th (4th, 12th ...) is a test voice, every 8th from the 7th a validation voice, the rest train
 # (ast_en_allison and ast_es_allison, one person, both train). Test and validation utterances keep only
@@ -32,6 +52,10 @@
 # run stage 3 over two sessions (it resumes). Measured 2026-12-04 with two fine-tunes side by side (one
 # thread each): a 250-step epoch with its validation 390-450 s for the control, 450-540 s for the learning
 # intrusive critic; scoring a run on the 100 test files 90-120 s.
+# Not yet measured (issue 31, estimates from the above): the pilot's 7 runs of 250 steps, 2 at a time, about
+# 40 min; the ladder's 6 epochs about 20 min; a pesq-wb critic reads 16 s of audio per learning step
+# through the Distill-MOS encoder (~17x real time on one thread), so a learning step takes ~1 s more than
+# issue 20's and a 1,500-step pesq-wb run 1-2 h of one core: stage 5's 9 new runs want DEVICE=cuda.
 # DEVICE=cuda for larger runs (bigger BASE_STEPS / FT_STEPS / SEEDS).
 # Stages resume: `stage=N bash recipes/bench/bench_se.sh` starts at stage N (`stage=N stop_stage=N`: N only);
 # a run is resumed to its stage's length (interrupted: from its last.pt; a raised BASE_STEPS continues the
@@ -39,8 +63,9 @@
 # Across sessions (a fresh checkout has no $OUT): every run's state is kept in $KEEP/NAME, to commit: the
 # baseline's config, metrics, curve, last.pt and best.pt when stage 2 ends; a fine-tune's config, metrics
 # and curve with its test score once scored, or its last.pt while unfinished (`stage=keep bash
-# recipes/bench/bench_se.sh` before a session stops). Stages 2 and 3 restore from $KEEP what $OUT lacks. A
-# resumed --qa learn run starts an empty replay buffer (it refills within replay-size / batch steps).
+# recipes/bench/bench_se.sh` before a session stops). Stages 2-5 restore from $KEEP what $OUT lacks. A
+# resumed --qa learn run starts an empty replay buffer (it refills within replay-size / batch steps). The
+# ladder is not kept (its snapshots serve stage 4 once; the warm critic they made is kept with its run).
 set -euo pipefail
 # beside the repository; absolute, as the lists name files by absolute path
 CORPUS=$(realpath -m "${CORPUS:-$(dirname "$0")/../../../shared/corpus}")
@@ -67,11 +92,24 @@ ambient_water_urban"}
 # finished baseline it ran 0.08 PESQ behind the control at both of its first two epochs (seed 1), while
 # the intrusive critic (MetricGAN's form, critic lr 1e-3) ran 0.04 behind: the bench's learning arm.
 GUIDES=${GUIDES:-"learn_intrusive --qa learn --qa-model intrusive --pesq-workers 1 --qa-weight 0.1 --qa-lr 0.001"}
+# Issue 31's pilot: one mode per line, a tag, then its train-se flags (each weight adds --qa-weight W).
+PILOT_MODES=${PILOT_MODES:-"frozen_pesqwb --qa frozen --qa-model pesq-wb
+learn_pesqwb --qa learn --qa-model pesq-wb --pesq-workers 1"}
+PILOT_WEIGHTS=${PILOT_WEIGHTS:-"0.03 0.1 0.3"}
+PILOT_STEPS=${PILOT_STEPS:-250}
+PILOT_SEED=${PILOT_SEED:-1}
+LEARN_TAG=${LEARN_TAG:-learn_pesqwb}  # the pilot's mode whose arm stage 4 warms up
+WARM_TAG=${WARM_TAG:-learn_pesqwb_warm}
+LADDER_STEPS=${LADDER_STEPS:-1200}
+WARMUP_STEPS=${WARMUP_STEPS:-1000}
+WARMUP_LCC=${WARMUP_LCC:-0.8}
 KEEP=${KEEP:-recipes/bench/bench_se}
 stage=${stage:-0}
-stop_stage=${stop_stage:-5}
+stop_stage=${stop_stage:-7}
 [ -d "$CORPUS/speech" ] || { echo "bench_se: no corpus at $CORPUS (set CORPUS)" >&2; exit 2; }
-mkdir -p "$OUT/lists" "$OUT/logs" "$OUT/runs" "$OUT/scores"
+mkdir -p "$OUT/lists" "$OUT/logs/pilot" "$OUT/runs/pilot" "$OUT/scores/pilot" "$KEEP/pilot"
+ARMS=$KEEP/pilot/arms.txt  # the pilot's choice: one arm a line, its tag, then its train-se flags
+WARM_RUN=${WARM_TAG}_s${SEEDS%% *}  # the warm arm's first seed, whose warm-up makes the warm critic
 OUT=$(cd "$OUT" && pwd)  # lists name files by absolute path
 # Every run: same crops, batch and validation; only the steps, the start and the guidance differ.
 COMMON=(--device "$DEVICE" --threads "$THREADS" --snr-min 0 --snr-max 15 --crop-seconds 1 --batch-size 4
@@ -80,6 +118,8 @@ COMMON=(--device "$DEVICE" --threads "$THREADS" --snr-min 0 --snr-max 15 --crop-
         --valid-items "$VALID_ITEMS"
         --valid-crop-seconds 4 --patience 0)
 
+# A run's NAME is its tag and seed (control_s1), a pilot run's pilot/TAG_sSEED: runs, logs, scores and kept
+# state sit under the same relative name.
 run_of() {  # the run folder of NAME, or nothing
     find "$OUT/runs/$1" -mindepth 1 -maxdepth 1 -type d ! -name '.*' 2> /dev/null | head -n 1 || true
 }
@@ -88,7 +128,7 @@ keep() {  # keep NAME: run NAME's state into $KEEP/NAME, to commit between sessi
     local dir=$(run_of "$1") file
     [ -n "$dir" ] || return 0
     rm -rf "$KEEP/$1.tmp" && mkdir -p "$KEEP/$1.tmp"
-    for file in config.yaml metrics.csv curves.png; do
+    for file in config.yaml metrics.csv curves.png critic_warm.pt critic_warm.yaml; do
         [ -f "$dir/$file" ] && cp "$dir/$file" "$KEEP/$1.tmp/"
     done
     if [ "$1" = baseline ]; then
@@ -102,7 +142,7 @@ keep() {  # keep NAME: run NAME's state into $KEEP/NAME, to commit between sessi
 }
 
 restore() {  # restore NAME: $KEEP/NAME back into $OUT when $OUT has no run NAME (a fresh checkout)
-    local kept="$OUT/runs/$1/$1_kept"
+    local kept="$OUT/runs/$1/${1##*/}_kept"
     [ -z "$(run_of "$1")" ] && [ -f "$KEEP/$1/config.yaml" ] || return 0
     mkdir -p "$kept"
     find "$KEEP/$1" -maxdepth 1 -type f ! -name score.csv -exec cp {} "$kept/" \;
@@ -115,6 +155,8 @@ restore() {  # restore NAME: $KEEP/NAME back into $OUT when $OUT has no run NAME
 
 fine_tune_names() { while read -r seed tag _; do echo "${tag}_s$seed"; done < <(fine_tunes); }
 
+pilot_names() { while read -r tag _; do echo "pilot/${tag}_s$PILOT_SEED"; done < <(pilot_runs); }
+
 at_most_jobs() { while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done; }
 
 train() {  # train TAG EPOCHS FLAGS...: one run in $OUT/runs/TAG/ trained to EPOCHS; a run that exists
@@ -125,7 +167,7 @@ train() {  # train TAG EPOCHS FLAGS...: one run in $OUT/runs/TAG/ trained to EPO
         mosqa train-se --resume "$dir" --epochs "$epochs" --threads "$THREADS" --device "$DEVICE" \
             >> "$OUT/logs/$tag.out" 2>> "$OUT/logs/$tag.log"
     else
-        mosqa train-se "${COMMON[@]}" --exp-dir "$OUT/runs/$tag" --name "$tag" --epochs "$epochs" "$@" \
+        mosqa train-se "${COMMON[@]}" --exp-dir "$OUT/runs/$tag" --name "${tag##*/}" --epochs "$epochs" "$@" \
             > "$OUT/logs/$tag.out" 2> "$OUT/logs/$tag.log"
     fi
     tail -n 1 "$OUT/logs/$tag.out" > "$OUT/runs/$tag.done"
@@ -133,33 +175,92 @@ train() {  # train TAG EPOCHS FLAGS...: one run in $OUT/runs/TAG/ trained to EPO
 
 run_dir() { cat "$OUT/runs/$1.done"; }
 
-score() {  # score NAME LABEL [RUN [SEED [FLAGS...]]]: one CSV per run, kept once written
-    local name=$1 label=$2 run=${3:-} seed=${4:-}
+score() {  # score NAME LABEL [RUN [SEED [FLAGS...]]]: one CSV per run, kept once written; a kept CSV
+    # without the listener column gets that column alone, where the run's weights are at hand
+    local name=$1 label=$2 run=${3:-} seed=${4:-} csv=$OUT/scores/$1.csv
     shift $(( $# < 4 ? $# : 4 ))
-    [ -f "$OUT/scores/$name.csv" ] && return 0
-    python recipes/bench/se_bench_table.py score "$OUT/test/pairs.list" "$OUT/scores/$name.csv" \
+    if [ -f "$csv" ]; then
+        head -n 1 "$csv" | grep -q ',listener' && return 0
+        if [ -n "$run" ] && ! ls "$run"/*.pt > /dev/null 2>&1; then
+            echo "   $name: kept without its weights, its listener cells stay –"
+            return 0
+        fi
+    fi
+    python recipes/bench/se_bench_table.py score "$OUT/test/pairs.list" "$csv" \
         --label "$label" --qa-model "$QA_MODEL" --device "$DEVICE" --threads "$THREADS" \
-        ${run:+--run "$run"} ${seed:+--seed "$seed"} "$@" 2> "$OUT/logs/score_$name.log"
+        ${run:+--run "$run"} ${seed:+--seed "$seed"} "$@" 2> "$OUT/logs/$name.score.log"
 }
 
-fine_tunes() {  # every (seed, tag) of the fine-tune stage, one per line
+ft_train() {  # ft_train NAME SEED STEPS FLAGS...: NAME fine-tuned from the baseline to STEPS steps (train)
+    local name=$1 seed=$2 steps=$3
+    shift 3
+    train "$name" $(( (steps + FT_EPOCH_STEPS - 1) / FT_EPOCH_STEPS )) --init "$(run_dir baseline)" \
+        --steps-per-epoch "$FT_EPOCH_STEPS" --epoch-items $(( FT_EPOCH_STEPS * 4 )) --lr 0.0005 \
+        --seed "$seed" "$@"
+}
+
+fine_tune() {  # fine_tune NAME LABEL SEED STEPS FLAGS...: ft_train, then score and keep it, in the
+    local name=$1 label=$2 seed=$3 steps=$4  # background; a run scored here or kept scored is skipped
+    shift 4
+    restore "$name"
+    [ -f "$OUT/scores/$name.csv" ] && return 0
+    at_most_jobs
+    echo "   $name (log: $OUT/logs/$name.log)"
+    { ft_train "$name" "$seed" "$steps" "$@"
+      score "$name" "$label" "$(run_dir "$name")" "$seed"
+      keep "$name"; } &
+}
+
+arm_flags() { awk -v tag="$1" '$1 == tag {$1 = ""; sub(/^ /, ""); print}' "$ARMS"; }
+
+warm_critic() {  # the warm critic every seed of the warm arm starts from: stage 4's, out of $KEEP
+    [ -f "$OUT/critic_warm.pt" ] || cp "$KEEP/$WARM_RUN/critic_warm.pt" "$OUT/" 2> /dev/null || true
+    echo "$OUT/critic_warm.pt"
+}
+
+pilot_runs() {  # every (tag, flags) of the pilot, one per line: its control, then each mode at each weight
+    echo control
+    while read -r mode flags; do
+        for weight in $PILOT_WEIGHTS; do echo "${mode}_w$weight $flags --qa-weight $weight"; done
+    done <<< "$PILOT_MODES"
+}
+
+fine_tunes() {  # every (seed, tag, flags) of the fine-tune stage, one per line
+    local arms
+    arms=$(printf "control\n%s\n" "$GUIDES"
+           if [ -f "$ARMS" ]; then cat "$ARMS"; fi
+           if [ -f "$(warm_critic)" ]; then
+               echo "$WARM_TAG $(arm_flags "$LEARN_TAG") --critic-init $(warm_critic)"
+           fi)
     for seed in $SEEDS; do
-        printf "control\n%s\n" "$GUIDES" | while read -r tag flags; do
+        while read -r tag flags; do
             [ -n "$tag" ] && echo "$seed $tag $flags"
-        done
+        done <<< "$arms"
     done
 }
 
-all_left() {  # all_left PATH_FORMAT MESSAGE_FORMAT: every fine-tune (%s = its name) left PATH, or stop
-    local name
-    for name in $(fine_tune_names); do
+all_left() {  # all_left PATH_FORMAT MESSAGE_FORMAT NAME...: every run NAME (%s) left PATH, or stop
+    local format=$1 message=$2 name
+    shift 2
+    for name in "$@"; do
         # shellcheck disable=SC2059  # the formats are this script's own
-        [ -f "$(printf "$1" "$name")" ] || { printf "bench_se: $2\n" "$name" "$name" >&2; exit 1; }
+        [ -f "$(printf "$format" "$name")" ] || { printf "bench_se: $message\n" "$name" "$name" >&2; exit 1; }
     done
+}
+
+same_pesq_wb() {  # the shipped pesq-wb is the campaign row the bench's first pesq-wb run used, or stop
+    local row
+    row=$(awk '$1 == "row:" {print $2}' "$(dirname "$0")/../../mosqa/pretrained/pesq-wb/config.yaml")
+    [ -f "$KEEP/pesq_wb_row" ] || echo "$row" > "$KEEP/pesq_wb_row"
+    [ "$(cat "$KEEP/pesq_wb_row")" = "$row" ] && return 0
+    echo "bench_se: the shipped pesq-wb is campaign row $row, the bench's pesq-wb runs used row" \
+         "$(cat "$KEEP/pesq_wb_row"): check that one out (git log mosqa/pretrained/pesq-wb) or train them" \
+         "again (remove $KEEP/pesq_wb_row)" >&2
+    exit 1
 }
 
 if [ "$stage" = keep ]; then  # before a session stops: every run's state into $KEEP, to commit
-    for name in baseline $(fine_tune_names); do keep "$name"; done
+    for name in baseline $(pilot_names) $(fine_tune_names); do keep "$name"; done
     echo "kept in $KEEP: $(ls "$KEEP" | tr '\n' ' ')"
     exit 0
 fi
@@ -216,27 +317,61 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-    echo "== 3. fine-tune $FT_STEPS steps from the baseline: control and each guidance, seeds $SEEDS"
-    FT=(--init "$(run_dir baseline)" --steps-per-epoch "$FT_EPOCH_STEPS"
-        --epoch-items $(( FT_EPOCH_STEPS * 4 )) --lr 0.0005)
-    while read -r seed tag flags; do
-        name=${tag}_s$seed
-        restore "$name"
-        [ -f "$OUT/scores/$name.csv" ] && continue  # trained and scored (this session or one before)
-        at_most_jobs
-        echo "   $name (log: $OUT/logs/$name.log)"
+    echo "== 3. pilot: $PILOT_STEPS steps from the baseline at weights $PILOT_WEIGHTS, seed $PILOT_SEED"
+    same_pesq_wb
+    while read -r tag flags; do
         read -r -a extra <<< "$flags"
-        { train "$name" $(( (FT_STEPS + FT_EPOCH_STEPS - 1) / FT_EPOCH_STEPS )) "${FT[@]}" --seed "$seed" \
-              "${extra[@]}"
-          score "$name" "$tag" "$(run_dir "$name")" "$seed"
-          keep "$name"; } &
-    done < <(fine_tunes)
+        fine_tune "pilot/${tag}_s$PILOT_SEED" "$tag" "$PILOT_SEED" "$PILOT_STEPS" "${extra[@]}"
+    done < <(pilot_runs)
     wait
-    all_left "$OUT/runs/%s.done" "training %s failed; see $OUT/logs/%s.log"
+    all_left "$OUT/scores/%s.csv" "pilot run %s failed; see $OUT/logs/%s.log" $(pilot_names)
+    python recipes/bench/se_bench_table.py table "$OUT/scores/pilot" --out "$OUT/pilot_table"
+    python recipes/bench/se_bench_table.py watch "$OUT/runs/pilot" --out "$OUT/pilot_critic_watch" || true
+    while read -r mode flags; do
+        best=$(python recipes/bench/se_bench_table.py pick "$OUT/runs/pilot" "${mode}_w")
+        weight=${best#"${mode}_w"}
+        echo "$mode $flags --qa-weight ${weight%_s*}"
+    done <<< "$PILOT_MODES" > "$ARMS.tmp"
+    mv "$ARMS.tmp" "$ARMS"
+    echo "   the arms of stage 5 (best weight on validation PESQ, $ARMS):"
+    sed 's/^/     /' "$ARMS"
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-    echo "== 4. score noisy input, baseline and every fine-tuned run on $OUT/test/pairs.list"
+    echo "== 4. the warm critic: $WARM_RUN warms up on a ladder of enhancers (log: $OUT/logs/$WARM_RUN.log)"
+    same_pesq_wb
+    [ -f "$ARMS" ] || { echo "bench_se: no $ARMS; run stage 3 (the pilot) first" >&2; exit 1; }
+    restore "$WARM_RUN"
+    if [ ! -f "$KEEP/$WARM_RUN/critic_warm.pt" ]; then
+        echo "   ladder: $LADDER_STEPS steps from scratch, a snapshot each epoch (log: $OUT/logs/ladder.log)"
+        train ladder $(( (LADDER_STEPS + STEPS_PER_EPOCH - 1) / STEPS_PER_EPOCH )) -c recipes/conf/se_dpcrn.yaml \
+            --steps-per-epoch "$STEPS_PER_EPOCH" --epoch-items $(( STEPS_PER_EPOCH * 4 )) \
+            --lr 0.002 --scheduler cosine --keep-every 1
+        ladder="$(ls "$(run_dir ladder)"/epoch_*.pt | paste -sd ,),$(run_dir baseline)/best.pt"
+        read -r -a extra <<< "$(arm_flags "$LEARN_TAG")"
+        ft_train "$WARM_RUN" "${SEEDS%% *}" "$FT_EPOCH_STEPS" "${extra[@]}" --critic-warmup "$WARMUP_STEPS" \
+            --critic-warmup-lcc "$WARMUP_LCC" --critic-warmup-from "$ladder"
+        keep "$WARM_RUN"
+    fi
+    grep -h "critic warm-up:" "$OUT/runs/$WARM_RUN"/*/train.log 2> /dev/null | sed 's/^/   /' || true
+    rm -f "$OUT/critic_warm.pt"  # stage 5 takes the kept one
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+    echo "== 5. fine-tune $FT_STEPS steps from the baseline: control and each arm, seeds $SEEDS"
+    same_pesq_wb
+    [ -f "$ARMS" ] || echo "   (no pilot arms: $ARMS is made by stage 3)"
+    [ -f "$(warm_critic)" ] || echo "   (no warm arm: its critic is made by stage 4)"
+    while read -r seed tag flags; do
+        read -r -a extra <<< "$flags"
+        fine_tune "${tag}_s$seed" "$tag" "$seed" "$FT_STEPS" "${extra[@]}"
+    done < <(fine_tunes)
+    wait
+    all_left "$OUT/runs/%s.done" "training %s failed; see $OUT/logs/%s.log" $(fine_tune_names)
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+    echo "== 6. score noisy input, baseline and every fine-tuned run on $OUT/test/pairs.list"
     score noisy noisy &
     at_most_jobs
     if python -c "import noisereduce" 2> /dev/null; then
@@ -251,12 +386,13 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
         score "${tag}_s$seed" "$tag" "$(run_dir "${tag}_s$seed")" "$seed" &
     done < <(fine_tunes)
     wait
-    all_left "$OUT/scores/%s.csv" "scoring %s failed; see $OUT/logs/score_%s.log"
+    all_left "$OUT/scores/%s.csv" "scoring %s failed; see $OUT/logs/%s.score.log" $(fine_tune_names)
     for name in $(fine_tune_names); do keep "$name"; done
 fi
 
-if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-    echo "== 5. one table: mean ± sd over seeds, paired differences to the control ($OUT/table.md)"
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+    echo "== 7. one table: mean ± sd over seeds, paired differences to the control ($OUT/table.md)"
+    same_pesq_wb
     python recipes/bench/se_bench_table.py table "$OUT/scores" --out "$OUT/table"
     python recipes/bench/se_bench_table.py watch "$OUT/runs" --out "$OUT/critic_watch"
 fi
