@@ -101,6 +101,11 @@ def cached_parts(paths: list, cache_dir, jobs: int, work, write, suffix: str = "
     return files
 
 
+def is_cached(paths: list, cache_dir) -> bool:
+    """Whether every part of `paths` is already in `cache_dir` (as extract_features saves them)."""
+    return all((Path(cache_dir) / f"part_{i // PART:05d}.npy").is_file() for i in range(0, len(paths), PART))
+
+
 def _encode(worker: dict, paths: list) -> np.ndarray:
     import torch
 

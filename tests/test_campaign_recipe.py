@@ -144,3 +144,16 @@ def test_a_state_on_other_feature_blocks_keeps_them_and_refuses_another_design(w
     if row["promoted"] == "1":  # a promoted head says what it reads, for load_qa
         config = (work / "upper_model" / "config.yaml").read_text()
         assert "feature_blocks:\n- 7\n- pooled\n- score" in config
+
+
+def test_the_shipped_design_reads_a_set_from_the_every_layer_cache_when_it_is_there(work, tmp_path):
+    root = work / "work"
+    sim = campaign_qa.set_dir(root, "test", 1, 1)
+    x_all, _, _ = campaign_qa.features_of(root, sim, 1, campaign_qa.ALL_LAYERS)  # the comparison's cache
+    shutil.rmtree(root / "features" / sim.name, ignore_errors=True)  # a row step's, if one ran before
+    x, y, _ = campaign_qa.features_of(root, sim, 1, None)
+    assert not (root / "features" / sim.name).exists()  # nothing encoded again
+    paths, _, _ = campaign.read_set(sim)
+    direct = campaign.extract_features(paths, tmp_path / "direct", 1, campaign_qa.PRECISION)
+    assert x.shape == direct.shape and x_all.shape[1] > x.shape[1]
+    np.testing.assert_allclose(x, direct, atol=1e-5)

@@ -79,8 +79,13 @@ def layers_for(blocks: tuple) -> tuple:
 
 
 def features_of(work: Path, sim: Path, jobs: int, layers: tuple | None):
-    """(features, targets, rows) of a set folder; `layers` (None: the shipped head's) picks the cache."""
+    """(features, targets, rows) of a set folder; `layers` (None: the shipped head's) picks the cache. The
+    shipped head's features of a set the head comparison has encoded are read from its every-layer cache."""
     paths, y, rows = campaign.read_set(sim)
+    every = work / "features_all" / sim.name
+    if layers in (None, FEATURE_LAYERS) and campaign.is_cached(paths, every):
+        x = campaign.extract_features(paths, every, jobs, PRECISION, layers=ALL_LAYERS)
+        return x[:, feature_columns(FEATURE_BLOCKS, ALL_LAYERS)], y, rows
     cache = work / ("features" if layers in (None, FEATURE_LAYERS) else "features_all") / sim.name
     return campaign.extract_features(paths, cache, jobs, PRECISION, layers=layers), y, rows
 
