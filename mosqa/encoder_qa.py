@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from mosqa.diagnostics import TARGETS
-from mosqa.distill_mos import HOP, SAMPLE_RATE, SEGMENT, WIN, feature_columns, load_encoder
+from mosqa.distill_mos import HOP, SAMPLE_RATE, SEGMENT, WIN, feature_columns, feature_dim, load_encoder
 from mosqa.frontend import FrontEnd
 from mosqa.heads import MOS_MIN, MOS_RANGE
 
@@ -47,9 +47,11 @@ class EncoderScorer(nn.Module):
         self.encoder = load_encoder()
         blocks = tuple(config.get("feature_blocks", FEATURE_BLOCKS))
         self.layers = tuple(sorted(b for b in blocks if isinstance(b, int)))
-        self.register_buffer("columns_read", torch.from_numpy(feature_columns(blocks, self.layers)),
-                             persistent=False)
-        self.head = nn.Linear(len(self.columns_read), len(OUTPUTS))
+        self.listener = feature_dim(self.layers) - 1  # summarise puts the encoder's own MOS last
+        columns = feature_columns(blocks, self.layers)
+        # None: every column, so the first design's graph (and its shipped model.onnx) has no gather
+        self.columns_read = None if len(columns) == feature_dim(self.layers) else torch.from_numpy(columns)
+        self.head = nn.Linear(len(columns), len(OUTPUTS))
         lows = [MOS_MIN, *(t.low for t in TARGETS.values())]
         highs = [MOS_MIN + MOS_RANGE, *(t.high for t in TARGETS.values())]
         self.register_buffer("low", torch.tensor(lows), persistent=False)
@@ -77,12 +79,12 @@ class EncoderScorer(nn.Module):
         if wav.dim() == 1:
             wav = wav[None]
         features = self.features(wav, lengths)
-        out = self.head(features[:, self.columns_read])
+        out = self.head(features if self.columns_read is None else features[:, self.columns_read])
         # Clipped to each output's range, with the gradient of the unclipped value: a head that learns
         # (train-se --qa learn) is still pulled back from beyond the range, and an enhancer scored at
         # the floor still learns which way is better.
         out = out + (torch.maximum(torch.minimum(out, self.high), self.low) - out).detach()
-        return {name: out[:, k] for k, name in enumerate(OUTPUTS)} | {"listener_mos": features[:, -1]}
+        return {name: out[:, k] for k, name in enumerate(OUTPUTS)} | {"listener_mos": features[:, self.listener]}
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.full(wav, lengths)["score"]
