@@ -84,8 +84,8 @@ class EncoderScorer(nn.Module):
         # (train-se --qa learn) is still pulled back from beyond the range, and an enhancer scored at
         # the floor still learns which way is better.
         out = out + (torch.maximum(torch.minimum(out, self.high), self.low) - out).detach()
-        listener = {"listener_mos": features[:, self.listener]}
-        return {name: out[:, k] for k, name in enumerate(OUTPUTS)} | listener
+        return ({name: out[:, k] for k, name in enumerate(OUTPUTS)}
+                | {"listener_mos": features[:, self.listener]})
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.full(wav, lengths)["score"]
