@@ -161,6 +161,16 @@ def command(
         DEFAULT.hum_snr, "--hum-snr-range", help="Hum (50 or 60 Hz with harmonics): SNR, dB."),
     dc_offset_range: str = _ranged(
         DEFAULT.dc_offset, "--dc-offset-range", help="Hum: DC offset added with it, a fraction of the peak."),
+    fault_share: float = _ranged(
+        DEFAULT.fault_share, "--fault-share", help="Share of degraded clips that carry a signal-path fault "
+        "(a converter without an anti-aliasing filter, an outage of 1-3 lost stretches; then 0-2 more of "
+        "the common kinds). 0: none, as before they existed (e.g. 0.1)."),
+    aliasing_rate_range: str = _ranged(
+        DEFAULT.aliasing_rate, "--aliasing-rate-range", help="Aliasing: the rate the filterless converter "
+        "runs at, Hz (log-uniform; all above half of it folds back)."),
+    dropout_length_range: str = _ranged(
+        DEFAULT.dropout_length, "--dropout-length-range", help="Outage: length of each of its 1-3 lost "
+        "stretches, ms (log-uniform; at most a quarter of the clip each)."),
     recording_chain: float = _ranged(
         DEFAULT.recording_chain, "--recording-chain", panel=CHAIN, help="Share of clips whose clean "
         "utterance first passes a drawn recording chain (microphone EQ, low cut, a resampling round trip, "
@@ -189,7 +199,8 @@ def command(
     low bit-rate codecs alone or in tandem (through ffmpeg when installed; numpy mu-law always) and
     bursty packet loss, singly and combined; a few clips stay clean (--clean-share). A minority
     (--call-share) carries an impairment of real calls: residual echo, a competing talker, chopped
-    speech, noise-suppressor artefacts, gain faults, saturation or hum. Label = wideband PESQ against
+    speech, noise-suppressor artefacts, gain faults, saturation or hum; another (--fault-share) a
+    signal-path fault: aliasing from a filterless converter or an outage. Label = wideband PESQ against
     the clean reference (a competing talker and echo are not part of it); with --recording-chain, a share
     of references first pass a drawn microphone, low cut, resampling and level of their own.
     Writes OUT/wav/*.wav, OUT/clean/*.wav (16 kHz references), OUT/all.list (wav,score), OUT/pairs.list

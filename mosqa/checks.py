@@ -163,7 +163,7 @@ LIMITS = {
     # simulate
     "per_utt": COUNT, "max_utts": COUNT, "voice_perturb": Bounds(0, 0.5, open_high=True),
     "synthetic_rooms": SHARE, "tandem_prob": SHARE, "clean_share": SHARE, "call_share": SHARE,
-    "recording_chain": SHARE,
+    "recording_chain": SHARE, "fault_share": SHARE,
     # prepare-list (its own checks say why --min-dur and --silence-db may only tighten)
     "bin_width": POSITIVE, "min_dur": NONNEGATIVE, "max_dur": POSITIVE, "silence_db": Bounds(high=0),
     # train-qa

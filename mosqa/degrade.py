@@ -4,10 +4,10 @@ Each degradation draws its own parameters from the item's random generator and r
 degraded signal plus those parameters (for meta.csv), so one (seed, utterance, k) always gives
 the same clip. `DEGRADATIONS` lists them in the order a real signal chain would apply them:
 room, additive sounds (noise, babble, a competing talker, music), the analogue front end (saturation,
-hum, clipping), a device's processing (residual echo, noise suppression, gain control), band-limiting,
-codec, transmission loss and a jitter buffer's chops; it is the one list of kinds (the coverage report
-and meta.csv's columns follow it). The impairments of real calls (CALL_KINDS) are signal functions in
-calls.py; here they draw their parameters.
+hum, clipping) and its converter (aliasing), a device's processing (residual echo, noise suppression,
+gain control), band-limiting, codec, transmission loss, outages and a jitter buffer's chops; it is the
+one list of kinds (the coverage report and meta.csv's columns follow it). The impairments of real calls
+(CALL_KINDS) are signal functions in calls.py; here they draw their parameters.
 """
 
 from dataclasses import dataclass, field
@@ -151,6 +151,26 @@ def clip(wav, rng, src: Sources):
     return out, {"clip_fraction": round(fraction, 4), "clipped_share": round(share, 4)}
 
 
+ALIASING_MODES = ("hold", "linear")
+
+
+def aliasing(wav, rng, src: Sources):
+    """A sample-rate converter without an anti-aliasing filter, as cheap devices and some gateways have:
+    the signal sampled at a drawn lower rate with nothing removed above its Nyquist frequency, then back
+    to 16 kHz by holding each sample or joining them with lines. What lay above folds back into the band
+    as inharmonic tones that no band-limit or codec of the other kinds makes (PESQ-WB of corpus speech:
+    median ~1.3 at 6 kHz held, ~4.4 at 15 kHz joined)."""
+    rate = log_uniform(rng, *src.ranges.aliasing_rate)
+    mode = ALIASING_MODES[rng.integers(len(ALIASING_MODES))]
+    step = SAMPLE_RATE / rate
+    grid = np.arange(0.0, len(wav), step)
+    t = np.arange(len(wav))
+    kept = np.interp(grid, t, wav)  # the instants are exact: only the filter is missing
+    held = kept[np.minimum((t / step).astype(int), len(kept) - 1)]
+    out = held if mode == "hold" else np.interp(t, grid, kept)
+    return out, {"aliasing_hz": round(rate), "aliasing_mode": mode}
+
+
 def bandlimit(wav, rng, src: Sources):
     """An 8th-order band-pass (zero phase): a drawn upper edge, and a drawn lower edge from 50 Hz up."""
     high = round(log_uniform(rng, *src.ranges.band_high))
@@ -186,6 +206,29 @@ def packet_loss(wav, rng, src: Sources):
         out[seg] = out[(i - 1) * frame: i * frame] if mode == "repeat" and i > 0 else 0.0
     return out, {"loss_rate": round(rate, 3), "loss_burst": round(burst, 2), "loss_mode": mode,
                  "lost_frames": int(lost.sum())}
+
+
+DROPOUT_MODES = ("silence", "comfort")
+COMFORT_NOISE_DB = -45.0  # a comfort-noise generator's level under the speech (RMS)
+
+
+def dropout(wav, rng, src: Sources):
+    """An outage: 1-3 stretches of a drawn length lost whole (a network outage, a wireless headset's link
+    dropping), left silent or filled with faint comfort noise. Ten to a hundred times longer than a
+    lost packet or a chopped segment, so whole syllables and words go."""
+    mode = DROPOUT_MODES[rng.integers(len(DROPOUT_MODES))]
+    count = int(rng.integers(1, 4))
+    lost = np.zeros(len(wav), bool)
+    for _ in range(count):  # no stretch longer than a quarter of the clip: speech stays to be rated
+        ms = log_uniform(rng, *src.ranges.dropout_length)
+        length = min(len(wav) // 4, max(1, round(ms / 1000 * SAMPLE_RATE)))
+        start = int(rng.integers(0, len(wav) - length + 1))
+        lost[start:start + length] = True
+    out = wav.copy()
+    fill = rng.standard_normal(int(lost.sum())) * rms(wav) * 10 ** (COMFORT_NOISE_DB / 20)
+    out[lost] = fill if mode == "comfort" else 0.0
+    return out, {"dropout_mode": mode, "dropouts": count,
+                 "dropout_ms": round(float(lost.sum()) * 1000 / SAMPLE_RATE, 2)}
 
 
 def _one_codec(wav, rng, src: Sources):
@@ -357,8 +400,9 @@ def add_hum(wav, rng, src: Sources):
 
 
 # name -> function, in signal-chain order: the room and additive sounds, the analogue front end
-# (saturation, hum, converter clipping), a device's processing (the echo its canceller left, noise
-# suppression, gain control), then transmission (band, codec, lost frames, a jitter buffer's chops).
+# (saturation, hum, converter clipping, a converter without its filter), a device's processing (the echo
+# its canceller left, noise suppression, gain control), then transmission (band, codec, lost frames,
+# outages, a jitter buffer's chops).
 DEGRADATIONS = {
     "reverb": reverb,
     "noise": add_noise,
@@ -368,24 +412,29 @@ DEGRADATIONS = {
     "saturation": saturation,
     "hum": add_hum,
     "clip": clip,
+    "aliasing": aliasing,
     "echo": add_echo,
     "suppressor": noise_suppressor,
     "gain": gain_faults,
     "bandlimit": bandlimit,
     "codec": codec,
     "packet_loss": packet_loss,
+    "dropout": dropout,
     "chop": chop,
 }
 # The impairments of real calls: a degraded clip carries one of them with probability Ranges.call_share
 # (then 0-2 more of any kind), the others none, so they stay the minority a training set needs.
 CALL_KINDS = ("talker", "saturation", "hum", "echo", "suppressor", "gain", "chop")
+# Signal-path faults no other kind renders: a degraded clip carries one with probability Ranges.fault_share
+# (then 0-2 more of the common kinds); at share 0 they are never drawn.
+FAULT_KINDS = ("aliasing", "dropout")
 # How often each is drawn (call kinds: among themselves). Noise stays the most common; babble, the hardest
 # background for a model to tell from the talker, comes next to the room; music is rarer in the calls and
 # recordings users rate. Of the call kinds, echo and a suppressor are in nearly every call, and echo is
 # what the shipped model misses most (+1.4 over PESQ on real calls).
 WEIGHTS = {"reverb": 1.5, "noise": 3.0, "babble": 1.5, "talker": 1.5, "music": 1.0, "saturation": 1.0,
-           "hum": 1.0, "clip": 1.0, "echo": 2.0, "suppressor": 2.0, "gain": 1.0, "bandlimit": 1.5,
-           "codec": 2.0, "packet_loss": 1.5, "chop": 1.5}
+           "hum": 1.0, "clip": 1.0, "aliasing": 1.0, "echo": 2.0, "suppressor": 2.0, "gain": 1.0,
+           "bandlimit": 1.5, "codec": 2.0, "packet_loss": 1.5, "dropout": 1.0, "chop": 1.5}
 # The meta.csv columns each one's parameters fill: every simulation writes all of them (empty where a clip
 # lacks the kind), so shards made with different sources share one header.
 COLUMNS = {
@@ -397,6 +446,7 @@ COLUMNS = {
     "saturation": ("saturation_mode", "saturation_drive_db", "saturation_sdr_db"),
     "hum": ("hum_mode", "hum_hz", "hum_snr_db", "dc_offset"),
     "clip": ("clip_fraction", "clipped_share"),
+    "aliasing": ("aliasing_hz", "aliasing_mode"),
     "echo": ("echo_mode", "echo_delay_ms", "echo_loss_db", "echo_feedback", "echo_level_db"),
     "suppressor": ("ns_noise", "ns_snr_db", "ns_mode", "ns_oversub", "ns_floor_db"),
     "gain": ("speech_level_dbfs", "gain_mode", "gain_swing_db", "agc_attack_ms", "agc_release_ms",
@@ -404,6 +454,7 @@ COLUMNS = {
     "bandlimit": ("band_low_hz", "band_high_hz"),
     "codec": ("codec", "codec_setting"),
     "packet_loss": ("loss_rate", "loss_burst", "loss_mode", "lost_frames"),
+    "dropout": ("dropout_mode", "dropouts", "dropout_ms"),
     "chop": ("chop_mode", "chop_ms", "chop_rate_hz", "chops_per_s", "chop_total_ms"),
 }
 BABBLE_MIN_SPEAKERS = 4  # the clip's own speaker left out, at least 3 others make a crowd
@@ -435,14 +486,18 @@ def degrade(wav: np.ndarray, rng: np.random.Generator, src: Sources) -> tuple[np
     if src.ranges.clean_share and rng.random() < src.ranges.clean_share:
         return wav.astype(np.float32), {"degradations": CLEAN}
     names = usable(src)
+    regular = [n for n in names if n not in FAULT_KINDS]
+    common = [n for n in regular if n not in CALL_KINDS]
     combine = np.asarray(src.ranges.combine, float)
     count = int(rng.choice(len(combine), p=combine / combine.sum())) + 1
-    # No draw at share 0 either, so simulations from before the call kinds existed replay too.
+    # No draw at share 0 either, so simulations from before the call kinds (or the faults) existed replay.
     if src.ranges.call_share and rng.random() < src.ranges.call_share:
-        picked = _draw(rng, [n for n in names if n in CALL_KINDS], 1)
-        picked |= _draw(rng, [n for n in names if n not in picked], count - 1)
+        picked = _draw(rng, [n for n in regular if n in CALL_KINDS], 1)
+        picked |= _draw(rng, [n for n in regular if n not in picked], count - 1)
+    elif src.ranges.fault_share and rng.random() < src.ranges.fault_share:
+        picked = _draw(rng, list(FAULT_KINDS), 1) | _draw(rng, common, count - 1)
     else:
-        picked = _draw(rng, [n for n in names if n not in CALL_KINDS], count)
+        picked = _draw(rng, common, count)
     out = wav.astype(np.float64)
     params = {"degradations": "+".join(n for n in names if n in picked)}
     for name in names:

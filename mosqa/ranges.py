@@ -86,6 +86,12 @@ class Ranges:
     chain_eq_gain: tuple = (-8.0, 8.0)  # dB, each band's gain
     chain_eq_q: tuple = (0.5, 4.0)  # a peaking band's Q (log-uniform): broad colour to a narrow resonance
     chain_highpass: tuple = (40.0, 300.0)  # Hz (log-uniform), the front end's low cut
+    # Share of degraded clips that carry a signal-path fault (degrade.FAULT_KINDS: a converter without an
+    # anti-aliasing filter, a link outage): kinds real pipelines have and the other kinds never render.
+    # 0 leaves them out and replays simulations from before them.
+    fault_share: float = 0.0
+    aliasing_rate: tuple = (6000.0, 15000.0)  # Hz (log-uniform), the rate the faulty converter runs at
+    dropout_length: tuple = (80.0, 800.0)  # ms (log-uniform), each of an outage's 1-3 lost stretches
 
 
 # Ranges field ("room.x": RoomRanges) -> (the simulate option that sets it, lowest and highest allowed).
@@ -124,10 +130,12 @@ RANGE_OPTIONS = {
     "chain_eq_gain": ("--chain-eq-gain-range", -24.0, 24.0),
     "chain_eq_q": ("--chain-eq-q-range", 0.1, 20.0),
     "chain_highpass": ("--chain-highpass-range", 10.0, 1000.0),
+    "aliasing_rate": ("--aliasing-rate-range", 1000.0, 15999.0),  # below 16 kHz, or nothing folds
+    "dropout_length": ("--dropout-length-range", 1.0, 4000.0),
 }
 SHARE_OPTIONS = {"synthetic_rooms": "--synthetic-rooms", "tandem": "--tandem-prob",
                  "clean_share": "--clean-share", "call_share": "--call-share",
-                 "recording_chain": "--recording-chain"}
+                 "recording_chain": "--recording-chain", "fault_share": "--fault-share"}
 
 
 def check_ranges(ranges: Ranges) -> None:

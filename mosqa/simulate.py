@@ -294,7 +294,8 @@ def _check_settings(out_dir: Path, settings: Settings, overwrite: bool) -> None:
     stored = defaults | json.loads(path.read_text(encoding="utf-8")) if path.is_file() else current
     # So do ranges added later: such a folder has no clean clips, call impairments or recording chains, and
     # no music or babble or echo to range over.
-    stored["ranges"] = current["ranges"] | {"clean_share": 0.0, "call_share": 0.0, "recording_chain": 0.0} \
+    stored["ranges"] = current["ranges"] | {"clean_share": 0.0, "call_share": 0.0, "recording_chain": 0.0,
+                                            "fault_share": 0.0} \
         | stored["ranges"]
     if not overwrite and stored != current:
         raise MosqaError(f"{path}: this folder holds a simulation with other settings; "

@@ -24,6 +24,8 @@ CALL_SHARE=${CALL_SHARE:-0}  # share of a new shard's clips with a call impairme
 RECORDING_CHAIN=${RECORDING_CHAIN:-0}  # share of a new shard's clips whose reference passes a drawn recording
                                        # chain (issue 30): new shards from the restart on should set it (e.g.
                                        # 0.5); a shard begun without it resumes only without it
+FAULT_SHARE=${FAULT_SHARE:-0}  # share of a new shard's degraded clips with a signal-path fault (aliasing, an
+                               # outage; issue 30): from a fresh shard on (e.g. 0.08), like the two above
 stage=${stage:-0}
 stop_stage=${stop_stage:-2}
 in_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -40,6 +42,7 @@ if in_stage 1; then
   echo "stage 1: a campaign session of $BUDGET_MIN min"
   python recipes/campaign/campaign_qa.py train --budget-min "$BUDGET_MIN" --jobs "$JOBS" --work "$WORK" \
     --voice-perturb "$VOICE_PERTURB" --call-share "$CALL_SHARE" --recording-chain "$RECORDING_CHAIN" \
+    --fault-share "$FAULT_SHARE" \
     ${SHARD:+--shard "$SHARD"}
 fi
 

@@ -64,15 +64,17 @@ def test_a_cut_session_resumes_to_the_sums_of_an_uncut_one(work):
     np.testing.assert_array_equal(resumed["basis"], whole["basis"])  # the projection of the first block
 
 
-def test_a_new_state_started_at_a_later_shard_resumes_there_with_its_voice_perturbation_and_chain(work):
+def test_a_new_state_started_at_a_later_shard_resumes_there_with_its_voice_speed_chain_and_faults(work):
     cut = _train(work, work / "later", "--shard", "2", "--max-blocks", "1", "--voice-perturb", "0.1",
-                 "--recording-chain", "1")
+                 "--recording-chain", "1", "--fault-share", "1")
     assert int(cut["shards"]) == 2 and int(cut["shard_done"]) == 4  # a cut resumes shard 2, not shard 0
     assert float(cut["voice_perturb"]) == pytest.approx(0.1) and float(cut["recording_chain"]) == 1.0
+    assert float(cut["fault_share"]) == 1.0
     rows = list(csv.DictReader(open(work / "work" / "shard_002" / "meta.csv")))
     speeds = {row["voice_speed"] for row in rows}
     assert speeds and all(0.9 <= float(v) <= 1.1 for v in speeds) and speeds != {"1.0"}
     assert all(row["chain_level_dbfs"] for row in rows)  # every reference recorded through a chain
+    assert all(row["aliasing_hz"] or row["dropout_ms"] for row in rows if row["degradations"] != "clean")
 
 
 def test_row_appends_the_curve_and_promotes_only_on_a_gain(work):

@@ -470,7 +470,8 @@ def test_every_range_option_is_a_flag_and_reaches_the_simulation(tmp_path, clean
              "--gain-step-range": "5,6", "--gain-step-rate-range": "0.5,0.75",
              "--saturation-drive-range": "-4,-2", "--hum-snr-range": "25,30", "--dc-offset-range": "0,0.25",
              "--recording-chain": "0.5", "--chain-level-range": "-30,-25", "--chain-eq-freq-range": "200,300",
-             "--chain-eq-gain-range": "-2,2", "--chain-eq-q-range": "1,2", "--chain-highpass-range": "50,60"}
+             "--chain-eq-gain-range": "-2,2", "--chain-eq-q-range": "1,2", "--chain-highpass-range": "50,60",
+             "--fault-share": "0.25", "--aliasing-rate-range": "5000,6000", "--dropout-length-range": "90,95"}
     assert set(flags) == {o for o, *_ in RANGE_OPTIONS.values()} | set(SHARE_OPTIONS.values()) | {
         "--combine-probs"}
     args = [a for pair in flags.items() for a in pair]
@@ -490,7 +491,8 @@ def test_every_range_option_is_a_flag_and_reaches_the_simulation(tmp_path, clean
                       "agc_release": [50, 60], "gain_step": [5, 6], "gain_step_rate": [0.5, 0.75],
                       "saturation_drive": [-4, -2], "hum_snr": [25, 30], "dc_offset": [0, 0.25],
                       "recording_chain": 0.5, "chain_level": [-30, -25], "chain_eq_freq": [200, 300],
-                      "chain_eq_gain": [-2, 2], "chain_eq_q": [1, 2], "chain_highpass": [50, 60]}
+                      "chain_eq_gain": [-2, 2], "chain_eq_q": [1, 2], "chain_highpass": [50, 60],
+                      "fault_share": 0.25, "aliasing_rate": [5000, 6000], "dropout_length": [90, 95]}
     bounds = {o: (low, high) for o, low, high in RANGE_OPTIONS.values()}
     for flag in flags:  # reversed, out of range, not finite: one line naming the option, exit 2
         bads = ["0.9,0.1", "nan,1", "1,inf"] if "," in flags[flag] else ["1.5", "nan"]
@@ -587,7 +589,7 @@ def test_music_babble_and_a_talker_are_drawn_only_when_they_can_be(speech):
     assert "babble" not in usable(full_sources(babble=False))  # --no-babble: the talker stays
     assert "talker" in usable(full_sources(babble=False, talkers=talkers(SPEAKERS[:2])))
     assert "talker" not in usable(full_sources(talkers=talkers(SPEAKERS[:1])))  # only the clip's own
-    src = full_sources(music={}, talkers={}, ranges=Ranges(clean_share=0.0, call_share=0.5))
+    src = full_sources(music={}, talkers={}, ranges=Ranges(clean_share=0.0, call_share=0.5, fault_share=0.5))
     drawn = {n for i in range(80) for n in degrade(speech, np.random.default_rng(i), src)[1]["degradations"]
              .split("+")}
     assert drawn == set(DEGRADATIONS) - {"music", "babble", "talker"}

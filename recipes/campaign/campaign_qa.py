@@ -54,13 +54,14 @@ MOSQA = shutil.which("mosqa", path=str(Path(sys.executable).parent)) or "mosqa"
 
 
 def simulate(work: Path, part: str, out: Path, per_utt: int, seed: int, jobs: int, call_share: float,
-             voice_perturb: float = 0.0, recording_chain: float = 0.0) -> None:
+             voice_perturb: float = 0.0, recording_chain: float = 0.0, fault_share: float = 0.0) -> None:
     split = work / "split"
     cmd = [MOSQA, "simulate", str(split / part / "speech"), "--out-dir", str(out), "--per-utt",
            str(per_utt), "--seed", str(seed), "--jobs", str(jobs), "--speaker-map", SPEAKER_MAP,
            "--noise-dir", str(split / f"{part}_noise.list"), "--rir-dir", str(split / f"{part}_rir.list"),
            "--music-dir", str(split / f"{part}_music.list"), "--voice-perturb", str(voice_perturb),
-           "--call-share", str(call_share), "--recording-chain", str(recording_chain)]
+           "--call-share", str(call_share), "--recording-chain", str(recording_chain),
+           "--fault-share", str(fault_share)]
     subprocess.run(cmd, check=True)
 
 
@@ -142,7 +143,7 @@ def train_shards(state: dict | None, work: Path, state_path: Path, deadline: flo
             break
         sim = work / f"shard_{shard:03d}"
         simulate(work, "train", sim, args.per_utt, 1000 + shard, args.jobs, args.call_share,
-                 args.voice_perturb, args.recording_chain)
+                 args.voice_perturb, args.recording_chain, args.fault_share)
         paths, y, _ = campaign.read_set(sim)
         # simulate writes a speaker's clips together: in a seeded random order every block (the first
         # one fixes the projection) spans all voices
@@ -166,6 +167,7 @@ def train_shards(state: dict | None, work: Path, state_path: Path, deadline: flo
                          updates=state.get("updates", 0) + 1, voice_perturb=np.float64(args.voice_perturb),
                          call_share=np.float64(args.call_share),
                          recording_chain=np.float64(args.recording_chain),
+                         fault_share=np.float64(args.fault_share),
                          feature_blocks=np.array([str(b) for b in args.feature_blocks]))
             campaign.save_state(state_path / "state.npz", state)
             blocks += 1
@@ -209,6 +211,7 @@ def score_row(args) -> dict:
            "voice_perturb": float(state.get("voice_perturb", 0.0)),
            "call_share": float(state.get("call_share", 0.0)),
            "recording_chain": float(state.get("recording_chain", 0.0)),
+           "fault_share": float(state.get("fault_share", 0.0)),
            "feature_blocks": " ".join(map(str, blocks))}
     for name, (x, y, rows) in sets.items():
         figures = campaign.report(campaign.predict_projected(campaign.project(state, x), w, b), y, rows)
@@ -274,6 +277,10 @@ def main(argv=None) -> int:
                     help="share of a new shard's clips whose reference first passes a drawn recording chain "
                     "(simulate --recording-chain; default 0, as the shards before it, so a cut shard resumes "
                     "as it began)")
+    ap.add_argument("--fault-share", type=float, default=0.0,
+                    help="share of a new shard's degraded clips with a signal-path fault, aliasing or an "
+                    "outage (simulate --fault-share; default 0, as the shards before them, so a cut shard "
+                    "resumes as it began)")
     ap.add_argument("--feature-blocks", type=parse_blocks, default=None,
                     help="the encoder's feature blocks the head reads, e.g. 2,4,7,pooled,score (default: the "
                     "state's; a new state: " + ",".join(map(str, FEATURE_BLOCKS)) + "); a state is made of "
