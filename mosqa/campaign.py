@@ -303,9 +303,11 @@ def head_weights(state: dict, lambdas) -> tuple[np.ndarray, np.ndarray]:
     return full, b - state["mean"] @ full
 
 
-def export_head(dest, state: dict, lambdas, precision: str, row: dict, feature_blocks=None) -> Path:
+def export_head(dest, state: dict, lambdas, precision: str, row: dict, feature_blocks=None,
+                card_extra: str = "") -> Path:
     """The head folded onto the raw features (the `feature_blocks` it reads, default the first campaign's
-    design), as a model folder `load_qa` reads (config.yaml, best.pt, MODEL_CARD.md from the campaign row)
+    design), as a model folder `load_qa` reads (config.yaml, best.pt, MODEL_CARD.md from the campaign row
+    and `card_extra`)
     with its ONNX graph (model.onnx, mosqa.export: `predict` runs it
     without torch). The folder is built beside `dest` and swapped in whole, so nothing of the model it
     replaces (its graph, an old card) survives, and a crash or a failed export leaves either."""
@@ -329,7 +331,7 @@ def export_head(dest, state: dict, lambdas, precision: str, row: dict, feature_b
                                     "campaign": info})
     weights = {"weight": torch.tensor(w.T, dtype=torch.float32), "bias": torch.tensor(b, dtype=torch.float32)}
     save_checkpoint(new / "best.pt", {"model": weights, "source_run": f"campaign row {row.get('row')}"})
-    (new / "MODEL_CARD.md").write_text(model_card(dest.name, row))
+    (new / "MODEL_CARD.md").write_text(model_card(dest.name, row, card_extra))
     try:
         export_onnx(new)
     except BaseException:
@@ -361,19 +363,53 @@ def _cells(row: dict, prefix: str, keys) -> str:
     return "| " + " | ".join(_figure(row, prefix + k, FORMATS.get(k, "{:.3f}")) for k in keys) + " |"
 
 
-def _group_table(row: dict, label: str) -> str:
-    groups = sorted({k[len(f"test_{label}_"):-len("_n")] for k in row
-                     if k.startswith(f"test_{label}_") and k.endswith("_n")})
+def _group_table(row: dict, label: str, test: str = "test") -> str:
+    groups = sorted({k[len(f"{test}_{label}_"):-len("_n")] for k in row
+                     if k.startswith(f"{test}_{label}_") and k.endswith("_n")})
     lines = [f"| {label} | clips | LCC | bias (predicted − true) |", "|---|---|---|---|"]
-    lines += [f"| {g} " + _cells(row, f"test_{label}_{g}_", ("n", "lcc", "bias")) for g in groups]
+    lines += [f"| {g} " + _cells(row, f"{test}_{label}_{g}_", ("n", "lcc", "bias")) for g in groups]
     return "\n".join(lines)
 
 
-def model_card(name: str, row: dict) -> str:
-    """MODEL_CARD.md of a promoted head, its figures all read from the campaign row."""
+OVERALL = ("n", "lcc", "srcc", "rmse", "bias")
+
+
+def _cross_section(row: dict) -> str:
+    """The cross-renderer figures of the row (issue 30), where it has them."""
+    if "xtest_n" not in row:
+        return ""
+    return f"""
+Rendered by someone else: the same held-out voices, noise files and rooms degraded by audiomentations
+(`mosqa/crossrender.py`: its noise, room, clipping, tanh, MP3, filters, EQ, gain transitions, time masks,
+aliasing, bit crush), labelled by the same PESQ-WB. A head that learned how mosqa renders impairments
+falls here; promotion is decided on the cross-renderer validation.
+
+| set | clips | LCC | SRCC | RMSE | bias |
+|---|---|---|---|---|---|
+| cross-renderer validation {_cells(row, "xvalid_", OVERALL)}
+| cross-renderer test {_cells(row, "xtest_", OVERALL)}
+
+Cross-renderer test per kind:
+
+{_group_table(row, "kind", "xtest")}
+"""
+
+
+def _data_mix(row: dict) -> str:
+    """What the shards added last drew besides the common kinds (the row's settings)."""
+    mix = [text.format(float(row[key])) for key, text in (
+        ("call_share", "call impairments in {:.0%} of degraded clips"),
+        ("fault_share", "signal-path faults (aliasing, outages) in {:.0%}"),
+        ("recording_chain", "{:.0%} of references through a recording chain"),
+        ("voice_perturb", "voice speed ±{:.0%}")) if float(row.get(key) or 0)]
+    return f" The shards added last drew: {', '.join(mix)}." if mix else ""
+
+
+def model_card(name: str, row: dict, extra: str = "") -> str:
+    """MODEL_CARD.md of a promoted head, its figures all read from the campaign row; `extra`, markdown the
+    recipe adds (its head comparison)."""
     diag = [f"| {n} | {t.unit} | {'AUC' if t.binary else 'MAE'} "
             + _cells(row, f"test_diag_{n}_", ["auc" if t.binary else "mae"])[2:] for n, t in TARGETS.items()]
-    overall = ("n", "lcc", "srcc", "rmse", "bias")
     return f"""# Model card: `{name}`
 
 A non-intrusive speech quality model: one 16 kHz waveform in, no reference, out the **wideband PESQ**
@@ -399,10 +435,10 @@ real calls (echo, a competing talker, chopped speech, a noise suppressor, gain f
 
 | set | clips | LCC | SRCC | RMSE | bias |
 |---|---|---|---|---|---|
-| validation {_cells(row, "valid_", overall)}
-| test {_cells(row, "test_", overall)}
-| validation v2 {_cells(row, "valid_v2_", overall)}
-| test v2 {_cells(row, "test_v2_", overall)}
+| validation {_cells(row, "valid_", OVERALL)}
+| test {_cells(row, "test_", OVERALL)}
+| validation v2 {_cells(row, "valid_v2_", OVERALL)}
+| test v2 {_cells(row, "test_v2_", OVERALL)}
 
 Test per impairment kind (clean: no impairment; combined: two or more):
 
@@ -411,7 +447,7 @@ Test per impairment kind (clean: no impairment; combined: two or more):
 Test per speech source:
 
 {_group_table(row, "source")}
-
+{_cross_section(row)}{extra}
 ## Diagnostics (`--diagnose`)
 
 Targets are the values the simulator drew; a clip without the impairment has the value of no
@@ -452,8 +488,8 @@ Simulated by `mosqa simulate` from `../shared/corpus` (LibriSpeech readers and s
 CC-BY-4.0; KLettres, GPL-2+; Asterisk prompts, CC-BY-SA-3.0/CC-BY-3.0; CMU ARCTIC; Speech Commands;
 noise and music recordings and measured RIRs under the licences in that corpus's README). Impairments:
 noise, babble of 3–8 other training voices, music, reverberation, clipping, band limits, codecs, packet
-loss, alone or combined, and clean clips. The weights derive from share-alike and GPL material among
-others; redistribute them with this card.
+loss, alone or combined, and clean clips.{_data_mix(row)} The weights derive from share-alike and GPL
+material among others; redistribute them with this card.
 """
 
 

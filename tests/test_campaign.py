@@ -292,6 +292,21 @@ def test_export_replaces_the_whole_folder_and_writes_the_card(tmp_path, graph_st
     assert "`pesq-wb`" in card and "row 3" in card and "20,754 training clips" in card
     assert "| noise | 200 | 0.880 | -0.040 |" in card and "AUC 0.950" in card and "MAE 4.200" in card
     assert "`listener_mos`" in card and "Stahl" in card
+    assert "cross-renderer" not in card and "shards added last" not in card  # a row without them
+
+
+def test_the_card_quotes_the_cross_renderer_sets_the_data_mix_and_the_recipes_section():
+    row = {"row": 4, "clips": 91144, "shards": 8, "xvalid_n": 741, "xvalid_lcc": 0.8379, "xtest_n": 687,
+           "xtest_lcc": 0.8135, "xtest_bias": 0.0485, "xtest_kind_time_mask_n": 12,
+           "xtest_kind_time_mask_lcc": 0.327, "xtest_kind_time_mask_bias": 0.52, "call_share": 0.15,
+           "fault_share": 0.08, "recording_chain": "0.5000", "voice_perturb": 0.0}
+    card = campaign.model_card("pesq-wb", row, "\n## Which features the head reads\n\n| head |\n")
+    assert "| cross-renderer validation | 741 | 0.838 |" in card
+    assert "| cross-renderer test | 687 | 0.814 | – | – | +0.049 |" in card
+    assert "| time_mask | 12 | 0.327 | +0.520 |" in card
+    assert ("call impairments in 15% of degraded clips, signal-path faults (aliasing, outages) in 8%, "
+            "50% of references through a recording chain." in card)  # no voice speed: it was 0
+    assert card.index("cross-renderer test") < card.index("## Which features") < card.index("## Diagnostics")
 
 
 @pytest.fixture(scope="module")

@@ -187,6 +187,25 @@ def write_row(csv_path: Path, earlier: list[dict], row: dict) -> list[dict]:
     return rows
 
 
+# the head comparisons (compare_heads.py) the card quotes: folder -> what its training clips were
+HEAD_COMPARISONS = {"heads": "a shard of the campaign's kinds (seed 1100, 2,306 clips)",
+                    "heads_calls": "a shard with 15 % call impairments, the recording chain on half the "
+                                   "references and ±15 % voice speed (seed 1101, 2,304 clips)"}
+
+
+def head_comparison(state_path: Path) -> str:
+    """The card's section on which encoder features the head reads: each comparison's table, as run."""
+    tables = [f"Trained on {what} (`recipes/campaign/{folder}/heads.md`):\n\n"
+              + (state_path / folder / "heads.md").read_text()
+              for folder, what in HEAD_COMPARISONS.items() if (state_path / folder / "heads.md").is_file()]
+    if not tables:
+        return ""
+    return ("\n## Which features the head reads (issue 30)\n\nEvery candidate head fitted on the same "
+            "fresh clips, scored on the own and the cross-renderer validation and test (LCC); the design is "
+            f"chosen by the cross-renderer validation, the own one falling by at most {OWN_DROP:g}.\n\n"
+            + "\n".join(tables))
+
+
 def score_row(args) -> dict:
     """Pick the ridge strengths on the fixed validation set (version 1), score every own and cross-renderer
     set, append the row, redraw the curve, and promote the head when the cross-renderer validation beats
@@ -236,7 +255,8 @@ def score_row(args) -> dict:
     chosen = dict(zip(OUTPUTS, map(float, lambdas), strict=True))
     (state_path / "lambdas.json").write_text(json.dumps(chosen))
     if promote:
-        campaign.export_head(args.promote_to, state, lambdas, PRECISION, row, feature_blocks=blocks)
+        campaign.export_head(args.promote_to, state, lambdas, PRECISION, row, feature_blocks=blocks,
+                             card_extra=head_comparison(state_path))
     print(json.dumps({k: row[k] for k in ("row", "shards", "clips", "valid_lcc", "test_lcc", "test_v2_lcc",
                                            "xvalid_lcc", "xtest_lcc", "promoted")}))
     print("diagnostics (test): " + ", ".join(
