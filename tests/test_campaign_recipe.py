@@ -104,7 +104,8 @@ def test_row_appends_the_curve_and_promotes_only_on_a_gain(work):
 
 
 def test_a_row_after_the_recorded_rows_keeps_them_and_adds_the_second_fixed_sets(work):
-    """campaign.csv as the campaign has it (rows on the first fixed sets only) takes a row with v2 columns."""
+    """campaign.csv as the campaign has it (its first rows on the first fixed sets only) takes a row with v2
+    columns, and every recorded row keeps its figures."""
     state = work / "recorded"
     state.mkdir()
     for name in ("state.npz", "projection.npz"):
@@ -119,7 +120,8 @@ def test_a_row_after_the_recorded_rows_keeps_them_and_adds_the_second_fixed_sets
         rows = list(csv.DictReader(f))
     assert len(rows) == len(before) + 1 and rows[-1]["row"] == str(len(before) + 1)
     for old, now in zip(before, rows, strict=False):
-        assert {k: now[k] for k in old} == old and now["test_v2_lcc"] == ""
+        assert {k: now[k] for k in old} == old and now["test_v2_lcc"] == old.get("test_v2_lcc", "")
+    assert before[0]["test_v2_lcc"] == ""  # the first row predates the second fixed sets
     assert rows[-1]["test_v2_n"] and rows[-1]["promoted"] == "0" and not (work / "never").exists()
     assert (state / "campaign.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
