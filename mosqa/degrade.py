@@ -166,8 +166,10 @@ def aliasing(wav, rng, src: Sources):
     grid = np.arange(0.0, len(wav), step)
     t = np.arange(len(wav))
     kept = np.interp(grid, t, wav)  # the instants are exact: only the filter is missing
-    held = kept[np.minimum((t / step).astype(int), len(kept) - 1)]
-    out = held if mode == "hold" else np.interp(t, grid, kept)
+    if mode == "hold":
+        out = kept[np.minimum((t / step).astype(int), len(kept) - 1)]
+    else:
+        out = np.interp(t, grid, kept)
     return out, {"aliasing_hz": round(rate), "aliasing_mode": mode}
 
 

@@ -53,15 +53,18 @@ PRECISION = "fp32"
 MOSQA = shutil.which("mosqa", path=str(Path(sys.executable).parent)) or "mosqa"
 
 
-def simulate(work: Path, part: str, out: Path, per_utt: int, seed: int, jobs: int, call_share: float,
-             voice_perturb: float = 0.0, recording_chain: float = 0.0, fault_share: float = 0.0) -> None:
+# A shard's data mix: simulate options (0: as before each existed) that a state records and a row reports.
+MIX = ("voice_perturb", "call_share", "recording_chain", "fault_share")
+
+
+def simulate(work: Path, part: str, out: Path, per_utt: int, seed: int, jobs: int, mix: dict) -> None:
+    """A set of `part`'s voices, noise files, music and rooms; `mix` names MIX values (missing: 0)."""
     split = work / "split"
     cmd = [MOSQA, "simulate", str(split / part / "speech"), "--out-dir", str(out), "--per-utt",
            str(per_utt), "--seed", str(seed), "--jobs", str(jobs), "--speaker-map", SPEAKER_MAP,
            "--noise-dir", str(split / f"{part}_noise.list"), "--rir-dir", str(split / f"{part}_rir.list"),
-           "--music-dir", str(split / f"{part}_music.list"), "--voice-perturb", str(voice_perturb),
-           "--call-share", str(call_share), "--recording-chain", str(recording_chain),
-           "--fault-share", str(fault_share)]
+           "--music-dir", str(split / f"{part}_music.list"),
+           *(a for key in MIX for a in (f"--{key.replace('_', '-')}", str(mix.get(key, 0.0))))]
     subprocess.run(cmd, check=True)
 
 
@@ -96,7 +99,7 @@ def fixed_set(work: Path, name: str, jobs: int, per_utt: int | None = None) -> P
     part, default_per_utt, seed, call_share = FIXED[name]
     sim = work / f"fixed_{name}"
     if not (sim / "summary.json").is_file():
-        simulate(work, part, sim, per_utt or default_per_utt, seed, jobs, call_share)
+        simulate(work, part, sim, per_utt or default_per_utt, seed, jobs, {"call_share": call_share})
     return sim
 
 
@@ -142,8 +145,8 @@ def train_shards(state: dict | None, work: Path, state_path: Path, deadline: flo
         if args.until_shard is not None and shard >= args.until_shard:
             break
         sim = work / f"shard_{shard:03d}"
-        simulate(work, "train", sim, args.per_utt, 1000 + shard, args.jobs, args.call_share,
-                 args.voice_perturb, args.recording_chain, args.fault_share)
+        mix = {k: getattr(args, k) for k in MIX}
+        simulate(work, "train", sim, args.per_utt, 1000 + shard, args.jobs, mix)
         paths, y, _ = campaign.read_set(sim)
         # simulate writes a speaker's clips together: in a seeded random order every block (the first
         # one fixes the projection) spans all voices
@@ -164,10 +167,7 @@ def train_shards(state: dict | None, work: Path, state_path: Path, deadline: flo
             state.update(shard_done=np.int64(0 if finished else done), clips=state["clips"] + len(x),
                          shards=np.int64(shard + 1 if finished else state["shards"]),
                          wall_s=state["wall_s"] + campaign.elapsed(start),
-                         updates=state.get("updates", 0) + 1, voice_perturb=np.float64(args.voice_perturb),
-                         call_share=np.float64(args.call_share),
-                         recording_chain=np.float64(args.recording_chain),
-                         fault_share=np.float64(args.fault_share),
+                         updates=state.get("updates", 0) + 1, **{k: np.float64(v) for k, v in mix.items()},
                          feature_blocks=np.array([str(b) for b in args.feature_blocks]))
             campaign.save_state(state_path / "state.npz", state)
             blocks += 1
@@ -227,10 +227,7 @@ def score_row(args) -> dict:
            "clips": int(state["clips"]), "updates": int(state.get("updates", 0)),
            "wall_min": float(state["wall_s"]) / 60, "session_min": float(state.get("session_s", 0.0)) / 60,
            "kept_variance": float(state["kept_variance"]),
-           "voice_perturb": float(state.get("voice_perturb", 0.0)),
-           "call_share": float(state.get("call_share", 0.0)),
-           "recording_chain": float(state.get("recording_chain", 0.0)),
-           "fault_share": float(state.get("fault_share", 0.0)),
+           **{k: float(state.get(k, 0.0)) for k in MIX},
            "feature_blocks": " ".join(map(str, blocks))}
     for name, (x, y, rows) in sets.items():
         figures = campaign.report(campaign.predict_projected(campaign.project(state, x), w, b), y, rows)
