@@ -151,15 +151,29 @@ def project(state: dict, x: np.ndarray) -> np.ndarray:
     return ((x.astype(np.float64) - state["mean"]) / state["scale"]) @ state["basis"].astype(np.float64)
 
 
-def accumulate(state: dict, x: np.ndarray, y: np.ndarray) -> None:
-    """Add a shard's features and targets to the sums."""
+def accumulate(state: dict, x: np.ndarray, y: np.ndarray, group: str = "") -> None:
+    """Add a shard's features and targets to the sums, or to those of a `group` (PLAIN) kept apart."""
     z = project(state, x)
-    state["n"] = state["n"] + len(z)
-    state["z_sum"] = state["z_sum"] + z.sum(axis=0)
-    state["zz"] = state["zz"] + z.T @ z
-    state["y_sum"] = state["y_sum"] + y.sum(axis=0)
-    state["zy"] = state["zy"] + z.T @ y
-    state["yy"] = state["yy"] + (y ** 2).sum(axis=0)
+    parts = {"n": len(z), "z_sum": z.sum(axis=0), "zz": z.T @ z, "y_sum": y.sum(axis=0), "zy": z.T @ y,
+             "yy": (y ** 2).sum(axis=0)}
+    for key, part in parts.items():
+        state[group + key] = state.get(group + key, 0.0) + part
+
+
+# Shards simulated without the impairments of real calls (call share 0: rows 1-3's simulator) keep their
+# sums apart, so a row can weigh them against the later, more varied ones (issue 30: rows 1-4 summed alike
+# let 75k plain clips outvote 17k varied ones on the cross-renderer sets).
+PLAIN = "plain_"
+
+
+def weighted(state: dict, plain_weight: float) -> dict:
+    """The state whose sums are the later shards' plus `plain_weight` times the plain ones: a ridge on it is
+    the ridge on every clip, each plain clip weighing `plain_weight`."""
+    out = {k: v for k, v in state.items() if not k.startswith(PLAIN)}
+    if PLAIN + "n" in state:
+        for key in STATE_SUMS:
+            out[key] = state.get(key, 0.0) + plain_weight * state[PLAIN + key]
+    return out
 
 
 def _centred(state: dict) -> tuple:
@@ -258,8 +272,9 @@ def save_state(path, state: dict) -> None:
     The projection (fixed by the first block, two thirds of the bytes) goes to projection.npz beside it,
     rewritten only when it changes: each session's commit then adds the sums alone to the repository."""
     path = Path(path)
-    arrays = {k: v for k, v in state.items() if k != "zz" and k not in PROJECTION}
-    arrays["zz_upper"] = state["zz"][np.triu_indices(len(state["zz"]))]
+    arrays = {k: v for k, v in state.items() if not k.endswith("zz") and k not in PROJECTION}
+    for key in (k for k in state if k.endswith("zz")):
+        arrays[key + "_upper"] = state[key][np.triu_indices(len(state[key]))]
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
     projection = path.with_name(PROJECTION_FILE)
@@ -284,12 +299,12 @@ def load_state(path) -> dict | None:
     state = _read_npz(path)
     if path.with_name(PROJECTION_FILE).is_file():
         state |= _read_npz(path.with_name(PROJECTION_FILE))
-    upper = state.pop("zz_upper", None)
-    if upper is not None:
+    for key in [k for k in state if k.endswith("zz_upper")]:
+        upper = state.pop(key)
         rank = int(round((np.sqrt(8 * len(upper) + 1) - 1) / 2))
         zz = np.zeros((rank, rank))
         zz[np.triu_indices(rank)] = upper
-        state["zz"] = zz + np.triu(zz, 1).T
+        state[key.removesuffix("_upper")] = zz + np.triu(zz, 1).T
     missing = {*PROJECTION, *STATE_SUMS} - set(state)
     if missing:
         raise MosqaError(f"{path}: not a campaign state (no {', '.join(sorted(missing))})")
@@ -402,7 +417,10 @@ def _data_mix(row: dict) -> str:
         ("fault_share", "signal-path faults (aliasing, outages) in {:.0%}"),
         ("recording_chain", "{:.0%} of references through a recording chain"),
         ("voice_perturb", "voice speed ±{:.0%}")) if float(row.get(key) or 0)]
-    return f" The shards added last drew: {', '.join(mix)}." if mix else ""
+    weight = float(row.get("plain_weight") or 1)
+    plain = (f" Each clip of the shards without call impairments (rows 1-3) weighs {weight:g} in the sums, "
+             "the weight chosen on the cross-renderer validation." if weight != 1 else "")
+    return (f" The shards added last drew: {', '.join(mix)}." if mix else "") + plain
 
 
 def model_card(name: str, row: dict, extra: str = "") -> str:

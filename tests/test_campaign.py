@@ -101,6 +101,37 @@ def test_ridge_sums_add_up_across_shards_and_match_the_closed_form():
     assert np.allclose(x @ wf + bf, z @ w1 + b1, atol=1e-3)
 
 
+def test_plain_shards_kept_apart_weigh_as_weighted_clips_and_survive_a_save(tmp_path):
+    x, y = _data(300)
+    state = campaign.new_state(x[:100], rank=40)
+    campaign.accumulate(state, x[:120], y[:120], campaign.PLAIN)
+    campaign.accumulate(state, x[120:], y[120:])
+    assert state["n"] == 180 and state[campaign.PLAIN + "n"] == 120
+    lam = [0.1] * y.shape[1]
+    # weight 1: the ridge on every clip, as if they had never been apart
+    together = campaign.new_state(x[:100], rank=40)
+    campaign.accumulate(together, x, y)
+    for got, want in zip(campaign.solve(campaign.weighted(state, 1.0), lam), campaign.solve(together, lam),
+                         strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-9)
+    # weight 0.3: the weighted ridge written out directly, each plain clip counting 0.3
+    w, b = campaign.solve(campaign.weighted(state, 0.3), lam)
+    z = campaign.project(state, x)
+    c = np.r_[np.full(120, 0.3), np.ones(180)][:, None]
+    zm, ym = (c * z).sum(0) / c.sum(), (c * y).sum(0) / c.sum()
+    zc, yc = z - zm, y - ym
+    gram = zc.T @ (c * zc)
+    unit = np.linalg.eigvalsh(gram).mean()
+    direct = np.linalg.solve(gram + 0.1 * unit * np.eye(z.shape[1]), zc.T @ (c * yc))
+    np.testing.assert_allclose(w, direct, atol=1e-8)
+    np.testing.assert_allclose(b, ym - zm @ direct, atol=1e-8)
+    assert not any(k.startswith(campaign.PLAIN) for k in campaign.weighted(state, 0.3))
+    campaign.save_state(tmp_path / "state.npz", state)
+    back = campaign.load_state(tmp_path / "state.npz")
+    for key in (*campaign.STATE_SUMS, *(campaign.PLAIN + k for k in campaign.STATE_SUMS)):
+        np.testing.assert_array_equal(back[key], state[key])
+
+
 def test_state_round_trip_and_bad_state(tmp_path):
     x, y = _data(120)
     state = campaign.new_state(x, rank=20)

@@ -5,6 +5,7 @@ voices and generated noise: no corpus needed."""
 
 import csv
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -59,7 +60,8 @@ def test_a_cut_session_resumes_to_the_sums_of_an_uncut_one(work):
     resumed = _train(work, work / "cut", "--max-blocks", "1")  # the shard's last 2 clips
     whole = _train(work, work / "whole", "--max-blocks", "2")
     assert int(resumed["shards"]) == int(whole["shards"]) == 1 and int(resumed["clips"]) == 6
-    for key in campaign.STATE_SUMS:
+    assert resumed[campaign.PLAIN + "n"] == 6 and resumed["n"] == 0  # shards without call impairments
+    for key in (*campaign.STATE_SUMS, *(campaign.PLAIN + k for k in campaign.STATE_SUMS)):
         np.testing.assert_allclose(resumed[key], whole[key], rtol=1e-12)
     np.testing.assert_array_equal(resumed["basis"], whole["basis"])  # the projection of the first block
 
@@ -75,6 +77,33 @@ def test_a_new_state_started_at_a_later_shard_resumes_there_with_its_voice_speed
     assert speeds and all(0.9 <= float(v) <= 1.1 for v in speeds) and speeds != {"1.0"}
     assert all(row["chain_level_dbfs"] for row in rows)  # every reference recorded through a chain
     assert all(row["aliasing_hz"] or row["dropout_ms"] for row in rows if row["degradations"] != "clean")
+
+
+def test_the_row_weighs_plain_shards_by_the_cross_renderer_validation_within_the_own_drop(capsys):
+    """Plain clips follow one rule, later ones another, the cross-renderer validation the later one: the
+    row takes the weight with the best cross-renderer validation whose own validation stays in reach."""
+    rng = np.random.default_rng(3)
+    d, k = 12, len(campaign_qa.OUTPUTS)
+    w_plain = rng.standard_normal((d, k))
+    w_later = w_plain + rng.standard_normal((d, k))
+    x = rng.standard_normal((900, d))
+    y_plain, y_later = 3 + 0.2 * x @ w_plain, 3 + 0.2 * x @ w_later  # scores inside the head's 1-5
+    state = campaign.new_state(x[:100], rank=d)
+    campaign.accumulate(state, x[:600], y_plain[:600], campaign.PLAIN)
+    campaign.accumulate(state, x[600:700], y_later[600:700])
+    sets = {"valid": (x[700:800], 0.9 * y_plain[700:800] + 0.1 * y_later[700:800], []),
+            "xvalid": (x[800:], y_later[800:], [])}
+    weight, weighed, lambdas = campaign_qa.weigh_plain(state, sets)
+    table = capsys.readouterr().out
+    assert all(f"weighing {w:g}:" in table for w in campaign_qa.PLAIN_WEIGHTS)
+    lines = re.findall(r"weighing ([\d.]+): valid LCC ([-\d.]+), xvalid LCC ([-\d.]+)", table)
+    figures = {float(w): (float(own), float(cross)) for w, own, cross in lines}
+    floor = figures[1.0][0] - campaign_qa.OWN_DROP
+    allowed = {w: cross for w, (own, cross) in figures.items() if own >= floor}
+    assert weight == max(allowed, key=allowed.get) and weight < 1  # the later rule wins the cross set
+    assert len(allowed) < len(figures)  # and the own validation's floor ruled some weights out
+    assert weighed["n"] == pytest.approx(100 + 600 * weight) and campaign.PLAIN + "n" not in weighed
+    assert len(lambdas) == k
 
 
 def test_row_appends_the_curve_and_promotes_only_on_a_gain(work):

@@ -8,8 +8,10 @@ Per shard (N from the committed state, or --shard): simulate ~10,000 clips from 
 noises, music and rooms with seed 1000 + N (`mosqa simulate`, resumable), encode them with the frozen
 Distill-MOS encoder (saved every 256 clips), and add them to the ridge sums in blocks of BLOCK clips;
 the state is saved after every block (about every 2 minutes on 2 cores), so a cut session resumes the
-same shard where it stopped. Then the row step (its own process): pick each output's ridge strength
-on the fixed validation set, score validation and test, append a row to campaign.csv, redraw campaign.png, and
+same shard where it stopped. Shards without call impairments (rows 1-3's) keep their sums apart. Then the
+row step (its own process): weigh those plain sums (PLAIN_WEIGHTS, chosen on the cross-renderer
+validation), pick each output's ridge strength on the fixed validation set, score validation and test,
+append a row to campaign.csv, redraw campaign.png, and
 export the head to --promote-to when validation LCC beats every earlier row (and the shipped model it
 would replace). The fixed sets are simulated once from their own voices, noises and rooms: the same clips
 on every machine. Version 1 (seeds 900001 and 900002; columns valid_* and test_*, the curve, the ridge
@@ -45,6 +47,9 @@ FIXED = {"valid": ("valid", 5, 900001, 0.0), "test": ("test", 5, 900002, 0.0),
 CROSS = {"xvalid": ("valid", 3, 910001), "xtest": ("test", 3, 910002)}  # audiomentations': ~900 clips each
 OWN_DROP = 0.03  # how far the own validation may fall for a cross-renderer gain to promote
 BLOCK = 2048  # clips added to the sums between two saves of the state
+# What a plain shard's clip (campaign.PLAIN) may weigh against a later one's; the row picks on the
+# cross-renderer validation. On row 4's sums 0.1 moved it 0.838 -> 0.847, the own one 0.894 -> 0.886.
+PLAIN_WEIGHTS = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05)
 # float32: bfloat16 autocast halved the encoder's time on the machine of rows 1-3, but a CPU without native
 # bfloat16 (no AVX512-BF16 or AMX, as on 2026-12-06) emulates it about 40x slower than float32 (4.2 s
 # against 0.10 s for a 1.6 s clip, one thread); rows 1-3 were encoded in bfloat16
@@ -161,7 +166,7 @@ def train_shards(state: dict | None, work: Path, state_path: Path, deadline: flo
             x = campaign.extract_features(paths[block], cache / f"block_{done:06d}", args.jobs, PRECISION,
                                           layers=layers)[:, feature_columns(args.feature_blocks, layers)]
             state = state if state is not None else campaign.new_state(x) | {"shards": np.int64(shard)}
-            campaign.accumulate(state, x, y[block])
+            campaign.accumulate(state, x, y[block], "" if mix["call_share"] else campaign.PLAIN)
             done = block.stop
             finished = done >= len(paths)  # the shard's last block moves the state to the next shard
             state.update(shard_done=np.int64(0 if finished else done), clips=state["clips"] + len(x),
@@ -206,6 +211,27 @@ def head_comparison(state_path: Path) -> str:
             + "\n".join(tables))
 
 
+def weigh_plain(state: dict, sets: dict) -> tuple[float, dict, np.ndarray]:
+    """The weight of PLAIN_WEIGHTS for the plain shards' sums with the best cross-renderer validation, the
+    own one falling by at most OWN_DROP from weight 1 (the promotion rule), each candidate's ridge strengths
+    picked on the own validation; (weight, the weighted state, its strengths). Printed as a table."""
+    xv, yv, _ = sets["valid"]
+    zv, zx = campaign.project(state, xv), campaign.project(state, sets["xvalid"][0])
+    both = campaign.PLAIN + "n" in state and state["n"] > 0
+    results = []
+    for weight in PLAIN_WEIGHTS if both else PLAIN_WEIGHTS[:1]:
+        weighed = campaign.weighted(state, weight)
+        lambdas = campaign.select_lambdas(weighed, zv, yv)
+        w, b = campaign.solve(weighed, lambdas)
+        own, cross = (campaign.output_quality("score", campaign.predict_projected(z, w, b)[:, 0], y[:, 0])
+                      for z, y in ((zv, yv), (zx, sets["xvalid"][1])))
+        results.append((weight, own, cross, weighed, lambdas))
+        print(f"plain shards weighing {weight:g}: valid LCC {own:.4f}, xvalid LCC {cross:.4f}", flush=True)
+    floor = results[0][1] - OWN_DROP
+    weight, _, _, weighed, lambdas = max((r for r in results if r[1] >= floor), key=lambda r: r[2])
+    return weight, weighed, lambdas
+
+
 def score_row(args) -> dict:
     """Pick the ridge strengths on the fixed validation set (version 1), score every own and cross-renderer
     set, append the row, redraw the curve, and promote the head when the cross-renderer validation beats
@@ -220,13 +246,12 @@ def score_row(args) -> dict:
     sets = {name: any_set(args.work, name, args.jobs, args.fixed_per_utt, layers=layers)
             for name in (*FIXED, *CROSS)}
     sets = {name: (x[:, cols], y, rows) for name, (x, y, rows) in sets.items()}
-    xv, yv, _ = sets["valid"]
-    lambdas = campaign.select_lambdas(state, campaign.project(state, xv), yv)
+    plain_weight, state, lambdas = weigh_plain(state, sets)
     w, b = campaign.solve(state, lambdas)
     row = {"row": 0, "date": time.strftime("%Y-%m-%d"), "shards": int(state["shards"]),
            "clips": int(state["clips"]), "updates": int(state.get("updates", 0)),
            "wall_min": float(state["wall_s"]) / 60, "session_min": float(state.get("session_s", 0.0)) / 60,
-           "kept_variance": float(state["kept_variance"]),
+           "kept_variance": float(state["kept_variance"]), "plain_weight": plain_weight,
            **{k: float(state.get(k, 0.0)) for k in MIX},
            "feature_blocks": " ".join(map(str, blocks))}
     for name, (x, y, rows) in sets.items():
