@@ -164,6 +164,7 @@ def accumulate(state: dict, x: np.ndarray, y: np.ndarray, group: str = "") -> No
 # sums apart, so a row can weigh them against the later, more varied ones (issue 30: rows 1-4 summed alike
 # let 75k plain clips outvote 17k varied ones on the cross-renderer sets).
 PLAIN = "plain_"
+PLAIN_FILE = "plain.npz"
 
 
 def weighted(state: dict, plain_weight: float) -> dict:
@@ -269,19 +270,23 @@ def report(pred: np.ndarray, y: np.ndarray, rows: list[dict]) -> dict:
 def save_state(path, state: dict) -> None:
     """The sums in float64, so a resumed campaign adds up exactly as an uncut one (float32 loses the
     small entries that are differences of large partial sums); zz, symmetric, as its upper triangle.
-    The projection (fixed by the first block, two thirds of the bytes) goes to projection.npz beside it,
-    rewritten only when it changes: each session's commit then adds the sums alone to the repository."""
+    The projection (fixed by the first block) goes to projection.npz beside it and the plain shards' sums
+    (no longer added to) to plain.npz, each rewritten only when it changes: each session's commit then adds
+    the later sums alone to the repository. plain_n stays in the state: it says plain.npz belongs to it."""
     path = Path(path)
-    arrays = {k: v for k, v in state.items() if not k.endswith("zz") and k not in PROJECTION}
+    arrays = {k: v for k, v in state.items() if not k.endswith("zz")}
     for key in (k for k in state if k.endswith("zz")):
         arrays[key + "_upper"] = state[key][np.triu_indices(len(state[key]))]
+    apart = {PROJECTION_FILE: {k: arrays.pop(k) for k in PROJECTION},
+             PLAIN_FILE: {k: arrays.pop(k) for k in list(arrays) if k.startswith(PLAIN) and k != PLAIN + "n"}}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    projection = path.with_name(PROJECTION_FILE)
-    old = _read_npz(projection) if projection.is_file() else {}
-    if set(old) != set(PROJECTION) or not all(np.array_equal(old[k], state[k]) for k in PROJECTION):
-        with atomic_path(projection) as tmp, open(tmp, "wb") as f:
-            np.savez(f, **{k: state[k] for k in PROJECTION})
+    for name, part in apart.items():
+        side = path.with_name(name)
+        old = _read_npz(side) if side.is_file() else {}
+        if part and (set(old) != set(part) or not all(np.array_equal(old[k], v) for k, v in part.items())):
+            with atomic_path(side) as tmp, open(tmp, "wb") as f:
+                np.savez(f, **part)
 
 
 def _read_npz(path: Path) -> dict:
@@ -299,6 +304,11 @@ def load_state(path) -> dict | None:
     state = _read_npz(path)
     if path.with_name(PROJECTION_FILE).is_file():
         state |= _read_npz(path.with_name(PROJECTION_FILE))
+    if PLAIN + "n" in state:
+        if not path.with_name(PLAIN_FILE).is_file():
+            raise MosqaError(f"{path}: its plain shards' sums belong in {path.with_name(PLAIN_FILE)}, "
+                             "which is missing")
+        state |= _read_npz(path.with_name(PLAIN_FILE))
     for key in [k for k in state if k.endswith("zz_upper")]:
         upper = state.pop(key)
         rank = int(round((np.sqrt(8 * len(upper) + 1) - 1) / 2))

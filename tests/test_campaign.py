@@ -130,6 +130,23 @@ def test_plain_shards_kept_apart_weigh_as_weighted_clips_and_survive_a_save(tmp_
     back = campaign.load_state(tmp_path / "state.npz")
     for key in (*campaign.STATE_SUMS, *(campaign.PLAIN + k for k in campaign.STATE_SUMS)):
         np.testing.assert_array_equal(back[key], state[key])
+    # the plain sums, added to no more, sit in their own file, rewritten only when they change
+    plain = (tmp_path / "plain.npz").read_bytes()
+    campaign.accumulate(state, x, y)
+    campaign.save_state(tmp_path / "state.npz", state)
+    assert (tmp_path / "plain.npz").read_bytes() == plain
+    with np.load(tmp_path / "state.npz") as sums:
+        assert {k for k in sums.files if k.startswith(campaign.PLAIN)} == {campaign.PLAIN + "n"}
+    # a state whose plain sums are missing says so; one without any ignores a stray plain.npz
+    (tmp_path / "plain.npz").unlink()
+    with pytest.raises(MosqaError, match="plain.npz, which is missing"):
+        campaign.load_state(tmp_path / "state.npz")
+    alone = campaign.new_state(x[:100], rank=40)
+    campaign.accumulate(alone, x, y)
+    (tmp_path / "alone").mkdir()
+    campaign.save_state(tmp_path / "alone" / "state.npz", alone)
+    (tmp_path / "alone" / "plain.npz").write_bytes(plain)
+    assert campaign.PLAIN + "n" not in campaign.load_state(tmp_path / "alone" / "state.npz")
 
 
 def test_state_round_trip_and_bad_state(tmp_path):

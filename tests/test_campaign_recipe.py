@@ -137,7 +137,7 @@ def test_a_row_after_the_recorded_rows_keeps_them_and_adds_the_second_fixed_sets
     columns, and every recorded row keeps its figures."""
     state = work / "recorded"
     state.mkdir()
-    for name in ("state.npz", "projection.npz"):
+    for name in ("state.npz", "projection.npz", "plain.npz"):
         shutil.copy(work / "whole" / name, state / name)
     recorded = Path(__file__).resolve().parents[1] / "recipes" / "campaign" / "campaign.csv"
     shutil.copy(recorded, state / "campaign.csv")

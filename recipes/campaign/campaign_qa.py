@@ -326,7 +326,8 @@ def main(argv=None) -> int:
     ap.add_argument("--feature-blocks", type=parse_blocks, default=None,
                     help="the encoder's feature blocks the head reads, e.g. 2,4,7,pooled,score (default: the "
                     "state's; a new state: " + ",".join(map(str, FEATURE_BLOCKS)) + "); a state is made of "
-                    "one design: to change it, move state.npz and projection.npz away and start afresh")
+                    "one design: to change it, move state.npz, projection.npz and plain.npz away and start "
+                    "afresh")
     ap.add_argument("--fixed-per-utt", type=int, default=None,
                     help="clips per utterance of the fixed sets, own and cross-renderer")
     args = ap.parse_args(argv)
@@ -338,8 +339,8 @@ def main(argv=None) -> int:
     kept = state_blocks(state) if state is not None else None
     if kept is not None and args.feature_blocks not in (None, kept):
         raise SystemExit(f"{args.state / 'state.npz'}: its sums read {','.join(map(str, kept))}, not "
-                         f"{','.join(map(str, args.feature_blocks))}; to change the design, move state.npz "
-                         "and projection.npz away and start afresh")
+                         f"{','.join(map(str, args.feature_blocks))}; to change the design, move state.npz, "
+                         "projection.npz and plain.npz away and start afresh")
     args.feature_blocks = kept or args.feature_blocks or FEATURE_BLOCKS
     if state is not None and args.shard is not None:
         state["shards"], state["shard_done"] = np.int64(args.shard), np.int64(0)
