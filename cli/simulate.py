@@ -98,6 +98,9 @@ def command(
     band_low_range: str = _ranged(
         DEFAULT.band_low, "--band-low-range", help="Band-limiting: lower "
         "edge, Hz (below 50 Hz: no high-pass); 300 with an upper edge of 3400 is the telephone band."),
+    band_order_range: str = _ranged(
+        DEFAULT.band_order, "--band-order-range", help="Band-limiting: Butterworth order, run forwards and "
+        "backwards (12 dB per octave each; a whole number, uniform): 1,8 mixes gentle and steep slopes."),
     loss_range: str = _ranged(
         DEFAULT.loss, "--loss-range",
         help="Packet loss: share of lost 20 ms frames (log-uniform)."),

@@ -427,6 +427,8 @@ def _data_mix(row: dict) -> str:
         ("fault_share", "signal-path faults (aliasing, outages) in {:.0%}"),
         ("recording_chain", "{:.0%} of references through a recording chain"),
         ("voice_perturb", "voice speed ±{:.0%}")) if float(row.get(key) or 0)]
+    if row.get("shard_options"):
+        mix.append(f"`mosqa simulate {row['shard_options']}`")
     weight = float(row.get("plain_weight") or 1)
     plain = (f" Each clip of the shards without call impairments (rows 1-3) weighs {weight:g} in the sums, "
              "the weight chosen on the cross-renderer validation." if weight != 1 else "")

@@ -174,13 +174,16 @@ def aliasing(wav, rng, src: Sources):
 
 
 def bandlimit(wav, rng, src: Sources):
-    """An 8th-order band-pass (zero phase): a drawn upper edge, and a drawn lower edge from 50 Hz up."""
+    """A Butterworth band-pass of a drawn order (zero phase): a drawn upper edge, and a drawn lower edge from
+    50 Hz up. The order is drawn last, so ranges of one order replay the draws from before it was drawn."""
     high = round(log_uniform(rng, *src.ranges.band_high))
     low = round(float(rng.uniform(*src.ranges.band_low)))
     low = low if 50 <= low < high / 2 else 0
-    sos = butter(8, [low, high], "bandpass", fs=SAMPLE_RATE, output="sos") if low else \
-        butter(8, high, "lowpass", fs=SAMPLE_RATE, output="sos")
-    return sosfiltfilt(sos, wav), {"band_low_hz": low, "band_high_hz": high}
+    lowest, highest = map(int, src.ranges.band_order)
+    order = int(rng.integers(lowest, highest + 1)) if highest > lowest else lowest
+    sos = butter(order, [low, high], "bandpass", fs=SAMPLE_RATE, output="sos") if low else \
+        butter(order, high, "lowpass", fs=SAMPLE_RATE, output="sos")
+    return sosfiltfilt(sos, wav), {"band_low_hz": low, "band_high_hz": high, "band_order": order}
 
 
 def packet_loss(wav, rng, src: Sources):
@@ -453,7 +456,7 @@ COLUMNS = {
     "suppressor": ("ns_noise", "ns_snr_db", "ns_mode", "ns_oversub", "ns_floor_db"),
     "gain": ("speech_level_dbfs", "gain_mode", "gain_swing_db", "agc_attack_ms", "agc_release_ms",
              "gain_step_db", "gain_steps"),
-    "bandlimit": ("band_low_hz", "band_high_hz"),
+    "bandlimit": ("band_low_hz", "band_high_hz", "band_order"),
     "codec": ("codec", "codec_setting"),
     "packet_loss": ("loss_rate", "loss_burst", "loss_mode", "lost_frames"),
     "dropout": ("dropout_mode", "dropouts", "dropout_ms"),

@@ -47,6 +47,10 @@ class Ranges:
     clip: tuple = (0.02, 0.95)  # clipping level as a fraction of the peak
     band_high: tuple = (1000.0, 7000.0)  # Hz, upper band edge (log-uniform)
     band_low: tuple = (0.0, 300.0)  # Hz, lower band edge (uniform; below 50 Hz no high-pass)
+    # Butterworth order (a whole number, uniform), run forwards and backwards: 12 dB/octave per order. One
+    # order draws nothing, so simulations from before it replay; 1-8 gives gentle slopes (a cheap
+    # headset's, an equaliser's) beside the steep ones of a codec's filter.
+    band_order: tuple = (8, 8)
     loss: tuple = (0.005, 0.3)  # stationary share of lost 20 ms frames (log-uniform)
     burst: tuple = (1.0, 6.0)  # mean length of a loss burst, frames
     tandem: float = 0.3  # probability that the codec stage is two codecs in a chain
@@ -106,6 +110,7 @@ RANGE_OPTIONS = {
     "clip": ("--clip-range", 1e-4, 1.0),
     "band_high": ("--band-high-range", 100.0, 7900.0),
     "band_low": ("--band-low-range", 0.0, 4000.0),
+    "band_order": ("--band-order-range", 1, 10),
     "loss": ("--loss-range", 1e-4, 0.9),
     "burst": ("--burst-range", 1.0, 100.0),
     "echo_delay": ("--echo-delay-range", 1.0, 2000.0),
@@ -148,9 +153,11 @@ def check_ranges(ranges: Ranges) -> None:
     for key, option in SHARE_OPTIONS.items():
         if not 0.0 <= getattr(ranges, key) <= 1.0:
             raise MosqaError(f"{option} {getattr(ranges, key):g}: expected a probability in 0..1")
-    if any(n != int(n) for n in ranges.babble_talkers):
-        raise MosqaError(f"--babble-talkers {','.join(f'{n:g}' for n in ranges.babble_talkers)}: expected "
-                         "whole numbers of talkers")
+    for option, counts, what in (("--babble-talkers", ranges.babble_talkers, "talkers"),
+                                 ("--band-order-range", ranges.band_order, "filter orders")):
+        if any(n != int(n) for n in counts):
+            shown = ",".join(f"{n:g}" for n in counts)
+            raise MosqaError(f"{option} {shown}: expected whole numbers of {what}")
     combine = ranges.combine
     if len(combine) != 3 or min(combine) < 0 or sum(combine) <= 0:
         raise MosqaError(f"--combine-probs {','.join(f'{p:g}' for p in combine)}: expected three weights "

@@ -26,6 +26,8 @@ RECORDING_CHAIN=${RECORDING_CHAIN:-0}  # share of a new shard's clips whose refe
                                        # 0.5); a shard begun without it resumes only without it
 FAULT_SHARE=${FAULT_SHARE:-0}  # share of a new shard's degraded clips with a signal-path fault (aliasing, an
                                # outage; issue 30): from a fresh shard on (e.g. 0.08), like the two above
+SHARD_OPTIONS=${SHARD_OPTIONS:-}  # more simulate options for new shards, e.g. "--band-order-range 1,8" (row 6 on:
+                                 # band limits of gentle and steep slopes); a shard resumes only with its own
 stage=${stage:-0}
 stop_stage=${stop_stage:-2}
 in_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -42,7 +44,7 @@ if in_stage 1; then
   echo "stage 1: a campaign session of $BUDGET_MIN min"
   python recipes/campaign/campaign_qa.py train --budget-min "$BUDGET_MIN" --jobs "$JOBS" --work "$WORK" \
     --voice-perturb "$VOICE_PERTURB" --call-share "$CALL_SHARE" --recording-chain "$RECORDING_CHAIN" \
-    --fault-share "$FAULT_SHARE" \
+    --fault-share "$FAULT_SHARE" --shard-options "$SHARD_OPTIONS" \
     ${SHARD:+--shard "$SHARD"}
 fi
 

@@ -355,6 +355,10 @@ def test_the_card_quotes_the_cross_renderer_sets_the_data_mix_and_the_recipes_se
     assert ("call impairments in 15% of degraded clips, signal-path faults (aliasing, outages) in 8%, "
             "50% of references through a recording chain." in card)  # no voice speed: it was 0
     assert card.index("cross-renderer test") < card.index("## Which features") < card.index("## Diagnostics")
+    later = campaign.model_card("pesq-wb", row | {"shard_options": "--band-order-range 1,8",
+                                                  "plain_weight": 0.2})
+    assert ("voice speed" not in later and "`mosqa simulate --band-order-range 1,8`." in later
+            and "(rows 1-3) weighs 0.2 in the sums" in later)
 
 
 @pytest.fixture(scope="module")

@@ -68,10 +68,12 @@ def test_a_cut_session_resumes_to_the_sums_of_an_uncut_one(work):
 
 def test_a_new_state_started_at_a_later_shard_resumes_there_with_its_voice_speed_chain_and_faults(work):
     cut = _train(work, work / "later", "--shard", "2", "--max-blocks", "1", "--voice-perturb", "0.1",
-                 "--recording-chain", "1", "--fault-share", "1")
+                 "--recording-chain", "1", "--fault-share", "1", "--shard-options", "--band-order-range 1,2")
     assert int(cut["shards"]) == 2 and int(cut["shard_done"]) == 4  # a cut resumes shard 2, not shard 0
     assert float(cut["voice_perturb"]) == pytest.approx(0.1) and float(cut["recording_chain"]) == 1.0
-    assert float(cut["fault_share"]) == 1.0
+    assert float(cut["fault_share"]) == 1.0 and str(cut["shard_options"]) == "--band-order-range 1,2"
+    simulated = json.loads((work / "work" / "shard_002" / "simulate.json").read_text())["ranges"]
+    assert simulated["band_order"] == [1, 2]
     rows = list(csv.DictReader(open(work / "work" / "shard_002" / "meta.csv")))
     speeds = {row["voice_speed"] for row in rows}
     assert speeds and all(0.9 <= float(v) <= 1.1 for v in speeds) and speeds != {"1.0"}

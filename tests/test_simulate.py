@@ -407,6 +407,7 @@ RANGE_CASES = [
      lambda p: (p["band_low_hz"], p["band_high_hz"]) == (300, 3400)),
     (Ranges(band_high=(2000.0, 2000.0), band_low=(0.0, 40.0)), "bandlimit", None,
      lambda p: (p["band_low_hz"], p["band_high_hz"]) == (0, 2000)),
+    (Ranges(band_order=(2, 3)), "bandlimit", None, lambda p: p["band_order"] in (2, 3)),
     (Ranges(loss=(0.2, 0.2), burst=(4.0, 4.0)), "packet_loss", None,
      lambda p: p["loss_rate"] == 0.2 and p["loss_burst"] == 4.0 and p["lost_frames"] > 0),
     (Ranges(drr=(12.0, 12.0), synthetic_rooms=0.0), "reverb", RIRS,
@@ -445,6 +446,28 @@ def test_each_range_bounds_what_its_degradation_draws(speech, ranges, degradatio
         assert check(params), params
 
 
+def test_band_limit_slopes_follow_the_drawn_order_and_one_order_replays_the_draws_before_it():
+    """Butterworth, forwards and backwards: at twice the cutoff an order n digital low-pass keeps
+    1 / (1 + r^2n) of the power, twice over, r = tan(pi/4) / tan(pi/8), the frequency ratio as the bilinear
+    transform warps it (order 1: -17 dB, order 8: -123 dB: the tone is gone)."""
+    t = np.arange(16000) / 16000
+    tone = np.sin(2 * np.pi * 4000 * t)
+    src = {n: Sources({}, ranges=Ranges(band_high=(2000.0, 2000.0), band_low=(0.0, 0.0), band_order=(n, n)))
+           for n in (1, 8)}
+    for order, s in src.items():
+        out, params = DEGRADATIONS["bandlimit"](tone, np.random.default_rng(0), s)
+        kept_db = 20 * np.log10(np.std(out[2000:-2000]) / np.std(tone[2000:-2000]))
+        assert params["band_order"] == order
+        ratio = np.tan(np.pi / 4) / np.tan(np.pi / 8)
+        expected = -20 * np.log10(1 + ratio ** (2 * order))
+        assert kept_db == pytest.approx(expected, abs=0.3) if order == 1 else kept_db < -100
+    # a range of one order draws nothing: the draws after the band limit are those from before the option
+    gen = {n: np.random.default_rng(5) for n in ("one", "default")}
+    DEGRADATIONS["bandlimit"](tone, gen["one"], Sources({}, ranges=Ranges(band_order=(4, 4))))
+    DEGRADATIONS["bandlimit"](tone, gen["default"], Sources({}, ranges=Ranges()))
+    assert gen["one"].random() == gen["default"].random()
+
+
 def test_combine_probs_set_how_many_degradations_a_clip_gets(speech):
     src = Sources(generated_noises(seconds=2.0), ranges=Ranges(combine=(0.0, 0.0, 1.0)))
     drawn = [degrade(speech, np.random.default_rng(i), src)[1]["degradations"] for i in range(5)]
@@ -471,7 +494,8 @@ def test_every_range_option_is_a_flag_and_reaches_the_simulation(tmp_path, clean
              "--saturation-drive-range": "-4,-2", "--hum-snr-range": "25,30", "--dc-offset-range": "0,0.25",
              "--recording-chain": "0.5", "--chain-level-range": "-30,-25", "--chain-eq-freq-range": "200,300",
              "--chain-eq-gain-range": "-2,2", "--chain-eq-q-range": "1,2", "--chain-highpass-range": "50,60",
-             "--fault-share": "0.25", "--aliasing-rate-range": "5000,6000", "--dropout-length-range": "90,95"}
+             "--fault-share": "0.25", "--aliasing-rate-range": "5000,6000", "--dropout-length-range": "90,95",
+             "--band-order-range": "2,3"}
     assert set(flags) == {o for o, *_ in RANGE_OPTIONS.values()} | set(SHARE_OPTIONS.values()) | {
         "--combine-probs"}
     args = [a for pair in flags.items() for a in pair]
@@ -492,7 +516,8 @@ def test_every_range_option_is_a_flag_and_reaches_the_simulation(tmp_path, clean
                       "saturation_drive": [-4, -2], "hum_snr": [25, 30], "dc_offset": [0, 0.25],
                       "recording_chain": 0.5, "chain_level": [-30, -25], "chain_eq_freq": [200, 300],
                       "chain_eq_gain": [-2, 2], "chain_eq_q": [1, 2], "chain_highpass": [50, 60],
-                      "fault_share": 0.25, "aliasing_rate": [5000, 6000], "dropout_length": [90, 95]}
+                      "fault_share": 0.25, "aliasing_rate": [5000, 6000], "dropout_length": [90, 95],
+                      "band_order": [2, 3]}
     bounds = {o: (low, high) for o, low, high in RANGE_OPTIONS.values()}
     for flag in flags:  # reversed, out of range, not finite: one line naming the option, exit 2
         bads = ["0.9,0.1", "nan,1", "1,inf"] if "," in flags[flag] else ["1.5", "nan"]

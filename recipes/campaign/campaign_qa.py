@@ -22,6 +22,7 @@ columns valid_v2_* and test_v2_*) carries them, so a row also says how the model
 import argparse
 import csv
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -62,14 +63,17 @@ MOSQA = shutil.which("mosqa", path=str(Path(sys.executable).parent)) or "mosqa"
 MIX = ("voice_perturb", "call_share", "recording_chain", "fault_share")
 
 
-def simulate(work: Path, part: str, out: Path, per_utt: int, seed: int, jobs: int, mix: dict) -> None:
-    """A set of `part`'s voices, noise files, music and rooms; `mix` names MIX values (missing: 0)."""
+def simulate(work: Path, part: str, out: Path, per_utt: int, seed: int, jobs: int, mix: dict,
+             options: str = "") -> None:
+    """A set of `part`'s voices, noise files, music and rooms; `mix` names MIX values (missing: 0), `options`
+    more simulate options (e.g. a range)."""
     split = work / "split"
     cmd = [MOSQA, "simulate", str(split / part / "speech"), "--out-dir", str(out), "--per-utt",
            str(per_utt), "--seed", str(seed), "--jobs", str(jobs), "--speaker-map", SPEAKER_MAP,
            "--noise-dir", str(split / f"{part}_noise.list"), "--rir-dir", str(split / f"{part}_rir.list"),
            "--music-dir", str(split / f"{part}_music.list"),
-           *(a for key in MIX for a in (f"--{key.replace('_', '-')}", str(mix.get(key, 0.0))))]
+           *(a for key in MIX for a in (f"--{key.replace('_', '-')}", str(mix.get(key, 0.0)))),
+           *shlex.split(options)]
     subprocess.run(cmd, check=True)
 
 
@@ -151,7 +155,7 @@ def train_shards(state: dict | None, work: Path, state_path: Path, deadline: flo
             break
         sim = work / f"shard_{shard:03d}"
         mix = {k: getattr(args, k) for k in MIX}
-        simulate(work, "train", sim, args.per_utt, 1000 + shard, args.jobs, mix)
+        simulate(work, "train", sim, args.per_utt, 1000 + shard, args.jobs, mix, args.shard_options)
         paths, y, _ = campaign.read_set(sim)
         # simulate writes a speaker's clips together: in a seeded random order every block (the first
         # one fixes the projection) spans all voices
@@ -173,6 +177,7 @@ def train_shards(state: dict | None, work: Path, state_path: Path, deadline: flo
                          shards=np.int64(shard + 1 if finished else state["shards"]),
                          wall_s=state["wall_s"] + campaign.elapsed(start),
                          updates=state.get("updates", 0) + 1, **{k: np.float64(v) for k, v in mix.items()},
+                         shard_options=np.array(args.shard_options),
                          feature_blocks=np.array([str(b) for b in args.feature_blocks]))
             campaign.save_state(state_path / "state.npz", state)
             blocks += 1
@@ -252,7 +257,7 @@ def score_row(args) -> dict:
            "clips": int(state["clips"]), "updates": int(state.get("updates", 0)),
            "wall_min": float(state["wall_s"]) / 60, "session_min": float(state.get("session_s", 0.0)) / 60,
            "kept_variance": float(state["kept_variance"]), "plain_weight": plain_weight,
-           **{k: float(state.get(k, 0.0)) for k in MIX},
+           **{k: float(state.get(k, 0.0)) for k in MIX}, "shard_options": str(state.get("shard_options", "")),
            "feature_blocks": " ".join(map(str, blocks))}
     for name, (x, y, rows) in sets.items():
         figures = campaign.report(campaign.predict_projected(campaign.project(state, x), w, b), y, rows)
@@ -323,6 +328,9 @@ def main(argv=None) -> int:
                     help="share of a new shard's degraded clips with a signal-path fault, aliasing or an "
                     "outage (simulate --fault-share; default 0, as the shards before them, so a cut shard "
                     "resumes as it began)")
+    ap.add_argument("--shard-options", default="",
+                    help="more `mosqa simulate` options for new shards, e.g. '--band-order-range 1,8' (a "
+                    "shard begun without them resumes only without them); the state and the row record them")
     ap.add_argument("--feature-blocks", type=parse_blocks, default=None,
                     help="the encoder's feature blocks the head reads, e.g. 2,4,7,pooled,score (default: the "
                     "state's; a new state: " + ",".join(map(str, FEATURE_BLOCKS)) + "); a state is made of "
