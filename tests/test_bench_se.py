@@ -2,6 +2,7 @@
 differences to the control)."""
 
 import csv
+import shutil
 import sys
 from pathlib import Path
 
@@ -14,6 +15,9 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 sys.path[:0] = [str(RECIPES / "tools"), str(RECIPES / "bench")]  # make_mixtures, se_bench_table
 import make_mixtures  # noqa: E402
 import se_bench_table  # noqa: E402
+
+# bench_se.sh's base by default: what a fine-tune kept from it records in base.txt
+DEFAULT_BASE = "baseline_long: 1200 steps of 2 s crops from baseline: 12000 steps of 1 s crops"
 
 
 def test_mixtures_are_written_at_their_snr_and_rerun_keeps_them(tmp_path):
@@ -210,7 +214,8 @@ def test_bench_keeps_run_state_and_a_fresh_checkout_restores_it(tmp_path):
     script = RECIPES / "bench" / "bench_se.sh"
     out, keep, corpus, bin_dir = (tmp_path / d for d in ("out", "keep", "corpus", "bin"))
     (corpus / "speech").mkdir(parents=True)
-    runs = {"baseline": ["last.pt", "best.pt"], "control_s1": ["last.pt", "best.pt"], "learn_s1": ["last.pt"]}
+    runs = {"baseline": ["last.pt", "best.pt"], "baseline_long": ["last.pt", "best.pt"],
+            "control_s1": ["last.pt", "best.pt"], "learn_s1": ["last.pt"]}
     for name, checkpoints in runs.items():
         run = out / "runs" / name / f"{name}_run"
         run.mkdir(parents=True)
@@ -229,12 +234,14 @@ def test_bench_keeps_run_state_and_a_fresh_checkout_restores_it(tmp_path):
     subprocess.run(["bash", str(script)], env={**env, "stage": "keep"}, check=True, capture_output=True)
     kept = {name: sorted(p.name for p in (keep / name).iterdir()) for name in runs}
     assert kept == {"baseline": ["best.pt", "config.yaml", "last.pt", "metrics.csv"],
-                    "control_s1": ["config.yaml", "metrics.csv", "score.csv"],
-                    "learn_s1": ["config.yaml", "last.pt", "metrics.csv"]}
+                    "baseline_long": ["best.pt", "config.yaml", "last.pt", "metrics.csv"],
+                    "control_s1": ["base.txt", "config.yaml", "metrics.csv", "score.csv"],
+                    "learn_s1": ["base.txt", "config.yaml", "last.pt", "metrics.csv"]}
+    assert (keep / "control_s1" / "base.txt").read_text() == f"{DEFAULT_BASE}\n"
 
     fresh = tmp_path / "fresh"
     (fresh / "runs").mkdir(parents=True)
-    (fresh / "runs" / "baseline.done").write_text("baseline-dir\n")
+    (fresh / "runs" / "baseline_long.done").write_text("base-dir\n")
     # stage 5 then scores the resumed run with the real scorer, which finds no test set: only its
     # training call is checked
     fresh_env = {**env, "OUT": str(fresh), "stage": "5", "stop_stage": "5"}
@@ -244,6 +251,16 @@ def test_bench_keeps_run_state_and_a_fresh_checkout_restores_it(tmp_path):
     assert (fresh / "runs" / "learn_s1" / "learn_s1_kept" / "last.pt").read_bytes() == b"state of learn_s1"
     calls = (tmp_path / "calls").read_text().splitlines()
     assert len(calls) == 1 and calls[0].startswith(f"train-se --resume {fresh}/runs/learn_s1/learn_s1_kept")
+
+    # a kept fine-tune of another base is not mixed into the table: the bench stops, naming it
+    (keep / "control_s1" / "base.txt").write_text("baseline: 6000 steps of 1 s crops\n")
+    shutil.rmtree(fresh / "runs" / "control_s1")
+    stale = subprocess.run(["bash", str(script)], env=fresh_env, capture_output=True, text=True)
+    assert stale.returncode == 1
+    assert stale.stderr.strip().splitlines() == [
+        f"bench_se: {keep}/control_s1 was fine-tuned from another base (baseline: 6000 steps of 1 s crops), "
+        f"today's is {DEFAULT_BASE}: move it aside (git mv {keep}/control_s1 {keep}/superseded/) to train it "
+        "again"]
 
 
 # A stand-in for mosqa train-se: it records how it was called and leaves a run whose validation PESQ peaks
@@ -276,6 +293,41 @@ exec {python} "$@"
 '''
 
 
+def test_the_baseline_goes_on_to_longer_crops_and_is_kept(tmp_path):
+    """Stage 2 trains the baseline on 1 s crops, then baseline_long from its weights on LONG_CROP s crops with a
+    fresh cosine learning rate (a run cannot change its crops on resume), and keeps both with their
+    checkpoints; with LONG_STEPS=0 the baseline alone."""
+    import os
+    import subprocess
+
+    out, keep, corpus, bin_dir = (tmp_path / d for d in ("out", "keep", "corpus", "bin"))
+    (corpus / "speech").mkdir(parents=True)
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    (bin_dir / "mosqa").write_text(FAKE_TRAIN_SE.format(python=sys.executable, calls=str(calls)))
+    (bin_dir / "mosqa").chmod(0o755)
+    env = {**os.environ, "OUT": str(out), "KEEP": str(keep), "CORPUS": str(corpus), "BASE_STEPS": "4",
+           "STEPS_PER_EPOCH": "2", "LONG_STEPS": "3", "LONG_CROP": "4", "stage": "2", "stop_stage": "2",
+           "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(RECIPES / "bench" / "bench_se.sh")], env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    baseline, long = calls.read_text().splitlines()
+    assert "--crop-seconds 1 " in baseline and "--epochs 2 " in baseline and "--lr 0.002" in baseline
+    assert f"--init {out}/runs/baseline/baseline_run --crop-seconds 4 " in long
+    assert "--epochs 2 " in long and "--lr 0.0005 --scheduler cosine" in long
+    for name in ("baseline", "baseline_long"):
+        assert sorted(p.name for p in (keep / name).iterdir()) == ["best.pt", "config.yaml", "last.pt",
+                                                                   "metrics.csv"]
+    shutil.rmtree(out)
+    calls.unlink()
+    alone = subprocess.run(["bash", str(RECIPES / "bench" / "bench_se.sh")], env={**env, "LONG_STEPS": "0"},
+                           capture_output=True, text=True)
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    assert calls.read_text().splitlines() == [f"train-se --resume {out}/runs/baseline/baseline_kept "
+                                              "--epochs 2 --threads 1 --device cpu"]
+
+
 def test_pilot_picks_each_weight_and_the_warm_arm_shares_one_warm_critic(tmp_path):
     """Stages 3-5: the pilot trains a control and each mode at each weight from the baseline and writes
     each mode's weight with the best validation PESQ to arms.txt; stage 4 trains the ladder with
@@ -288,9 +340,10 @@ def test_pilot_picks_each_weight_and_the_warm_arm_shares_one_warm_critic(tmp_pat
     out, keep, corpus, bin_dir = (tmp_path / d for d in ("out", "keep", "corpus", "bin"))
     (corpus / "speech").mkdir(parents=True)
     (out / "runs").mkdir(parents=True)
-    (out / "runs" / "baseline.done").write_text("baseline-dir\n")
-    for kept in ("control_s1", "learn_intrusive_s1"):  # issue 20's, scored and kept without weights
+    (out / "runs" / "baseline_long.done").write_text("baseline-dir\n")
+    for kept in ("control_s1", "learn_intrusive_s1"):  # scored and kept without weights, from today's base
         (keep / kept).mkdir(parents=True)
+        (keep / kept / "base.txt").write_text(f"{DEFAULT_BASE}\n")
         (keep / kept / "config.yaml").write_text("kind: se\n")
         (keep / kept / "metrics.csv").write_text("epoch,valid_pesq\n1,2.0\n")
         (keep / kept / "score.csv").write_text(f"file,label,seed,pesq\nmix0,{kept[:-3]},1,2.0\n")
@@ -321,7 +374,7 @@ def test_pilot_picks_each_weight_and_the_warm_arm_shares_one_warm_critic(tmp_pat
     arms = {f"{a}_s{s}" for a in ("frozen_pesqwb", "learn_pesqwb", "learn_pesqwb_warm") for s in (1, 2)}
     new = {"control_s2", "learn_intrusive_s2"}
     assert set(trained) == pilot | {"ladder", "learn_pesqwb_warm_s1_run"} | arms | new
-    assert all("--init baseline-dir --steps-per-epoch 2" in trained[n] and "--epochs 1" in trained[n]
+    assert all("--init baseline-dir --crop-seconds 1 --steps-per-epoch 2" in trained[n] and "--epochs 1" in trained[n]
                for n in pilot)
     assert "--keep-every 1" in trained["ladder"]
     ladder = f"{out}/runs/ladder/ladder_run/epoch_001.pt,{out}/runs/ladder/ladder_run/epoch_002.pt"

@@ -5,32 +5,34 @@
 #   0 split voices and noises: test voices and test noises are never trained on (nor validated on)
 #   1 write the held-out test set: ITEMS mixtures (default 100, at most 6 s each) of test voices and test
 #     noises, 0-15 dB SNR
-#   2 train the dpcrn spectral baseline once (BASE_STEPS steps of 4 x 1 s crops, cosine learning rate)
-#   3 pilot: PILOT_STEPS (250) steps from the baseline, seed PILOT_SEED, for each weight in PILOT_WEIGHTS
+#   2 train the dpcrn spectral baseline once (BASE_STEPS steps of 4 x 1 s crops, cosine learning rate), then
+#     continue it on longer crops (baseline_long: LONG_STEPS steps of 4 x LONG_CROP s from its best.pt, lr
+#     5e-4 cosine; train-se --init, as a run cannot change its crops on resume): the dpcrn's time LSTM sees
+#     at most 1 s of history in training but whole files at test. The later stages start from baseline_long
+#     (from baseline with LONG_STEPS=0): the base
+#   3 pilot: PILOT_STEPS (250) steps from the base, seed PILOT_SEED, for each weight in PILOT_WEIGHTS
 #     (0.03 0.1 0.3) and each mode in PILOT_MODES (pesq-wb frozen, pesq-wb learning), and a control of the
 #     same length; each scored on the test set (as in 6) and kept under pilot/; $OUT/pilot_table.md. Each
 #     mode's weight with the best validation PESQ (se_bench_table.py pick: chosen on validation, not on
 #     the test set) makes its arm of stage 5: $KEEP/pilot/arms.txt
 #   4 the warm critic: a ladder of enhancers, the snapshots of a LADDER_STEPS (1,200) step scratch run
-#     (train-se --keep-every 1, one per epoch; early poor ones) and the baseline itself; the first seed of
+#     (train-se --keep-every 1, one per epoch; early poor ones) and the base itself; the first seed of
 #     the warm learning arm (WARM_TAG: the pilot's learning arm with --critic-warmup) warms its critic up
 #     on their outputs (at most WARMUP_STEPS steps, until its LCC on the ladder's outputs for the
 #     validation mixtures reaches WARMUP_LCC) and trains its first epoch; its critic_warm.pt, made once,
 #     is the critic every seed of the arm starts from (the others through --critic-init)
-#   5 fine-tune the baseline FT_STEPS steps (epochs of FT_EPOCH_STEPS, best epoch on validation), once per
+#   5 fine-tune the base FT_STEPS steps (epochs of FT_EPOCH_STEPS, best epoch on validation), once per
 #     guidance in GUIDES, the pilot's arms (stage 3) and the warm arm (stage 4), and once spectral-only
-#     (the control), each from the same baseline checkpoint (train-se --init) with the same data order,
+#     (the control), each from the same base checkpoint (train-se --init) with the same data order,
 #     for every seed in SEEDS; each run is scored on the test set (as in 6) as soon as it is trained, and
-#     kept (below); a run already scored and kept (issue 20's control and learn_intrusive) is not trained
-#     again
-#   6 score noisy input, spectral gating (noisereduce, the classic floor: pip install noisereduce), baseline
-#     and every fine-tuned run not yet scored on the test set: PESQ, STOI, SI-SNR, DNSMOS SIG/BAK/OVRL,
-#     the listener MOS (the Distill-MOS encoder's own head, predict's listener_mos), the prediction of
+#     kept (below); a run already scored and kept from the same base is not trained again (one kept from
+#     another base stops the bench: move it aside to train it again)
+#   6 score noisy input, spectral gating (noisereduce, the classic floor: pip install noisereduce), baseline,
+#     baseline_long and every fine-tuned run not yet scored on the test set: PESQ, STOI, SI-SNR, DNSMOS
+#     SIG/BAK/OVRL, the listener MOS (the Distill-MOS encoder's own head, predict's listener_mos), the prediction of
 #     QA_MODEL (a non-intrusive quality model; each judge's error against true PESQ is in the table) and,
 #     for a run whose critic learned, that critic's own prediction (recipes/bench/se_bench_table.py score).
-#     A score kept without the listener column gets that column alone where the run's weights are at hand;
-#     issue 20's fine-tunes were kept without theirs, so their listener cells (and each Δ listener paired
-#     with their control) stay – unless they are trained again
+#     A score kept without the listener column gets that column alone where the run's weights are at hand
 #   7 one table, mean ± sd over seeds and each run's paired difference to the control (Δ PESQ +0.123 ±
 #     0.045), naming pesq-wb's campaign row: $OUT/table.md; the learning critics' LCC against true PESQ per
 #     epoch (and a warm critic's before and after its warm-up): $OUT/critic_watch.md
@@ -61,8 +63,9 @@
 # a run is resumed to its stage's length (interrupted: from its last.pt; a raised BASE_STEPS continues the
 # baseline, its cosine schedule re-planned over the new length); a finished score is kept.
 # Across sessions (a fresh checkout has no $OUT): every run's state is kept in $KEEP/NAME, to commit: the
-# baseline's config, metrics, curve, last.pt and best.pt when stage 2 ends; a fine-tune's config, metrics
-# and curve with its test score once scored, or its last.pt while unfinished (`stage=keep bash
+# baseline's (and baseline_long's) config, metrics, curve, last.pt and best.pt when stage 2 ends; a
+# fine-tune's config, metrics and curve with its test score once scored, or its last.pt while unfinished,
+# and base.txt, the base it started from (`stage=keep bash
 # recipes/bench/bench_se.sh` before a session stops). Stages 2-5 restore from $KEEP what $OUT lacks. A
 # resumed --qa learn run starts an empty replay buffer (it refills within replay-size / batch steps). The
 # ladder is not kept (its snapshots serve stage 4 once; the warm critic they made is kept with its run).
@@ -74,7 +77,10 @@ DEVICE=${DEVICE:-cpu}
 JOBS=${JOBS:-2}
 THREADS=${THREADS:-1}
 ITEMS=${ITEMS:-100}
-BASE_STEPS=${BASE_STEPS:-3600}
+BASE_STEPS=${BASE_STEPS:-12000}
+LONG_CROP=${LONG_CROP:-2}
+LONG_STEPS=${LONG_STEPS:-1200}
+FT_CROP=${FT_CROP:-1}  # fine-tunes' crops: 1 s keeps a 1,500-step pesq-wb arm within a session of one core
 FT_STEPS=${FT_STEPS:-1500}
 FT_EPOCH_STEPS=${FT_EPOCH_STEPS:-250}
 SEEDS=${SEEDS:-"1 2 3"}
@@ -108,11 +114,18 @@ stage=${stage:-0}
 stop_stage=${stop_stage:-7}
 [ -d "$CORPUS/speech" ] || { echo "bench_se: no corpus at $CORPUS (set CORPUS)" >&2; exit 2; }
 mkdir -p "$OUT/lists" "$OUT/logs/pilot" "$OUT/runs/pilot" "$OUT/scores/pilot" "$KEEP/pilot"
+if [ "$LONG_STEPS" -gt 0 ]; then  # the run every fine-tune starts from, and what makes it (base.txt of a kept one)
+    BASE=baseline_long
+    BASE_ID="baseline_long: $LONG_STEPS steps of $LONG_CROP s crops from baseline: $BASE_STEPS steps of 1 s crops"
+else
+    BASE=baseline
+    BASE_ID="baseline: $BASE_STEPS steps of 1 s crops"
+fi
 ARMS=$KEEP/pilot/arms.txt  # the pilot's choice: one arm a line, its tag, then its train-se flags
 WARM_RUN=${WARM_TAG}_s${SEEDS%% *}  # the warm arm's first seed, whose warm-up makes the warm critic
 OUT=$(cd "$OUT" && pwd)  # lists name files by absolute path
-# Every run: same crops, batch and validation; only the steps, the start and the guidance differ.
-COMMON=(--device "$DEVICE" --threads "$THREADS" --snr-min 0 --snr-max 15 --crop-seconds 1 --batch-size 4
+# Every run: same batch and validation; only the crops, the steps, the start and the guidance differ.
+COMMON=(--device "$DEVICE" --threads "$THREADS" --snr-min 0 --snr-max 15 --batch-size 4
         --clean "$OUT/lists/train_clean.txt" --noise "$OUT/lists/train_noise.txt"
         --valid-clean "$OUT/lists/valid_clean.txt" --valid-noise "$OUT/lists/train_noise.txt"
         --valid-items "$VALID_ITEMS"
@@ -131,7 +144,8 @@ keep() {  # keep NAME: run NAME's state into $KEEP/NAME, to commit between sessi
     for file in config.yaml metrics.csv curves.png critic_warm.pt critic_warm.yaml; do
         [ -f "$dir/$file" ] && cp "$dir/$file" "$KEEP/$1.tmp/"
     done
-    if [ "$1" = baseline ]; then
+    case $1 in baseline | baseline_long) ;; *) echo "$BASE_ID" > "$KEEP/$1.tmp/base.txt" ;; esac
+    if [ "$1" = baseline ] || [ "$1" = baseline_long ]; then
         cp "$dir/last.pt" "$dir/best.pt" "$KEEP/$1.tmp/"
     elif [ -f "$OUT/scores/$1.csv" ]; then
         cp "$OUT/scores/$1.csv" "$KEEP/$1.tmp/score.csv"
@@ -141,8 +155,18 @@ keep() {  # keep NAME: run NAME's state into $KEEP/NAME, to commit between sessi
     rm -rf "$KEEP/$1" && mv "$KEEP/$1.tmp" "$KEEP/$1"
 }
 
+same_base() {  # same_base NAME: a kept fine-tune NAME started from today's base, or stop
+    case $1 in baseline | baseline_long) return 0 ;; esac
+    [ -f "$KEEP/$1/config.yaml" ] && [ "$(cat "$KEEP/$1/base.txt" 2> /dev/null)" != "$BASE_ID" ] || return 0
+    echo "bench_se: $KEEP/$1 was fine-tuned from another base ($(cat "$KEEP/$1/base.txt" 2> /dev/null ||
+        echo "unrecorded")), today's is $BASE_ID: move it aside (git mv $KEEP/$1 $KEEP/superseded/) to" \
+        "train it again" >&2
+    exit 1
+}
+
 restore() {  # restore NAME: $KEEP/NAME back into $OUT when $OUT has no run NAME (a fresh checkout)
     local kept="$OUT/runs/$1/${1##*/}_kept"
+    same_base "$1"
     [ -z "$(run_of "$1")" ] && [ -f "$KEEP/$1/config.yaml" ] || return 0
     mkdir -p "$kept"
     find "$KEEP/$1" -maxdepth 1 -type f ! -name score.csv -exec cp {} "$kept/" \;
@@ -191,12 +215,12 @@ score() {  # score NAME LABEL [RUN [SEED [FLAGS...]]]: one CSV per run, kept onc
         ${run:+--run "$run"} ${seed:+--seed "$seed"} "$@" 2> "$OUT/logs/$name.score.log"
 }
 
-ft_train() {  # ft_train NAME SEED STEPS FLAGS...: NAME fine-tuned from the baseline to STEPS steps (train)
+ft_train() {  # ft_train NAME SEED STEPS FLAGS...: NAME fine-tuned from the base to STEPS steps (train)
     local name=$1 seed=$2 steps=$3
     shift 3
-    train "$name" $(( (steps + FT_EPOCH_STEPS - 1) / FT_EPOCH_STEPS )) --init "$(run_dir baseline)" \
-        --steps-per-epoch "$FT_EPOCH_STEPS" --epoch-items $(( FT_EPOCH_STEPS * 4 )) --lr 0.0005 \
-        --seed "$seed" "$@"
+    train "$name" $(( (steps + FT_EPOCH_STEPS - 1) / FT_EPOCH_STEPS )) --init "$(run_dir "$BASE")" \
+        --crop-seconds "$FT_CROP" --steps-per-epoch "$FT_EPOCH_STEPS" --epoch-items $(( FT_EPOCH_STEPS * 4 )) \
+        --lr 0.0005 --seed "$seed" "$@"
 }
 
 fine_tune() {  # fine_tune NAME LABEL SEED STEPS FLAGS...: ft_train, then score and keep it, in the
@@ -260,7 +284,7 @@ same_pesq_wb() {  # the shipped pesq-wb is the campaign row the bench's first pe
 }
 
 if [ "$stage" = keep ]; then  # before a session stops: every run's state into $KEEP, to commit
-    for name in baseline $(pilot_names) $(fine_tune_names); do keep "$name"; done
+    for name in baseline baseline_long $(pilot_names) $(fine_tune_names); do keep "$name"; done
     echo "kept in $KEEP: $(ls "$KEEP" | tr '\n' ' ')"
     exit 0
 fi
@@ -311,13 +335,21 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     echo "== 2. baseline: dpcrn, spectral loss, $BASE_STEPS steps (log: $OUT/logs/baseline.log)"
     restore baseline
     train baseline $(( (BASE_STEPS + STEPS_PER_EPOCH - 1) / STEPS_PER_EPOCH )) -c recipes/conf/se_dpcrn.yaml \
-        --steps-per-epoch "$STEPS_PER_EPOCH" --epoch-items $(( STEPS_PER_EPOCH * 4 )) \
+        --crop-seconds 1 --steps-per-epoch "$STEPS_PER_EPOCH" --epoch-items $(( STEPS_PER_EPOCH * 4 )) \
         --lr 0.002 --scheduler cosine
     keep baseline
+    if [ "$LONG_STEPS" -gt 0 ]; then
+        echo "   baseline_long: $LONG_STEPS steps of $LONG_CROP s crops from it (log: $OUT/logs/baseline_long.log)"
+        restore baseline_long
+        train baseline_long $(( (LONG_STEPS + STEPS_PER_EPOCH - 1) / STEPS_PER_EPOCH )) --init "$(run_dir baseline)" \
+            --crop-seconds "$LONG_CROP" --steps-per-epoch "$STEPS_PER_EPOCH" \
+            --epoch-items $(( STEPS_PER_EPOCH * 4 )) --lr 0.0005 --scheduler cosine
+        keep baseline_long
+    fi
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-    echo "== 3. pilot: $PILOT_STEPS steps from the baseline at weights $PILOT_WEIGHTS, seed $PILOT_SEED"
+    echo "== 3. pilot: $PILOT_STEPS steps from $BASE at weights $PILOT_WEIGHTS, seed $PILOT_SEED"
     same_pesq_wb
     while read -r tag flags; do
         read -r -a extra <<< "$flags"
@@ -345,9 +377,9 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     if [ ! -f "$KEEP/$WARM_RUN/critic_warm.pt" ]; then
         echo "   ladder: $LADDER_STEPS steps from scratch, a snapshot each epoch (log: $OUT/logs/ladder.log)"
         train ladder $(( (LADDER_STEPS + STEPS_PER_EPOCH - 1) / STEPS_PER_EPOCH )) -c recipes/conf/se_dpcrn.yaml \
-            --steps-per-epoch "$STEPS_PER_EPOCH" --epoch-items $(( STEPS_PER_EPOCH * 4 )) \
+            --crop-seconds 1 --steps-per-epoch "$STEPS_PER_EPOCH" --epoch-items $(( STEPS_PER_EPOCH * 4 )) \
             --lr 0.002 --scheduler cosine --keep-every 1
-        ladder="$(ls "$(run_dir ladder)"/epoch_*.pt | paste -sd ,),$(run_dir baseline)/best.pt"
+        ladder="$(ls "$(run_dir ladder)"/epoch_*.pt | paste -sd ,),$(run_dir "$BASE")/best.pt"
         read -r -a extra <<< "$(arm_flags "$LEARN_TAG")"
         ft_train "$WARM_RUN" "${SEEDS%% *}" "$FT_EPOCH_STEPS" "${extra[@]}" --critic-warmup "$WARMUP_STEPS" \
             --critic-warmup-lcc "$WARMUP_LCC" --critic-warmup-from "$ladder"
@@ -358,7 +390,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-    echo "== 5. fine-tune $FT_STEPS steps from the baseline: control and each arm, seeds $SEEDS"
+    echo "== 5. fine-tune $FT_STEPS steps from $BASE: control and each arm, seeds $SEEDS"
     same_pesq_wb
     [ -f "$ARMS" ] || echo "   (no pilot arms: $ARMS is made by stage 3)"
     [ -f "$(warm_critic)" ] || echo "   (no warm arm: its critic is made by stage 4)"
@@ -381,6 +413,10 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
         echo "   (no noisereduce: the spectral-gating row is left out; pip install noisereduce)"
     fi
     score baseline baseline "$(run_dir baseline)" &
+    if [ "$LONG_STEPS" -gt 0 ]; then
+        at_most_jobs
+        score baseline_long baseline_long "$(run_dir baseline_long)" &
+    fi
     while read -r seed tag _; do
         at_most_jobs
         score "${tag}_s$seed" "$tag" "$(run_dir "${tag}_s$seed")" "$seed" &
