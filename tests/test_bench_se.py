@@ -294,9 +294,9 @@ exec {python} "$@"
 
 
 def test_the_baseline_goes_on_to_longer_crops_and_is_kept(tmp_path):
-    """Stage 2 trains the baseline on 1 s crops, then baseline_long from its weights on LONG_CROP s crops with a
-    fresh cosine learning rate (a run cannot change its crops on resume), and keeps both with their
-    checkpoints; with LONG_STEPS=0 the baseline alone."""
+    """Stage 2 trains the baseline on 1 s crops, then baseline_long from its weights on LONG_CROP s crops
+    with a fresh cosine learning rate (a run cannot change its crops on resume), and keeps both with
+    their checkpoints; with LONG_STEPS=0 the baseline alone."""
     import os
     import subprocess
 
@@ -374,8 +374,8 @@ def test_pilot_picks_each_weight_and_the_warm_arm_shares_one_warm_critic(tmp_pat
     arms = {f"{a}_s{s}" for a in ("frozen_pesqwb", "learn_pesqwb", "learn_pesqwb_warm") for s in (1, 2)}
     new = {"control_s2", "learn_intrusive_s2"}
     assert set(trained) == pilot | {"ladder", "learn_pesqwb_warm_s1_run"} | arms | new
-    assert all("--init baseline-dir --crop-seconds 1 --steps-per-epoch 2" in trained[n] and "--epochs 1" in trained[n]
-               for n in pilot)
+    assert all("--init baseline-dir --crop-seconds 1 --steps-per-epoch 2" in trained[n]
+               and "--epochs 1" in trained[n] for n in pilot)
     assert "--keep-every 1" in trained["ladder"]
     ladder = f"{out}/runs/ladder/ladder_run/epoch_001.pt,{out}/runs/ladder/ladder_run/epoch_002.pt"
     warm_up = trained["learn_pesqwb_warm_s1"]

@@ -29,8 +29,8 @@
 #     another base stops the bench: move it aside to train it again)
 #   6 score noisy input, spectral gating (noisereduce, the classic floor: pip install noisereduce), baseline,
 #     baseline_long and every fine-tuned run not yet scored on the test set: PESQ, STOI, SI-SNR, DNSMOS
-#     SIG/BAK/OVRL, the listener MOS (the Distill-MOS encoder's own head, predict's listener_mos), the prediction of
-#     QA_MODEL (a non-intrusive quality model; each judge's error against true PESQ is in the table) and,
+#     SIG/BAK/OVRL, the listener MOS (the Distill-MOS encoder's own head, predict's listener_mos), the
+#     prediction of QA_MODEL (a non-intrusive quality model; each judge's error against true PESQ is in the table) and,
 #     for a run whose critic learned, that critic's own prediction (recipes/bench/se_bench_table.py score).
 #     A score kept without the listener column gets that column alone where the run's weights are at hand
 #   7 one table, mean ± sd over seeds and each run's paired difference to the control (Δ PESQ +0.123 ±
@@ -114,9 +114,11 @@ stage=${stage:-0}
 stop_stage=${stop_stage:-7}
 [ -d "$CORPUS/speech" ] || { echo "bench_se: no corpus at $CORPUS (set CORPUS)" >&2; exit 2; }
 mkdir -p "$OUT/lists" "$OUT/logs/pilot" "$OUT/runs/pilot" "$OUT/scores/pilot" "$KEEP/pilot"
-if [ "$LONG_STEPS" -gt 0 ]; then  # the run every fine-tune starts from, and what makes it (base.txt of a kept one)
+# The base, the run every fine-tune starts from, and what made it (a kept fine-tune's base.txt)
+if [ "$LONG_STEPS" -gt 0 ]; then
     BASE=baseline_long
-    BASE_ID="baseline_long: $LONG_STEPS steps of $LONG_CROP s crops from baseline: $BASE_STEPS steps of 1 s crops"
+    BASE_ID="baseline_long: $LONG_STEPS steps of $LONG_CROP s crops from baseline: $BASE_STEPS steps of 1 s"
+    BASE_ID+=" crops"
 else
     BASE=baseline
     BASE_ID="baseline: $BASE_STEPS steps of 1 s crops"
@@ -219,8 +221,8 @@ ft_train() {  # ft_train NAME SEED STEPS FLAGS...: NAME fine-tuned from the base
     local name=$1 seed=$2 steps=$3
     shift 3
     train "$name" $(( (steps + FT_EPOCH_STEPS - 1) / FT_EPOCH_STEPS )) --init "$(run_dir "$BASE")" \
-        --crop-seconds "$FT_CROP" --steps-per-epoch "$FT_EPOCH_STEPS" --epoch-items $(( FT_EPOCH_STEPS * 4 )) \
-        --lr 0.0005 --seed "$seed" "$@"
+        --crop-seconds "$FT_CROP" --steps-per-epoch "$FT_EPOCH_STEPS" \
+        --epoch-items $(( FT_EPOCH_STEPS * 4 )) --lr 0.0005 --seed "$seed" "$@"
 }
 
 fine_tune() {  # fine_tune NAME LABEL SEED STEPS FLAGS...: ft_train, then score and keep it, in the
@@ -339,10 +341,10 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
         --lr 0.002 --scheduler cosine
     keep baseline
     if [ "$LONG_STEPS" -gt 0 ]; then
-        echo "   baseline_long: $LONG_STEPS steps of $LONG_CROP s crops from it (log: $OUT/logs/baseline_long.log)"
+        echo "   baseline_long: $LONG_STEPS steps of $LONG_CROP s crops (log: $OUT/logs/baseline_long.log)"
         restore baseline_long
-        train baseline_long $(( (LONG_STEPS + STEPS_PER_EPOCH - 1) / STEPS_PER_EPOCH )) --init "$(run_dir baseline)" \
-            --crop-seconds "$LONG_CROP" --steps-per-epoch "$STEPS_PER_EPOCH" \
+        train baseline_long $(( (LONG_STEPS + STEPS_PER_EPOCH - 1) / STEPS_PER_EPOCH )) \
+            --init "$(run_dir baseline)" --crop-seconds "$LONG_CROP" --steps-per-epoch "$STEPS_PER_EPOCH" \
             --epoch-items $(( STEPS_PER_EPOCH * 4 )) --lr 0.0005 --scheduler cosine
         keep baseline_long
     fi
