@@ -30,8 +30,9 @@
 #   6 score noisy input, spectral gating (noisereduce, the classic floor: pip install noisereduce), baseline,
 #     baseline_long and every fine-tuned run not yet scored on the test set: PESQ, STOI, SI-SNR, DNSMOS
 #     SIG/BAK/OVRL, the listener MOS (the Distill-MOS encoder's own head, predict's listener_mos), the
-#     prediction of QA_MODEL (a non-intrusive quality model; each judge's error against true PESQ is in the table) and,
-#     for a run whose critic learned, that critic's own prediction (recipes/bench/se_bench_table.py score).
+#     prediction of QA_MODEL (a non-intrusive quality model; each judge's error against true PESQ is in
+#     the table) and, for a run whose critic learned, that critic's own prediction
+#     (recipes/bench/se_bench_table.py score).
 #     A score kept without the listener column gets that column alone where the run's weights are at hand
 #   7 one table, mean ± sd over seeds and each run's paired difference to the control (Δ PESQ +0.123 ±
 #     0.045), naming pesq-wb's campaign row: $OUT/table.md; the learning critics' LCC against true PESQ per
