@@ -361,8 +361,8 @@ def test_pilot_picks_each_weight_and_the_warm_arm_shares_one_warm_critic(tmp_pat
                           text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (keep / "pilot" / "arms.txt").read_text().splitlines() == [
-        "frozen_pesqwb --qa frozen --qa-model pesq-wb --qa-weight 0.1",
-        "learn_pesqwb --qa learn --qa-model pesq-wb --pesq-workers 1 --qa-weight 0.3"]
+        f"frozen_pesqwb --qa frozen --qa-model {keep}/pesq_wb --qa-weight 0.1",
+        f"learn_pesqwb --qa learn --qa-model {keep}/pesq_wb --pesq-workers 1 --qa-weight 0.3"]
     assert "| control | 1 |" in (out / "pilot_table.md").read_text()
     assert "| learn_pesqwb_w0.3 | 1 |" in (out / "pilot_table.md").read_text()
     trained = {}
@@ -379,10 +379,15 @@ def test_pilot_picks_each_weight_and_the_warm_arm_shares_one_warm_critic(tmp_pat
     assert "--keep-every 1" in trained["ladder"]
     ladder = f"{out}/runs/ladder/ladder_run/epoch_001.pt,{out}/runs/ladder/ladder_run/epoch_002.pt"
     warm_up = trained["learn_pesqwb_warm_s1"]
-    assert "--qa learn --qa-model pesq-wb --pesq-workers 1 --qa-weight 0.3 --critic-warmup 5" in warm_up
+    pinned_flags = f"--qa learn --qa-model {keep}/pesq_wb --pesq-workers 1 --qa-weight 0.3"
+    assert f"{pinned_flags} --critic-warmup 5" in warm_up
     assert f"--critic-warmup-from {ladder},baseline-dir/best.pt" in warm_up and "--epochs 1" in warm_up
     assert trained["learn_pesqwb_warm_s1_run"].startswith("train-se --resume")  # epoch 1 was stage 4's
     assert f"--qa-weight 0.3 --critic-init {out}/critic_warm.pt" in trained["learn_pesqwb_warm_s2"]
     assert "--epochs 2" in trained["frozen_pesqwb_s2"] and "--qa-weight 0.1" in trained["frozen_pesqwb_s2"]
     assert (keep / "learn_pesqwb_warm_s1" / "critic_warm.pt").is_file()
-    assert (keep / "pesq_wb_row").read_text().strip() == str(se_bench_table.campaign_row())
+    # the shipped pesq-wb pinned once: every pesq-wb run reads the copy, the table names its row
+    pinned = keep / "pesq_wb"
+    assert sorted(p.name for p in pinned.iterdir()) == ["MODEL_CARD.md", "best.pt", "config.yaml"]
+    assert se_bench_table.campaign_row(str(pinned)) == se_bench_table.campaign_row()
+    assert f"campaign row {se_bench_table.campaign_row()}." in (out / "pilot_table.md").read_text()

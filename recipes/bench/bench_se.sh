@@ -37,8 +37,9 @@
 #   7 one table, mean ± sd over seeds and each run's paired difference to the control (Δ PESQ +0.123 ±
 #     0.045), naming pesq-wb's campaign row: $OUT/table.md; the learning critics' LCC against true PESQ per
 #     epoch (and a warm critic's before and after its warm-up): $OUT/critic_watch.md
-# pesq-wb is refit by the campaign: every pesq-wb run of the bench must use the shipped model's campaign
-# row its first one used ($KEEP/pesq_wb_row); stages 3-5 and 7 stop if the shipped row has changed.
+# pesq-wb is refit by the campaign, so the bench pins it: the first stage that needs it copies the shipped
+# model's head (config.yaml, best.pt, card; ~100 KB, the encoder is shared) into $KEEP/pesq_wb, and every
+# pesq-wb run reads that copy (--qa-model $KEEP/pesq_wb); the table names its campaign row.
 # Voices: speaker folders of $CORPUS/speech sorted by name (speech_commands left out: many 1 s voices);
 # every 8th (4th, 12th ...) is a test voice, every 8th from the 7th a validation voice, the rest train
 # (ast_en_allison and ast_es_allison, one person, both train). Test and validation utterances keep only
@@ -100,8 +101,10 @@ ambient_water_urban"}
 # the intrusive critic (MetricGAN's form, critic lr 1e-3) ran 0.04 behind: the bench's learning arm.
 GUIDES=${GUIDES:-"learn_intrusive --qa learn --qa-model intrusive --pesq-workers 1 --qa-weight 0.1 --qa-lr 0.001"}
 # Issue 31's pilot: one mode per line, a tag, then its train-se flags (each weight adds --qa-weight W).
-PILOT_MODES=${PILOT_MODES:-"frozen_pesqwb --qa frozen --qa-model pesq-wb
-learn_pesqwb --qa learn --qa-model pesq-wb --pesq-workers 1"}
+KEEP=${KEEP:-recipes/bench/bench_se}
+PESQ_WB=$KEEP/pesq_wb  # the pinned pesq-wb (above)
+PILOT_MODES=${PILOT_MODES:-"frozen_pesqwb --qa frozen --qa-model $PESQ_WB
+learn_pesqwb --qa learn --qa-model $PESQ_WB --pesq-workers 1"}
 PILOT_WEIGHTS=${PILOT_WEIGHTS:-"0.03 0.1 0.3"}
 PILOT_STEPS=${PILOT_STEPS:-250}
 PILOT_SEED=${PILOT_SEED:-1}
@@ -110,7 +113,6 @@ WARM_TAG=${WARM_TAG:-learn_pesqwb_warm}
 LADDER_STEPS=${LADDER_STEPS:-1200}
 WARMUP_STEPS=${WARMUP_STEPS:-1000}
 WARMUP_LCC=${WARMUP_LCC:-0.8}
-KEEP=${KEEP:-recipes/bench/bench_se}
 stage=${stage:-0}
 stop_stage=${stop_stage:-7}
 [ -d "$CORPUS/speech" ] || { echo "bench_se: no corpus at $CORPUS (set CORPUS)" >&2; exit 2; }
@@ -275,15 +277,15 @@ all_left() {  # all_left PATH_FORMAT MESSAGE_FORMAT NAME...: every run NAME (%s)
     done
 }
 
-same_pesq_wb() {  # the shipped pesq-wb is the campaign row the bench's first pesq-wb run used, or stop
-    local row
-    row=$(awk '$1 == "row:" {print $2}' "$(dirname "$0")/../../mosqa/pretrained/pesq-wb/config.yaml")
-    [ -f "$KEEP/pesq_wb_row" ] || echo "$row" > "$KEEP/pesq_wb_row"
-    [ "$(cat "$KEEP/pesq_wb_row")" = "$row" ] && return 0
-    echo "bench_se: the shipped pesq-wb is campaign row $row, the bench's pesq-wb runs used row" \
-         "$(cat "$KEEP/pesq_wb_row"): check that one out (git log mosqa/pretrained/pesq-wb) or train them" \
-         "again (remove $KEEP/pesq_wb_row)" >&2
-    exit 1
+pin_pesq_wb() {  # the pesq-wb of every run of the bench: a copy of the shipped one, made once (header)
+    local shipped file
+    shipped="$(dirname "$0")/../../mosqa/pretrained/pesq-wb"
+    if [ ! -f "$PESQ_WB/config.yaml" ]; then
+        rm -rf "$PESQ_WB.tmp" && mkdir -p "$PESQ_WB.tmp"
+        for file in config.yaml best.pt MODEL_CARD.md; do cp "$shipped/$file" "$PESQ_WB.tmp/"; done
+        mv "$PESQ_WB.tmp" "$PESQ_WB"
+    fi
+    echo "   pesq-wb: campaign row $(awk '$1 == "row:" {print $2}' "$PESQ_WB/config.yaml") ($PESQ_WB)"
 }
 
 if [ "$stage" = keep ]; then  # before a session stops: every run's state into $KEEP, to commit
@@ -353,14 +355,14 @@ fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     echo "== 3. pilot: $PILOT_STEPS steps from $BASE at weights $PILOT_WEIGHTS, seed $PILOT_SEED"
-    same_pesq_wb
+    pin_pesq_wb
     while read -r tag flags; do
         read -r -a extra <<< "$flags"
         fine_tune "pilot/${tag}_s$PILOT_SEED" "$tag" "$PILOT_SEED" "$PILOT_STEPS" "${extra[@]}"
     done < <(pilot_runs)
     wait
     all_left "$OUT/scores/%s.csv" "pilot run %s failed; see $OUT/logs/%s.log" $(pilot_names)
-    python recipes/bench/se_bench_table.py table "$OUT/scores/pilot" --out "$OUT/pilot_table"
+    python recipes/bench/se_bench_table.py table "$OUT/scores/pilot" --out "$OUT/pilot_table" --pesq-wb "$PESQ_WB"
     python recipes/bench/se_bench_table.py watch "$OUT/runs/pilot" --out "$OUT/pilot_critic_watch" || true
     while read -r mode flags; do
         best=$(python recipes/bench/se_bench_table.py pick "$OUT/runs/pilot" "${mode}_w")
@@ -374,7 +376,7 @@ fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     echo "== 4. the warm critic: $WARM_RUN warms up on a ladder of enhancers (log: $OUT/logs/$WARM_RUN.log)"
-    same_pesq_wb
+    pin_pesq_wb
     [ -f "$ARMS" ] || { echo "bench_se: no $ARMS; run stage 3 (the pilot) first" >&2; exit 1; }
     restore "$WARM_RUN"
     if [ ! -f "$KEEP/$WARM_RUN/critic_warm.pt" ]; then
@@ -394,7 +396,7 @@ fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     echo "== 5. fine-tune $FT_STEPS steps from $BASE: control and each arm, seeds $SEEDS"
-    same_pesq_wb
+    pin_pesq_wb
     [ -f "$ARMS" ] || echo "   (no pilot arms: $ARMS is made by stage 3)"
     [ -f "$(warm_critic)" ] || echo "   (no warm arm: its critic is made by stage 4)"
     while read -r seed tag flags; do
@@ -431,7 +433,7 @@ fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
     echo "== 7. one table: mean ± sd over seeds, paired differences to the control ($OUT/table.md)"
-    same_pesq_wb
-    python recipes/bench/se_bench_table.py table "$OUT/scores" --out "$OUT/table"
+    pin_pesq_wb
+    python recipes/bench/se_bench_table.py table "$OUT/scores" --out "$OUT/table" --pesq-wb "$PESQ_WB"
     python recipes/bench/se_bench_table.py watch "$OUT/runs" --out "$OUT/critic_watch"
 fi

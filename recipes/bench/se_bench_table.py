@@ -225,15 +225,17 @@ def _cell(row: dict, key: str) -> str:
 
 
 def campaign_row(model: str = "pesq-wb"):
-    """The campaign row of the shipped `model` (its config.yaml's campaign: row:), None if it has none."""
+    """The campaign row of `model`, a shipped name or a folder (its config.yaml's campaign: row:), None if it
+    has none."""
     from mosqa.pretrained import resolve
 
     config = yaml.safe_load((resolve(model) / "config.yaml").read_text())
     return (config.get("campaign") or {}).get("row")
 
 
-def write_table(rows: list[dict], out) -> str:
-    """OUT.csv (numbers) and OUT.md (mean ± sd cells); returns the markdown."""
+def write_table(rows: list[dict], out, pesq_wb: str = "pesq-wb") -> str:
+    """OUT.csv (numbers) and OUT.md (mean ± sd cells), naming the campaign row of the runs' `pesq_wb`;
+    returns the markdown."""
     columns = ["label", "seeds", *COLUMNS, *(f"d_{m}" for m in DELTAS)]
     head = ["run", "seeds", "PESQ", "STOI", "SI-SNR", "SIG", "BAK", "OVRL", "listener MOS", "QA pred.",
             "own critic's pred.", "QA |err|", "critic |err|", "Δ PESQ", "Δ STOI", "Δ SI-SNR", "Δ OVRL",
@@ -242,7 +244,7 @@ def write_table(rows: list[dict], out) -> str:
              "listener MOS: the Distill-MOS encoder's own head (predict's listener_mos). "
              "Δ: paired difference to the control (same seed), mean ± sd over seeds. –: no value (a judge "
              "the run has not, or a column added after the run was scored and kept without its weights). "
-             f"pesq-wb (--qa-model of the *_pesqwb runs): campaign row {campaign_row()}.", "",
+             f"pesq-wb (--qa-model of the *_pesqwb runs): campaign row {campaign_row(pesq_wb)}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["label"], str(r["seeds"]), *(_cell(r, c) for c in columns[2:])]
@@ -313,6 +315,7 @@ def main(argv=None) -> int:
     tb.add_argument("scores_dir", type=Path)
     tb.add_argument("--control", default="control")
     tb.add_argument("--out", default=None, help="OUT.csv and OUT.md; default: beside SCORES_DIR, table")
+    tb.add_argument("--pesq-wb", default="pesq-wb", help="the pesq-wb the runs used (a name or a folder)")
     wt = sub.add_parser("watch")
     wt.add_argument("runs_dir", type=Path)
     wt.add_argument("--out", default=None, help="OUT.md; default: beside RUNS_DIR, critic_watch")
@@ -336,7 +339,7 @@ def main(argv=None) -> int:
         if not files:
             raise MosqaError(f"{args.scores_dir}: no score files")
         out = args.out or args.scores_dir.parent / "table"
-        print(write_table(summary(seed_means(files), args.control), out))
+        print(write_table(summary(seed_means(files), args.control), out, args.pesq_wb))
     except MosqaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
