@@ -68,7 +68,8 @@ class CompressedSpectrum(nn.Module):
 
 def compress(real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
     """(B, F, T) twice -> (B, 2, F, T): magnitudes raised to 0.3, phases kept."""
-    mag = torch.sqrt(real ** 2 + imag ** 2).clamp_min(1e-12)
+    # floored before the root, whose gradient at an exactly silent bin is infinite (NaN once multiplied)
+    mag = torch.sqrt((real ** 2 + imag ** 2).clamp_min(1e-24))
     gain = mag ** 0.3 / mag
     return torch.stack((real * gain, imag * gain), dim=1)
 

@@ -233,6 +233,15 @@ def test_stereo_44k_scores_as_mono_16k(tmp_path):
     assert abs(rows[2]["score"] - rows[1]["score"]) > 0.1  # so the right channel's noise was heard
 
 
+def test_the_shipped_critic_gives_a_finite_gradient_through_digital_silence():
+    """An enhancer's output can hold exact zeros (a muted or padded stretch): the encoder's compressed
+    spectrum must give a finite gradient there, or guided training stops with a NaN loss."""
+    half_silent = np.concatenate([SPEECH[:8000], np.zeros(8000, np.float32)])
+    wav = torch.from_numpy(half_silent[None]).requires_grad_(True)
+    load_qa("pesq-wb").normalised(wav).sum().backward()
+    assert torch.isfinite(wav.grad).all() and wav.grad[0, :8000].abs().sum() > 0
+
+
 def test_train_se_takes_the_shipped_model_as_its_critic():
     from mosqa.guidance import load_critic
 
