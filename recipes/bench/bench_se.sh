@@ -130,6 +130,8 @@ ARMS=$KEEP/pilot/arms.txt  # the pilot's choice: one arm a line, its tag, then i
 WARM_RUN=${WARM_TAG}_s${SEEDS%% *}  # the warm arm's first seed, whose warm-up makes the warm critic
 OUT=$(cd "$OUT" && pwd)  # lists name files by absolute path
 # Every run: same batch and validation; only the crops, the steps, the start and the guidance differ.
+# The baseline, baseline_long and the ladder: epochs of STEPS_PER_EPOCH steps of 4 crops each.
+EPOCH_PLAN=(--steps-per-epoch "$STEPS_PER_EPOCH" --epoch-items $(( STEPS_PER_EPOCH * 4 )))
 COMMON=(--device "$DEVICE" --threads "$THREADS" --snr-min 0 --snr-max 15 --batch-size 4
         --clean "$OUT/lists/train_clean.txt" --noise "$OUT/lists/train_noise.txt"
         --valid-clean "$OUT/lists/valid_clean.txt" --valid-noise "$OUT/lists/train_noise.txt"
@@ -142,6 +144,8 @@ run_of() {  # the run folder of NAME, or nothing
     find "$OUT/runs/$1" -mindepth 1 -maxdepth 1 -type d ! -name '.*' 2> /dev/null | head -n 1 || true
 }
 
+is_baseline() { [ "$1" = baseline ] || [ "$1" = baseline_long ]; }  # kept with its checkpoints, no base
+
 keep() {  # keep NAME: run NAME's state into $KEEP/NAME, to commit between sessions (see the header)
     local dir=$(run_of "$1") file
     [ -n "$dir" ] || return 0
@@ -149,23 +153,26 @@ keep() {  # keep NAME: run NAME's state into $KEEP/NAME, to commit between sessi
     for file in config.yaml metrics.csv curves.png critic_warm.pt critic_warm.yaml; do
         [ -f "$dir/$file" ] && cp "$dir/$file" "$KEEP/$1.tmp/"
     done
-    case $1 in baseline | baseline_long) ;; *) echo "$BASE_ID" > "$KEEP/$1.tmp/base.txt" ;; esac
-    if [ "$1" = baseline ] || [ "$1" = baseline_long ]; then
+    if is_baseline "$1"; then
         cp "$dir/last.pt" "$dir/best.pt" "$KEEP/$1.tmp/"
-    elif [ -f "$OUT/scores/$1.csv" ]; then
-        cp "$OUT/scores/$1.csv" "$KEEP/$1.tmp/score.csv"
-    elif [ -f "$dir/last.pt" ]; then
-        cp "$dir/last.pt" "$KEEP/$1.tmp/"
+    else
+        echo "$BASE_ID" > "$KEEP/$1.tmp/base.txt"
+        if [ -f "$OUT/scores/$1.csv" ]; then
+            cp "$OUT/scores/$1.csv" "$KEEP/$1.tmp/score.csv"
+        elif [ -f "$dir/last.pt" ]; then
+            cp "$dir/last.pt" "$KEEP/$1.tmp/"
+        fi
     fi
     rm -rf "$KEEP/$1" && mv "$KEEP/$1.tmp" "$KEEP/$1"
 }
 
 same_base() {  # same_base NAME: a kept fine-tune NAME started from today's base, or stop
-    case $1 in baseline | baseline_long) return 0 ;; esac
-    [ -f "$KEEP/$1/config.yaml" ] && [ "$(cat "$KEEP/$1/base.txt" 2> /dev/null)" != "$BASE_ID" ] || return 0
-    echo "bench_se: $KEEP/$1 was fine-tuned from another base ($(cat "$KEEP/$1/base.txt" 2> /dev/null ||
-        echo "unrecorded")), today's is $BASE_ID: move it aside (git mv $KEEP/$1 $KEEP/superseded/) to" \
-        "train it again" >&2
+    local theirs
+    is_baseline "$1" || [ ! -f "$KEEP/$1/config.yaml" ] && return 0
+    theirs=$(cat "$KEEP/$1/base.txt" 2> /dev/null || echo "unrecorded")
+    [ "$theirs" = "$BASE_ID" ] && return 0
+    echo "bench_se: $KEEP/$1 was fine-tuned from another base ($theirs), today's is $BASE_ID: move it aside" \
+        "(git mv $KEEP/$1 $KEEP/superseded/) to train it again" >&2
     exit 1
 }
 
@@ -204,6 +211,8 @@ train() {  # train TAG EPOCHS FLAGS...: one run in $OUT/runs/TAG/ trained to EPO
 
 run_dir() { cat "$OUT/runs/$1.done"; }
 
+epochs() { echo $(( ($1 + $2 - 1) / $2 )); }  # epochs STEPS PER_EPOCH: epochs that cover STEPS
+
 score() {  # score NAME LABEL [RUN [SEED [FLAGS...]]]: one CSV per run, kept once written; a kept CSV
     # without the listener column gets that column alone, where the run's weights are at hand
     local name=$1 label=$2 run=${3:-} seed=${4:-} csv=$OUT/scores/$1.csv
@@ -223,7 +232,7 @@ score() {  # score NAME LABEL [RUN [SEED [FLAGS...]]]: one CSV per run, kept onc
 ft_train() {  # ft_train NAME SEED STEPS FLAGS...: NAME fine-tuned from the base to STEPS steps (train)
     local name=$1 seed=$2 steps=$3
     shift 3
-    train "$name" $(( (steps + FT_EPOCH_STEPS - 1) / FT_EPOCH_STEPS )) --init "$(run_dir "$BASE")" \
+    train "$name" "$(epochs "$steps" "$FT_EPOCH_STEPS")" --init "$(run_dir "$BASE")" \
         --crop-seconds "$FT_CROP" --steps-per-epoch "$FT_EPOCH_STEPS" \
         --epoch-items $(( FT_EPOCH_STEPS * 4 )) --lr 0.0005 --seed "$seed" "$@"
 }
@@ -339,16 +348,14 @@ fi
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     echo "== 2. baseline: dpcrn, spectral loss, $BASE_STEPS steps (log: $OUT/logs/baseline.log)"
     restore baseline
-    train baseline $(( (BASE_STEPS + STEPS_PER_EPOCH - 1) / STEPS_PER_EPOCH )) -c recipes/conf/se_dpcrn.yaml \
-        --crop-seconds 1 --steps-per-epoch "$STEPS_PER_EPOCH" --epoch-items $(( STEPS_PER_EPOCH * 4 )) \
-        --lr 0.002 --scheduler cosine
+    train baseline "$(epochs "$BASE_STEPS" "$STEPS_PER_EPOCH")" -c recipes/conf/se_dpcrn.yaml \
+        --crop-seconds 1 "${EPOCH_PLAN[@]}" --lr 0.002 --scheduler cosine
     keep baseline
     if [ "$LONG_STEPS" -gt 0 ]; then
         echo "   baseline_long: $LONG_STEPS steps of $LONG_CROP s crops (log: $OUT/logs/baseline_long.log)"
         restore baseline_long
-        train baseline_long $(( (LONG_STEPS + STEPS_PER_EPOCH - 1) / STEPS_PER_EPOCH )) \
-            --init "$(run_dir baseline)" --crop-seconds "$LONG_CROP" --steps-per-epoch "$STEPS_PER_EPOCH" \
-            --epoch-items $(( STEPS_PER_EPOCH * 4 )) --lr 0.0005 --scheduler cosine
+        train baseline_long "$(epochs "$LONG_STEPS" "$STEPS_PER_EPOCH")" --init "$(run_dir baseline)" \
+            --crop-seconds "$LONG_CROP" "${EPOCH_PLAN[@]}" --lr 0.0005 --scheduler cosine
         keep baseline_long
     fi
 fi
@@ -362,7 +369,8 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     done < <(pilot_runs)
     wait
     all_left "$OUT/scores/%s.csv" "pilot run %s failed; see $OUT/logs/%s.log" $(pilot_names)
-    python recipes/bench/se_bench_table.py table "$OUT/scores/pilot" --out "$OUT/pilot_table" --pesq-wb "$PESQ_WB"
+    python recipes/bench/se_bench_table.py table "$OUT/scores/pilot" --out "$OUT/pilot_table" \
+        --pesq-wb "$PESQ_WB"
     python recipes/bench/se_bench_table.py watch "$OUT/runs/pilot" --out "$OUT/pilot_critic_watch" || true
     while read -r mode flags; do
         best=$(python recipes/bench/se_bench_table.py pick "$OUT/runs/pilot" "${mode}_w")
@@ -381,9 +389,8 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     restore "$WARM_RUN"
     if [ ! -f "$KEEP/$WARM_RUN/critic_warm.pt" ]; then
         echo "   ladder: $LADDER_STEPS steps from scratch, a snapshot each epoch (log: $OUT/logs/ladder.log)"
-        train ladder $(( (LADDER_STEPS + STEPS_PER_EPOCH - 1) / STEPS_PER_EPOCH )) -c recipes/conf/se_dpcrn.yaml \
-            --crop-seconds 1 --steps-per-epoch "$STEPS_PER_EPOCH" --epoch-items $(( STEPS_PER_EPOCH * 4 )) \
-            --lr 0.002 --scheduler cosine --keep-every 1
+        train ladder "$(epochs "$LADDER_STEPS" "$STEPS_PER_EPOCH")" -c recipes/conf/se_dpcrn.yaml \
+            --crop-seconds 1 "${EPOCH_PLAN[@]}" --lr 0.002 --scheduler cosine --keep-every 1
         ladder="$(ls "$(run_dir ladder)"/epoch_*.pt | paste -sd ,),$(run_dir "$BASE")/best.pt"
         read -r -a extra <<< "$(arm_flags "$LEARN_TAG")"
         ft_train "$WARM_RUN" "${SEEDS%% *}" "$FT_EPOCH_STEPS" "${extra[@]}" --critic-warmup "$WARMUP_STEPS" \
