@@ -17,7 +17,7 @@ import make_mixtures  # noqa: E402
 import se_bench_table  # noqa: E402
 
 # bench_se.sh's base by default: what a fine-tune kept from it records in base.txt
-DEFAULT_BASE = "baseline_long: 1200 steps of 2 s crops from baseline: 12000 steps of 1 s crops"
+DEFAULT_BASE = "baseline_long: 2400 steps of 2 s crops from baseline: 12000 steps of 1 s crops"
 
 
 def test_mixtures_are_written_at_their_snr_and_rerun_keeps_them(tmp_path):
@@ -296,7 +296,7 @@ exec {python} "$@"
 def test_the_baseline_goes_on_to_longer_crops_and_is_kept(tmp_path):
     """Stage 2 trains the baseline on 1 s crops, then baseline_long from its weights on LONG_CROP s crops
     with a fresh cosine learning rate (a run cannot change its crops on resume), and keeps both with
-    their checkpoints; with LONG_STEPS=0 the baseline alone."""
+    their checkpoints; with LONG_STEPS=0 the baseline alone. A run that trains on loses its test score."""
     import os
     import subprocess
 
@@ -321,11 +321,20 @@ def test_the_baseline_goes_on_to_longer_crops_and_is_kept(tmp_path):
                                                                    "metrics.csv"]
     shutil.rmtree(out)
     calls.unlink()
+    (out / "scores").mkdir(parents=True)
+    score = out / "scores" / "baseline.csv"
+    score.write_text("file,label\n")
     alone = subprocess.run(["bash", str(RECIPES / "bench" / "bench_se.sh")], env={**env, "LONG_STEPS": "0"},
                            capture_output=True, text=True)
     assert alone.returncode == 0, alone.stdout + alone.stderr
     assert calls.read_text().splitlines() == [f"train-se --resume {out}/runs/baseline/baseline_kept "
                                               "--epochs 2 --threads 1 --device cpu"]
+    assert not score.exists()  # the kept run had 1 epoch and trained on: its score was of older weights
+    score.write_text("file,label\n")
+    same = subprocess.run(["bash", str(RECIPES / "bench" / "bench_se.sh")],
+                          env={**env, "LONG_STEPS": "0", "BASE_STEPS": "2"}, capture_output=True, text=True)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert score.exists()  # asked for the epochs it has: nothing trained, the score holds
 
 
 def test_pilot_picks_each_weight_and_the_warm_arm_shares_one_warm_critic(tmp_path):

@@ -81,7 +81,7 @@ THREADS=${THREADS:-1}
 ITEMS=${ITEMS:-100}
 BASE_STEPS=${BASE_STEPS:-12000}
 LONG_CROP=${LONG_CROP:-2}
-LONG_STEPS=${LONG_STEPS:-1200}
+LONG_STEPS=${LONG_STEPS:-2400}
 FT_CROP=${FT_CROP:-1}  # fine-tunes' crops: 1 s keeps a 1,500-step pesq-wb arm within a session of one core
 FT_STEPS=${FT_STEPS:-1500}
 FT_EPOCH_STEPS=${FT_EPOCH_STEPS:-250}
@@ -200,6 +200,8 @@ train() {  # train TAG EPOCHS FLAGS...: one run in $OUT/runs/TAG/ trained to EPO
     shift 2
     dir=$(run_of "$tag")
     if [ -n "$dir" ] && [ -f "$dir/last.pt" ]; then
+        # a run that trains on has outgrown its test score: scored again by stage 6
+        [ "$(( $(wc -l < "$dir/metrics.csv") - 1 ))" -ge "$epochs" ] || rm -f "$OUT/scores/$tag.csv"
         mosqa train-se --resume "$dir" --epochs "$epochs" --threads "$THREADS" --device "$DEVICE" \
             >> "$OUT/logs/$tag.out" 2>> "$OUT/logs/$tag.log"
     else
