@@ -195,9 +195,39 @@ def solve(state: dict, lambdas, centred: tuple | None = None) -> tuple[np.ndarra
     return w, ym - zm @ w
 
 
-def predict_projected(z: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, K) raw outputs of the ridge head, each clipped to its range (score 1-5)."""
-    return clip_outputs(z @ w + b)
+def predict_projected(z: np.ndarray, w: np.ndarray, b: np.ndarray, score_map=None) -> np.ndarray:
+    """(N, K) outputs of the ridge head, the score through `score_map` (fit_score_map) where given, each
+    clipped to its range (score 1-5)."""
+    out = z @ w + b
+    if score_map is not None:
+        out[:, 0] = saturating(out[:, 0], *score_map)
+    return clip_outputs(out)
+
+
+def saturating(raw: np.ndarray, floor: float, ceiling: float, slope: float, centre: float) -> np.ndarray:
+    """The logistic from floor to ceiling (EncoderScorer computes the same in torch)."""
+    return floor + (ceiling - floor) / (1.0 + np.exp(-slope * (raw - centre)))
+
+
+def fit_score_map(raw: np.ndarray, true: np.ndarray) -> tuple[float, float, float, float] | None:
+    """(floor, ceiling, slope, centre) of the increasing logistic that maps the ridge's raw score to the
+    labels, by least squares; None where none fits (the score stays linear). PESQ is bounded (1.04-4.64)
+    and bunches up at both ends, where a linear head over- and under-shoots (raw scores run from ~0.2 to
+    ~4.8); the logistic bends them back, smoothly, so the score keeps a gradient everywhere (a critic in
+    train-se)."""
+    from scipy.optimize import curve_fit
+
+    start = (np.percentile(true, 1), np.percentile(true, 99), 4.0 / max(np.ptp(raw), 1e-6), np.median(raw))
+    try:
+        params, _ = curve_fit(saturating, raw, true, p0=start, maxfev=20000)
+    except RuntimeError:  # no convergence
+        return None
+    floor, ceiling, slope, centre = map(float, params)
+    if slope < 0:  # the same curve written with a positive slope
+        floor, ceiling, slope = ceiling, floor, -slope
+    if not (ceiling > floor and np.all(np.isfinite(params))):
+        return None  # the score falls as the labels rise
+    return floor, ceiling, slope, centre
 
 
 def clip_outputs(out: np.ndarray) -> np.ndarray:
@@ -329,13 +359,13 @@ def head_weights(state: dict, lambdas) -> tuple[np.ndarray, np.ndarray]:
 
 
 def export_head(dest, state: dict, lambdas, precision: str, row: dict, feature_blocks=None,
-                card_extra: str = "") -> Path:
+                card_extra: str = "", score_map=None) -> Path:
     """The head folded onto the raw features (the `feature_blocks` it reads, default the first campaign's
-    design), as a model folder `load_qa` reads (config.yaml, best.pt, MODEL_CARD.md from the campaign row
-    and `card_extra`)
-    with its ONNX graph (model.onnx, mosqa.export: `predict` runs it
-    without torch). The folder is built beside `dest` and swapped in whole, so nothing of the model it
-    replaces (its graph, an old card) survives, and a crash or a failed export leaves either."""
+    design), its score through `score_map` (fit_score_map) where given, as a model folder `load_qa`
+    reads (config.yaml, best.pt, MODEL_CARD.md from the campaign row and `card_extra`) with its ONNX graph
+    (model.onnx, mosqa.export: `predict` runs it without torch). The folder is built beside `dest` and
+    swapped in whole, so nothing of the model it replaces (its graph, an old card) survives, and a crash or
+    a failed export leaves either."""
     import shutil
 
     import torch
@@ -353,6 +383,7 @@ def export_head(dest, state: dict, lambdas, precision: str, row: dict, feature_b
     save_yaml(new / "config.yaml", {"kind": "qa", "arch": ARCH, "sample_rate": 16000, "precision": precision,
                                     "feature_blocks": list(feature_blocks or FEATURE_BLOCKS),
                                     "outputs": list(OUTPUTS), "ridge_lambdas": [float(v) for v in lambdas],
+                                    **({"score_map": [float(v) for v in score_map]} if score_map else {}),
                                     "campaign": info})
     weights = {"weight": torch.tensor(w.T, dtype=torch.float32), "bias": torch.tensor(b, dtype=torch.float32)}
     save_checkpoint(new / "best.pt", {"model": weights, "source_run": f"campaign row {row.get('row')}"})
@@ -435,6 +466,17 @@ def _data_mix(row: dict) -> str:
     return (f" The shards added last drew: {', '.join(mix)}." if mix else "") + plain
 
 
+def _score_map_line(row: dict) -> str:
+    """The card's sentence on the score's logistic and what it did to each validation (a row with one)."""
+    if not row.get("score_map"):
+        return ""
+    floor, ceiling, slope, centre = (float(v) for v in str(row["score_map"]).split())
+    return (f" The ridge's score then passes through a logistic fitted on the validation (floor {floor:.2f},"
+            f" ceiling {ceiling:.2f}, slope {slope:.2f}, centre {centre:.2f}): validation LCC "
+            f"{_figure(row, 'valid_linear_lcc')} → {_figure(row, 'valid_lcc')}, cross-renderer validation "
+            f"{_figure(row, 'xvalid_linear_lcc')} → {_figure(row, 'xvalid_lcc')}.")
+
+
 def model_card(name: str, row: dict, extra: str = "") -> str:
     """MODEL_CARD.md of a promoted head, its figures all read from the campaign row; `extra`, markdown the
     recipe adds (its head comparison)."""
@@ -446,7 +488,7 @@ A non-intrusive speech quality model: one 16 kHz waveform in, no reference, out 
 (ITU-T P.862.2) it predicts and six diagnostics that say *why* a clip sounds bad. It is the frozen
 Distill-MOS encoder (`mosqa/pretrained/distill-mos`, MIT; 4.1M parameters, shipped once) with a linear
 head on 3,449 pooled features of its layers, fitted by the campaign (`recipes/campaign_qa.sh`, issue 19):
-a ridge regression whose sums grow by a fresh simulated shard every session.
+a ridge regression whose sums grow by a fresh simulated shard every session.{_score_map_line(row)}
 
     mosqa predict clips/ --out scores.csv --diagnose     # --model {name}
     qa = mosqa.load_qa("{name}")                          # differentiable: qa(wav (B, N), lengths) -> (B,)

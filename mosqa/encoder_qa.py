@@ -1,11 +1,13 @@
 """A quality model made of the frozen Distill-MOS encoder and a linear head (the campaign's model).
 
 The head maps the encoder's pooled features (mosqa.distill_mos.Encoder.features) to the score and one
-output per diagnostic target (mosqa.diagnostics.TARGETS). Which feature blocks it reads is the config's
-`feature_blocks` (distill_mos.feature_columns' names; without it, the first campaign's FEATURE_BLOCKS), so
-a head of issue 30's comparison on other layers loads the same way. It is the campaign's ridge regression
-folded back onto the raw features (mosqa.campaign.head_weights), saved as a plain linear layer in
-best.pt, so the model is differentiable end to end: `train-se --qa-model` can use it as a critic.
+output per diagnostic target (mosqa.diagnostics.TARGETS); a config's `score_map` bends the score through
+a logistic onto PESQ's bounded scale (mosqa.campaign.fit_score_map). Which feature blocks it reads is the
+config's `feature_blocks` (distill_mos.feature_columns' names; without it, the first campaign's
+FEATURE_BLOCKS), so a head of issue 30's comparison on other layers loads the same way. It is the
+campaign's ridge regression folded back onto the raw features (mosqa.campaign.head_weights), saved as a
+plain linear layer in best.pt, so the model is differentiable end to end: `train-se --qa-model` can use
+it as a critic.
 
 Features are computed as in training: each item alone at its own length (no padding, so batching never
 changes a score) and, with `precision: bf16`, under bfloat16 autocast (scores move by ~0.01; faster only
@@ -56,6 +58,8 @@ class EncoderScorer(nn.Module):
         highs = [MOS_MIN + MOS_RANGE, *(t.high for t in TARGETS.values())]
         self.register_buffer("low", torch.tensor(lows), persistent=False)
         self.register_buffer("high", torch.tensor(highs), persistent=False)
+        # (floor, ceiling, slope, centre) of the logistic the score passes through (campaign.fit_score_map)
+        self.score_map = tuple(config["score_map"]) if config.get("score_map") else None
 
     @property
     def trained(self) -> nn.Module:
@@ -80,6 +84,10 @@ class EncoderScorer(nn.Module):
             wav = wav[None]
         features = self.features(wav, lengths)
         out = self.head(features if self.columns_read is None else features[:, self.columns_read])
+        if self.score_map is not None:
+            floor, ceiling, slope, centre = self.score_map
+            score = floor + (ceiling - floor) * torch.sigmoid(slope * (out[:, :1] - centre))
+            out = torch.cat([score, out[:, 1:]], dim=1)
         # Clipped to each output's range, with the gradient of the unclipped value: a head that learns
         # (train-se --qa learn) is still pulled back from beyond the range, and an enhancer scored at
         # the floor still learns which way is better.

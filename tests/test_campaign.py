@@ -293,6 +293,39 @@ def test_exported_head_loads_as_a_differentiable_quality_model(tmp_path, encoder
     assert scorer.head.bias.grad[0] == 2.0
 
 
+def test_score_map_recovers_a_logistic_and_bends_only_the_score():
+    rng = np.random.default_rng(3)
+    raw = rng.uniform(0, 5, 2000)
+    true = campaign.saturating(raw, 1.05, 4.6, 1.4, 2.8) + 0.05 * rng.standard_normal(2000)
+    fitted = campaign.fit_score_map(raw, true)
+    assert fitted == pytest.approx((1.05, 4.6, 1.4, 2.8), rel=0.05)
+    assert campaign.fit_score_map(raw, 5 - raw) is None  # labels that fall as the score rises: no map
+    z, w = rng.standard_normal((6, 3)), rng.standard_normal((3, len(campaign.OUTPUTS)))
+    b = np.full(len(campaign.OUTPUTS), 0.5)
+    plain, mapped = campaign.predict_projected(z, w, b), campaign.predict_projected(z, w, b, fitted)
+    assert np.array_equal(mapped[:, 1:], plain[:, 1:])
+    assert np.allclose(mapped[:, 0], campaign.saturating((z @ w + b)[:, 0], *fitted))
+
+
+def test_an_exported_score_map_is_applied_by_the_model_with_a_gradient(tmp_path, encoder, graph_stub):
+    from mosqa.qa import load_qa
+
+    state, lambdas = _random_head()
+    score_map = (1.1, 4.6, 1.5, 3.0)
+    campaign.export_head(tmp_path / "model", state, lambdas, "fp32", {"row": 1}, score_map=score_map)
+    scorer = load_qa(tmp_path / "model")
+    wav = torch.from_numpy(speech(2.0, 150))[None].requires_grad_(True)
+    score = scorer(wav)
+    with torch.no_grad():
+        feats = encoder.features(wav.detach()).numpy()
+    w, b = campaign.solve(state, lambdas)
+    want = campaign.predict_projected(campaign.project(state, feats), w, b, score_map)[0, 0]
+    assert float(score[0].detach()) == pytest.approx(want, abs=1e-3)
+    assert 1.1 < float(score[0].detach()) < 4.6
+    score.sum().backward()
+    assert torch.isfinite(wav.grad).all() and wav.grad.abs().sum() > 0
+
+
 def test_a_head_on_other_feature_blocks_reads_exactly_those_columns(tmp_path, encoder, graph_stub):
     from mosqa.qa import load_qa
 

@@ -10,7 +10,9 @@ Distill-MOS encoder (saved every 256 clips), and add them to the ridge sums in b
 the state is saved after every block (about every 2 minutes on 2 cores), so a cut session resumes the
 same shard where it stopped. Shards without call impairments (rows 1-3's) keep their sums apart. Then the
 row step (its own process): weigh those plain sums (PLAIN_WEIGHTS, chosen on the cross-renderer
-validation), pick each output's ridge strength on the fixed validation set, score validation and test,
+validation), pick each output's ridge strength on the fixed validation set, fit the logistic the score
+passes through on it too (campaign.fit_score_map; the row keeps each set's LCC without it, *_linear_lcc),
+score validation and test,
 append a row to campaign.csv, redraw campaign.png, and
 export the head to --promote-to when validation LCC beats every earlier row (and the shipped model it
 would replace). The fixed sets are simulated once from their own voices, noises and rooms: the same clips
@@ -253,14 +255,22 @@ def score_row(args) -> dict:
     sets = {name: (x[:, cols], y, rows) for name, (x, y, rows) in sets.items()}
     plain_weight, state, lambdas = weigh_plain(state, sets)
     w, b = campaign.solve(state, lambdas)
+    # the score's logistic, fitted like the strengths on the own validation (the tests stay untouched)
+    xv, yv, _ = sets["valid"]
+    score_map = campaign.fit_score_map((campaign.project(state, xv) @ w + b)[:, 0], yv[:, 0])
     row = {"row": 0, "date": time.strftime("%Y-%m-%d"), "shards": int(state["shards"]),
            "clips": int(state["clips"]), "updates": int(state.get("updates", 0)),
            "wall_min": float(state["wall_s"]) / 60, "session_min": float(state.get("session_s", 0.0)) / 60,
            "kept_variance": float(state["kept_variance"]), "plain_weight": plain_weight,
            **{k: float(state.get(k, 0.0)) for k in MIX}, "shard_options": str(state.get("shard_options", "")),
-           "feature_blocks": " ".join(map(str, blocks))}
+           "feature_blocks": " ".join(map(str, blocks)),
+           "score_map": " ".join(f"{v:.4g}" for v in score_map or ())}
     for name, (x, y, rows) in sets.items():
-        figures = campaign.report(campaign.predict_projected(campaign.project(state, x), w, b), y, rows)
+        z = campaign.project(state, x)
+        # the same head without the logistic: what the map itself adds, row by row
+        row[f"{name}_linear_lcc"] = campaign.output_quality(
+            "score", campaign.predict_projected(z, w, b)[:, 0], y[:, 0])
+        figures = campaign.report(campaign.predict_projected(z, w, b, score_map), y, rows)
         if name in CROSS:  # audiomentations draws no values our diagnostics could be checked against
             figures = {k: v for k, v in figures.items() if not k.startswith("diag_")}
         row |= {f"{name}_{k}": v for k, v in figures.items()}
@@ -283,9 +293,10 @@ def score_row(args) -> dict:
     (state_path / "lambdas.json").write_text(json.dumps(chosen))
     if promote:
         campaign.export_head(args.promote_to, state, lambdas, PRECISION, row, feature_blocks=blocks,
-                             card_extra=head_comparison(state_path))
+                             card_extra=head_comparison(state_path), score_map=score_map)
     print(json.dumps({k: row[k] for k in ("row", "shards", "clips", "valid_lcc", "test_lcc", "test_v2_lcc",
-                                           "xvalid_lcc", "xtest_lcc", "promoted")}))
+                                           "xvalid_lcc", "xtest_lcc", "valid_linear_lcc", "xvalid_linear_lcc",
+                                           "score_map", "promoted")}))
     print("diagnostics (test): " + ", ".join(
         f"{k[len('test_diag_'):]} {row[k]:.3f}" for k in row if k.startswith("test_diag_")))
     print("call impairments alone (test_v2, bias): " + ", ".join(
