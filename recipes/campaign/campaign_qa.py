@@ -255,9 +255,9 @@ def score_row(args) -> dict:
     sets = {name: (x[:, cols], y, rows) for name, (x, y, rows) in sets.items()}
     plain_weight, state, lambdas = weigh_plain(state, sets)
     w, b = campaign.solve(state, lambdas)
+    projected = {name: campaign.project(state, x) for name, (x, _, _) in sets.items()}
     # the score's logistic, fitted like the strengths on the own validation (the tests stay untouched)
-    xv, yv, _ = sets["valid"]
-    score_map = campaign.fit_score_map((campaign.project(state, xv) @ w + b)[:, 0], yv[:, 0])
+    score_map = campaign.fit_score_map((projected["valid"] @ w + b)[:, 0], sets["valid"][1][:, 0])
     row = {"row": 0, "date": time.strftime("%Y-%m-%d"), "shards": int(state["shards"]),
            "clips": int(state["clips"]), "updates": int(state.get("updates", 0)),
            "wall_min": float(state["wall_s"]) / 60, "session_min": float(state.get("session_s", 0.0)) / 60,
@@ -265,8 +265,8 @@ def score_row(args) -> dict:
            **{k: float(state.get(k, 0.0)) for k in MIX}, "shard_options": str(state.get("shard_options", "")),
            "feature_blocks": " ".join(map(str, blocks)),
            "score_map": " ".join(f"{v:.4g}" for v in score_map or ())}
-    for name, (x, y, rows) in sets.items():
-        z = campaign.project(state, x)
+    for name, (_, y, rows) in sets.items():
+        z = projected[name]
         # the same head without the logistic: what the map itself adds, row by row
         row[f"{name}_linear_lcc"] = campaign.output_quality(
             "score", campaign.predict_projected(z, w, b)[:, 0], y[:, 0])
