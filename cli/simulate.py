@@ -157,6 +157,10 @@ def command(
         DEFAULT.gain_step, "--gain-step-range", help="Gain faults: size of each sudden gain step, dB."),
     gain_step_rate_range: str = _ranged(
         DEFAULT.gain_step_rate, "--gain-step-rate-range", help="Gain faults: gain steps per second."),
+    gain_fade_range: str = _ranged(
+        DEFAULT.gain_fade, "--gain-fade-range", help="Gain faults: the gains a slow fade starts and ends at, "
+        "dB, each drawn from it (a fade of 0.2-4 s). One value: no fades, as before they existed (e.g. "
+        "-30,6)."),
     saturation_drive_range: str = _ranged(
         DEFAULT.saturation_drive, "--saturation-drive-range", help="Saturation: dB the peak is driven past "
         "the knee of the tanh (PESQ-WB ~4.5 at -12, ~3 at 0, ~1.3 at 12)."),

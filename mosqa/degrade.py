@@ -360,15 +360,31 @@ def _gain_steps(wav, rng, src: Sources):
         "gain_step_db": round(step, 2), "gain_steps": count}
 
 
-GAIN_FAULTS = {"agc": _agc, "steps": _gain_steps}
+FADE_SECONDS = (0.2, 4.0)  # how long a fade takes (log-uniform): a quick turn of the head to a slow fader
+
+
+def _gain_fade(wav, rng, src: Sources):
+    start, end = (float(rng.uniform(*src.ranges.gain_fade)) for _ in range(2))
+    length = round(log_uniform(rng, *FADE_SECONDS) * SAMPLE_RATE)
+    # it may begin before the clip or end after it, so a clip can hold only a part of a fade
+    begin = int(rng.integers(-length, len(wav)))
+    gain = np.interp(np.arange(len(wav)), [begin, begin + length], [start, end])
+    return gain, {"fade_start_db": round(start, 2), "fade_end_db": round(end, 2),
+                  "fade_s": round(length / SAMPLE_RATE, 3)}
+
+
+GAIN_FAULTS = {"agc": _agc, "steps": _gain_steps, "fade": _gain_fade}
 
 
 def gain_faults(wav, rng, src: Sources):
-    """The speech at a drawn level, then an automatic gain control that pumps or sudden gain steps. The
-    swing column is measured: how far the gain moves (5th to 95th percentile, dB) while there is sound."""
+    """The speech at a drawn level, then an automatic gain control that pumps, sudden gain steps or (where
+    --gain-fade-range is given) a slow fade. The swing column is measured: how far the gain moves (5th to
+    95th percentile, dB) while there is sound."""
     level = float(rng.uniform(*src.ranges.speech_level))
     wav = wav * (10 ** (level / 20) / rms(wav))
-    mode = sorted(GAIN_FAULTS)[rng.integers(len(GAIN_FAULTS))]
+    fades = src.ranges.gain_fade[1] > src.ranges.gain_fade[0]
+    modes = sorted(m for m in GAIN_FAULTS if m != "fade" or fades)
+    mode = modes[rng.integers(len(modes))]
     gain_db, params = GAIN_FAULTS[mode](wav, rng, src)
     heard = np.abs(wav) > 1e-3 * np.max(np.abs(wav))  # a gain on (near) digital silence is not heard
     low, high = np.percentile(gain_db[heard], [5, 95]) if heard.any() else (0.0, 0.0)
@@ -455,7 +471,7 @@ COLUMNS = {
     "echo": ("echo_mode", "echo_delay_ms", "echo_loss_db", "echo_feedback", "echo_level_db"),
     "suppressor": ("ns_noise", "ns_snr_db", "ns_mode", "ns_oversub", "ns_floor_db"),
     "gain": ("speech_level_dbfs", "gain_mode", "gain_swing_db", "agc_attack_ms", "agc_release_ms",
-             "gain_step_db", "gain_steps"),
+             "gain_step_db", "gain_steps", "fade_start_db", "fade_end_db", "fade_s"),
     "bandlimit": ("band_low_hz", "band_high_hz", "band_order"),
     "codec": ("codec", "codec_setting"),
     "packet_loss": ("loss_rate", "loss_burst", "loss_mode", "lost_frames"),

@@ -78,6 +78,9 @@ class Ranges:
     agc_release: tuple = (20.0, 1000.0)  # ms (log-uniform), falling: short ones pump
     gain_step: tuple = (3.0, 20.0)  # dB, each sudden gain step
     gain_step_rate: tuple = (0.2, 2.0)  # steps per second
+    # dB, where a slow fade (a fader moved, a talker turning from the microphone) starts and ends, each drawn
+    # from it: a range of one value draws no fade, so simulations from before it replay (e.g. -30,6)
+    gain_fade: tuple = (0.0, 0.0)
     # dB the peak is driven past the knee of the tanh (median PESQ-WB 4.55 at -12 dB, 2.95 at 0, 1.26 at 12)
     saturation_drive: tuple = (-12.0, 12.0)
     hum_snr: tuple = (0.0, 40.0)  # dB, speech over mains hum
@@ -127,6 +130,7 @@ RANGE_OPTIONS = {
     "agc_release": ("--agc-release-range", 0.1, 10000.0),
     "gain_step": ("--gain-step-range", 0.0, 60.0),
     "gain_step_rate": ("--gain-step-rate-range", 0.01, 50.0),
+    "gain_fade": ("--gain-fade-range", -60.0, 20.0),
     "saturation_drive": ("--saturation-drive-range", -60.0, 60.0),
     "hum_snr": ("--hum-snr-range", -INF, INF),
     "dc_offset": ("--dc-offset-range", 0.0, 1.0),

@@ -151,6 +151,25 @@ def test_gain_faults_set_the_speech_level_and_step_the_gain():
     assert steps.tolist() == [0, 0, 5, 5, 0, 0, -5, -5, 0, 0]  # up, turned back at +5, down, down
 
 
+def test_a_gain_fade_moves_the_level_once_and_only_where_its_range_is_given():
+    wav = talking()
+    fades = 0
+    for seed in range(12):
+        out, p = draw("gain", wav, seed, speech_level=(-30.0, -30.0), gain_fade=(-30.0, 6.0))
+        if p["gain_mode"] != "fade":
+            continue
+        fades += 1
+        gain_db = 20 * np.log10(np.abs(out) / np.abs(wav * 10 ** (-30 / 20) / calls.rms(wav)))
+        low, high = sorted((p["fade_start_db"], p["fade_end_db"]))
+        assert -30 <= low <= high <= 6 and 0.2 <= p["fade_s"] <= 4.0
+        assert low - 0.01 <= gain_db.min() and gain_db.max() <= high + 0.01  # params keep 2 decimals
+        steps = np.diff(gain_db)  # one way only: a fade, not a swing
+        assert np.all(steps >= -1e-9) or np.all(steps <= 1e-9)
+    assert fades >= 2
+    for seed in range(12):  # the default range draws no fade
+        assert draw("gain", wav, seed)[1]["gain_mode"] != "fade"
+
+
 def test_saturation_bends_more_with_drive_and_bias_adds_even_harmonics():
     t = np.arange(SR) / SR
     tone = 0.5 * np.sin(2 * np.pi * 200 * t)

@@ -491,6 +491,7 @@ def test_every_range_option_is_a_flag_and_reaches_the_simulation(tmp_path, clean
              "--suppressor-oversub-range": "1.5,2", "--suppressor-floor-range": "-20,-10",
              "--speech-level-range": "-30,-20", "--agc-attack-range": "2,4", "--agc-release-range": "50,60",
              "--gain-step-range": "5,6", "--gain-step-rate-range": "0.5,0.75",
+             "--gain-fade-range": "-20,-10",
              "--saturation-drive-range": "-4,-2", "--hum-snr-range": "25,30", "--dc-offset-range": "0,0.25",
              "--recording-chain": "0.5", "--chain-level-range": "-30,-25", "--chain-eq-freq-range": "200,300",
              "--chain-eq-gain-range": "-2,2", "--chain-eq-q-range": "1,2", "--chain-highpass-range": "50,60",
@@ -513,6 +514,7 @@ def test_every_range_option_is_a_flag_and_reaches_the_simulation(tmp_path, clean
                       "suppressor_snr": [14, 15], "suppressor_oversub": [1.5, 2],
                       "suppressor_floor": [-20, -10], "speech_level": [-30, -20], "agc_attack": [2, 4],
                       "agc_release": [50, 60], "gain_step": [5, 6], "gain_step_rate": [0.5, 0.75],
+                      "gain_fade": [-20, -10],
                       "saturation_drive": [-4, -2], "hum_snr": [25, 30], "dc_offset": [0, 0.25],
                       "recording_chain": 0.5, "chain_level": [-30, -25], "chain_eq_freq": [200, 300],
                       "chain_eq_gain": [-2, 2], "chain_eq_q": [1, 2], "chain_highpass": [50, 60],
@@ -600,8 +602,9 @@ def test_the_registry_lists_each_kind_once_with_weight_and_columns():
 @pytest.mark.parametrize("name", list(DEGRADATIONS))
 def test_each_kind_reports_only_its_declared_columns(speech, name):
     seen = set()
-    for seed in range(4):
-        _, params = DEGRADATIONS[name](speech.astype(np.float64), np.random.default_rng(seed), full_sources())
+    src = full_sources(ranges=Ranges(gain_fade=(-20.0, 0.0)))  # fades are drawn only where asked for
+    for seed in range(6):
+        _, params = DEGRADATIONS[name](speech.astype(np.float64), np.random.default_rng(seed), src)
         assert set(params) <= set(COLUMNS[name]), params
         seen |= set(params)
     assert seen == set(COLUMNS[name]) or name == "reverb"  # a recorded room has no room geometry
