@@ -372,8 +372,8 @@ def test_pilot_picks_each_weight_and_the_warm_arm_shares_one_warm_critic(tmp_pat
     assert (keep / "pilot" / "arms.txt").read_text().splitlines() == [
         f"frozen_pesqwb --qa frozen --qa-model {keep}/pesq_wb --qa-weight 0.1",
         f"learn_pesqwb --qa learn --qa-model {keep}/pesq_wb --pesq-workers 1 --qa-weight 0.3"]
-    assert "| control | 1 |" in (out / "pilot_table.md").read_text()
-    assert "| learn_pesqwb_w0.3 | 1 |" in (out / "pilot_table.md").read_text()
+    assert "| control | 1 |" in (keep / "pilot" / "table.md").read_text()
+    assert "| learn_pesqwb_w0.3 | 1 |" in (keep / "pilot" / "table.md").read_text()
     trained = {}
     for line in calls.read_text().splitlines():
         args = line.split()
@@ -399,4 +399,4 @@ def test_pilot_picks_each_weight_and_the_warm_arm_shares_one_warm_critic(tmp_pat
     pinned = keep / "pesq_wb"
     assert sorted(p.name for p in pinned.iterdir()) == ["MODEL_CARD.md", "best.pt", "config.yaml"]
     assert se_bench_table.campaign_row(str(pinned)) == se_bench_table.campaign_row()
-    assert f"campaign row {se_bench_table.campaign_row()}." in (out / "pilot_table.md").read_text()
+    assert f"campaign row {se_bench_table.campaign_row()}." in (keep / "pilot" / "table.md").read_text()

@@ -12,7 +12,8 @@
 #     (from baseline with LONG_STEPS=0): the base
 #   3 pilot: PILOT_STEPS (250) steps from the base, seed PILOT_SEED, for each weight in PILOT_WEIGHTS
 #     (0.03 0.1 0.3) and each mode in PILOT_MODES (pesq-wb frozen, pesq-wb learning), and a control of the
-#     same length; each scored on the test set (as in 6) and kept under pilot/; $OUT/pilot_table.md. Each
+#     same length; each scored on the test set (as in 6) and kept under pilot/; the pilot's table and its
+#     learning critics' LCC per epoch beside them, to commit ($KEEP/pilot/table.md, critic_watch.md). Each
 #     mode's weight with the best validation PESQ (se_bench_table.py pick: chosen on validation, not on
 #     the test set) makes its arm of stage 5: $KEEP/pilot/arms.txt
 #   4 the warm critic: a ladder of enhancers, the snapshots of a LADDER_STEPS (1,200) step scratch run
@@ -371,9 +372,9 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     done < <(pilot_runs)
     wait
     all_left "$OUT/scores/%s.csv" "pilot run %s failed; see $OUT/logs/%s.log" $(pilot_names)
-    python recipes/bench/se_bench_table.py table "$OUT/scores/pilot" --out "$OUT/pilot_table" \
+    python recipes/bench/se_bench_table.py table "$OUT/scores/pilot" --out "$KEEP/pilot/table" \
         --pesq-wb "$PESQ_WB"
-    python recipes/bench/se_bench_table.py watch "$OUT/runs/pilot" --out "$OUT/pilot_critic_watch" || true
+    python recipes/bench/se_bench_table.py watch "$OUT/runs/pilot" --out "$KEEP/pilot/critic_watch" || true
     while read -r mode flags; do
         best=$(python recipes/bench/se_bench_table.py pick "$OUT/runs/pilot" "${mode}_w")
         weight=${best#"${mode}_w"}
