@@ -438,15 +438,11 @@ def check_qa_compatible(qa_fe, cfg: dict, run_dir) -> None:
         )
 
 
-def saved_critic(critic: torch.nn.Module) -> torch.nn.Module:
-    """What a run's checkpoint keeps of a learning critic (its `qa` state): a quality model's scorer, as
-    mosqa.qa.load_qa builds it, or the intrusive critic itself."""
-    return critic.scorer if isinstance(critic, NormalisedQA) else critic
-
-
 def learnable(critic: torch.nn.Module) -> torch.nn.Module:
     """The part of a critic that learns: what a quality model's best.pt holds (QAScorer: the model;
-    the encoder model: its head)."""
+    the encoder model: its head), or the intrusive critic itself. It is also what a run's checkpoint
+    keeps of a learning critic (its `qa` state): the encoder a pesq-wb critic reads stays as shipped, so
+    a checkpoint holds its ~100 KB head, not ~17 MB of encoder."""
     return critic.scorer.trained if isinstance(critic, NormalisedQA) else critic
 
 

@@ -245,7 +245,7 @@ def _train(cfg: dict, dist: Distributed, console: Console, resume) -> Path:
     dnsmos = _dnsmos_scorer(cfg)
     stored = {k: v for k, v in cfg.items() if k in DEFAULTS}
     with Run("se", cfg, stored, dist, METRIC_MODES[cfg["early_stop_metric"]], resume, console) as run:
-        trained_critic = guidance.saved_critic(enh.critic) if enh.critic_optimizer is not None else None
+        trained_critic = guidance.learnable(enh.critic) if enh.critic_optimizer is not None else None
         enh.run = run
         enh.step = enh.epoch_steps * run.hold(
             model=enh.model, optimizer=enh.optimizer, scheduler=enh.scheduler, scaler=enh.scaler,

@@ -310,6 +310,8 @@ def test_learn_trains_only_the_head_of_the_shipped_encoder_model(tmp_path):
     assert all(p.requires_grad == (id(p) in learning) for p in critic.parameters())
     assert {id(p) for g in optimizer.param_groups for p in g["params"]} == learning
     assert not critic.scorer.encoder.training  # the frozen encoder keeps its inference behaviour
+    # a run's checkpoint keeps the head alone: the encoder is the shipped one
+    assert guidance.learnable(critic).state_dict().keys() == critic.scorer.head.state_dict().keys()
 
 
 def test_pesq_workers_give_the_in_process_numbers():
@@ -354,6 +356,7 @@ def test_learn_cli_run_writes_the_critic_watch_and_resumes(tmp_path):
     header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"critic_lcc", "critic_mae", "train_qa_loss"} <= set(header)
     learned = load_checkpoint(run / "last.pt")["qa"]  # the critic's learned state, to resume from
+    assert set(learned) == set(load_checkpoint(Path(qa) / "best.pt")["model"])  # its learning part alone
     res = run_cli("train-se", "--resume", run, "--epochs", "2")
     assert res.exit_code == 0, res.output
     # the bench scores with the critic the run trained, as its best.pt holds it
@@ -362,7 +365,7 @@ def test_learn_cli_run_writes_the_critic_watch_and_resumes(tmp_path):
 
     critic = se_bench_table.learned_critic(run, "cpu")
     best = load_checkpoint(run / "best.pt")["qa"]
-    assert all(torch.equal(v, best[k]) for k, v in critic.state_dict().items())
+    assert all(torch.equal(v, best[k]) for k, v in critic.trained.state_dict().items())
     assert any(not torch.equal(v, learned[k]) for k, v in load_checkpoint(run / "last.pt")["qa"].items())
 
 

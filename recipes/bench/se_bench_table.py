@@ -61,7 +61,8 @@ CLASSIC = {"spectral_gating": spectral_gating}
 
 
 def learned_critic(run, device):
-    """The critic a train-se run trained beside its enhancer (its checkpoint's `qa` state), or None."""
+    """The critic a train-se run trained beside its enhancer (its checkpoint's `qa` state: the learning
+    part, guidance.learnable), or None."""
     from mosqa.guidance import INTRUSIVE
     from mosqa.intrusive_critic import IntrusiveCritic
     from mosqa.qa import load_qa
@@ -73,10 +74,11 @@ def learned_critic(run, device):
         return None
     cfg = load_run_config(run_dir)
     if cfg["qa_model"] == INTRUSIVE:
-        critic = IntrusiveCritic(cfg["sample_rate"])
+        critic = learned = IntrusiveCritic(cfg["sample_rate"])
     else:
         critic = load_qa(cfg["qa_model"], device)
-    critic.load_state_dict(state)
+        learned = critic.trained
+    learned.load_state_dict(state)
     return critic.to(device).eval()
 
 
