@@ -281,7 +281,8 @@ run.mkdir(parents=True)
 best = 0.3 if value("--qa") == "learn" else 0.1
 (run / "config.yaml").write_text("kind: se\\n")
 pesq = 2 - abs(float(value("--qa-weight", 0)) - best)
-(run / "metrics.csv").write_text(f"epoch,valid_pesq\\n1,{{pesq}}\\n")
+critic = ",0.5,0.9" if value("--qa") == "learn" else ",,"
+(run / "metrics.csv").write_text(f"epoch,valid_pesq,critic_lcc,critic_mae\\n1,{{pesq}}{{critic}}\\n")
 files = ["last.pt", "best.pt"] + ["epoch_001.pt", "epoch_002.pt"] * ("--keep-every" in args)
 for name in files + ["critic_warm.pt"] * ("--critic-warmup" in args):
     (run / name).write_bytes(b"state")
@@ -400,3 +401,10 @@ def test_pilot_picks_each_weight_and_the_warm_arm_shares_one_warm_critic(tmp_pat
     assert sorted(p.name for p in pinned.iterdir()) == ["MODEL_CARD.md", "best.pt", "config.yaml"]
     assert se_bench_table.campaign_row(str(pinned)) == se_bench_table.campaign_row()
     assert f"campaign row {se_bench_table.campaign_row()}." in (keep / "pilot" / "table.md").read_text()
+    # stage 7: the seed table and the critic watch land beside the kept runs, to commit
+    table = subprocess.run(["bash", str(RECIPES / "bench" / "bench_se.sh")], capture_output=True, text=True,
+                           env={**env, "stage": "7", "stop_stage": "7"})
+    assert table.returncode == 0, table.stdout + table.stderr
+    assert "| learn_pesqwb_warm | 1 |" in (keep / "table.md").read_text() and (keep / "table.csv").is_file()
+    assert "| learn_pesqwb_warm_s2 | 1: 0.500 / 0.900 |" in (keep / "critic_watch.md").read_text()
+    assert not (out / "table.md").exists()

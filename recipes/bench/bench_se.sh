@@ -36,8 +36,9 @@
 #     (recipes/bench/se_bench_table.py score).
 #     A score kept without the listener column gets that column alone where the run's weights are at hand
 #   7 one table, mean ± sd over seeds and each run's paired difference to the control (Δ PESQ +0.123 ±
-#     0.045), naming pesq-wb's campaign row: $OUT/table.md; the learning critics' LCC against true PESQ per
-#     epoch (and a warm critic's before and after its warm-up): $OUT/critic_watch.md
+#     0.045), naming pesq-wb's campaign row: $KEEP/table.md (and .csv), to commit; the learning critics'
+#     LCC against true PESQ per epoch (and a warm critic's before and after its warm-up):
+#     $KEEP/critic_watch.md
 # pesq-wb is refit by the campaign, so the bench pins it: the first stage that needs it copies the shipped
 # model's head (config.yaml, best.pt, card; ~100 KB, the encoder is shared) into $KEEP/pesq_wb, and every
 # pesq-wb run reads that copy (--qa-model $KEEP/pesq_wb); the table names its campaign row.
@@ -442,8 +443,8 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
 fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
-    echo "== 7. one table: mean ± sd over seeds, paired differences to the control ($OUT/table.md)"
+    echo "== 7. one table: mean ± sd over seeds, paired differences to the control ($KEEP/table.md)"
     pin_pesq_wb
-    python recipes/bench/se_bench_table.py table "$OUT/scores" --out "$OUT/table" --pesq-wb "$PESQ_WB"
-    python recipes/bench/se_bench_table.py watch "$OUT/runs" --out "$OUT/critic_watch"
+    python recipes/bench/se_bench_table.py table "$OUT/scores" --out "$KEEP/table" --pesq-wb "$PESQ_WB"
+    python recipes/bench/se_bench_table.py watch "$OUT/runs" --out "$KEEP/critic_watch"
 fi
